@@ -1,0 +1,165 @@
+//! Command-line definitions (the "low" layer: what the user typed, no syscalls).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Run a bash script speculatively, out of order and in parallel, with exactly bash's results.
+///
+/// `hs script.sh [ARGS...]` behaves like `bash script.sh [ARGS...]`: same stdout, stderr, exit
+/// status and files. A script hs cannot parse runs unchanged under bash. To run a script whose
+/// name is also a subcommand (`try`, `parse`, ...), write it with a path: `hs ./try`.
+#[derive(Debug, Parser)]
+#[command(name = "hs", version, args_conflicts_with_subcommands = true)]
+#[command(after_help = "Exit status: the script's own, exactly as bash would return it.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Options for running a script (the default mode).
+#[derive(Debug, Args, Default, Clone)]
+pub struct RunArgs {
+    /// Read commands from STRING; the first ARG becomes $0, the rest $1, $2, ...
+    #[arg(short = 'c', value_name = "STRING", help_heading = "Bash options")]
+    pub command_string: Option<OsString>,
+
+    /// Read the script from standard input (runs unchanged under bash)
+    #[arg(short = 's', help_heading = "Bash options")]
+    pub stdin: bool,
+
+    /// Exit on the first failing command (bash -e)
+    #[arg(short = 'e', help_heading = "Bash options")]
+    pub errexit: bool,
+
+    /// Treat unset variables as an error (bash -u)
+    #[arg(short = 'u', help_heading = "Bash options")]
+    pub nounset: bool,
+
+    /// Print commands as they run (bash -x; runs unchanged under bash)
+    #[arg(short = 'x', help_heading = "Bash options")]
+    pub xtrace: bool,
+
+    /// Set a bash option by name (bash -o NAME), e.g. -o pipefail
+    #[arg(short = 'o', value_name = "NAME", help_heading = "Bash options")]
+    pub options: Vec<OsString>,
+
+    /// The bash binary to run [default: bash from PATH]
+    #[arg(long, value_name = "PATH", help_heading = "Bash options")]
+    pub shell: Option<PathBuf>,
+
+    /// Number of speculative runs at once [default: number of CPUs]
+    #[arg(short = 'j', long = "jobs", value_name = "N", help_heading = "Speculation options")]
+    pub jobs: Option<usize>,
+
+    /// Run every command at its turn, without speculation (the overhead baseline)
+    #[arg(long, help_heading = "Speculation options")]
+    pub no_speculate: bool,
+
+    /// Write a JSON report of every unit instance to FILE
+    #[arg(long, value_name = "FILE", help_heading = "Report options")]
+    pub report: Option<PathBuf>,
+
+    /// Write the dependency DAG in Graphviz dot format to FILE
+    #[arg(long, value_name = "FILE", help_heading = "Report options")]
+    pub dag: Option<PathBuf>,
+
+    /// Write an SVG timeline of the run to FILE
+    #[arg(long, value_name = "FILE", help_heading = "Report options")]
+    pub timeline: Option<PathBuf>,
+
+    /// Print one line of statistics on stderr at exit
+    #[arg(long, help_heading = "Report options")]
+    pub stats: bool,
+
+    /// Print hs's own diagnostics on stderr (HS_LOG=debug for more)
+    #[arg(short = 'v', long, help_heading = "Report options")]
+    pub verbose: bool,
+
+    /// The script and its arguments (with -c: $0 and the arguments)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "SCRIPT [ARGS]")]
+    pub args: Vec<OsString>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the units and control-flow structure hs finds in a script, as JSON
+    Parse {
+        /// The script to parse
+        script: PathBuf,
+    },
+    /// Print the instrumented script hs would hand to bash
+    Instrument {
+        /// The script to instrument
+        script: PathBuf,
+    },
+    /// Run one command in a sandbox, show what it changed, and commit or discard it
+    Try(TryArgs),
+    /// Show the changes a kept sandbox holds
+    Summary {
+        /// The sandbox directory (from `hs try -D DIR`)
+        dir: PathBuf,
+        /// Print the change set as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Commit a kept sandbox into the live filesystem
+    Commit {
+        /// The sandbox directory (from `hs try -D DIR`)
+        dir: PathBuf,
+    },
+    /// Start an interactive shell inside a sandbox
+    Explore {
+        /// The sandbox directory (a new temporary one if omitted)
+        dir: Option<PathBuf>,
+    },
+    /// Finish or roll back commits interrupted by a crash
+    Recover,
+    /// Run a command and print what it read and wrote
+    Trace(TraceArgs),
+}
+
+/// Arguments of `hs try`.
+#[derive(Debug, Args)]
+pub struct TryArgs {
+    /// Never commit; only show the changes
+    #[arg(short = 'n', conflicts_with = "yes")]
+    pub no: bool,
+    /// Commit without asking
+    #[arg(short = 'y')]
+    pub yes: bool,
+    /// Keep the sandbox in DIR (reused if it exists)
+    #[arg(short = 'D', value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Allow network access
+    #[arg(long)]
+    pub net: bool,
+    /// Print the sandbox setup plan and exit
+    #[arg(long)]
+    pub plan: bool,
+    /// Run STRING with bash -c instead of an argv
+    #[arg(short = 'c', value_name = "STRING")]
+    pub command_string: Option<OsString>,
+    /// The command and its arguments, run exactly as given
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD [ARGS]")]
+    pub argv: Vec<OsString>,
+}
+
+/// Arguments of `hs trace`.
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Print every access as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Run the command in a sandbox (its writes are discarded)
+    #[arg(long)]
+    pub sandbox: bool,
+    /// The command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "CMD [ARGS]")]
+    pub argv: Vec<OsString>,
+}

@@ -1,0 +1,1 @@
+//! Differential tests: hs vs bash.
