@@ -1,0 +1,240 @@
+//! Starting a traced command: the listener hand-over and the supervisor thread.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::filter::Filter;
+use crate::model::{Flags, Trace};
+use crate::supervisor::Supervisor;
+use crate::sys;
+
+/// Configures and starts traces.
+#[derive(Clone, Debug)]
+pub struct Tracer {
+    filter: Arc<Filter>,
+    grace: Duration,
+}
+
+impl Default for Tracer {
+    fn default() -> Self {
+        Tracer::new()
+    }
+}
+
+impl Tracer {
+    /// A tracer with the default filter ([`Filter::tracing`]) and a 500 ms grace period.
+    pub fn new() -> Tracer {
+        Tracer::with_filter(Filter::tracing())
+    }
+
+    /// A tracer with a custom filter.
+    pub fn with_filter(filter: Filter) -> Tracer {
+        Tracer {
+            filter: Arc::new(filter),
+            grace: Duration::from_millis(500),
+        }
+    }
+
+    /// How long [`Session::finish`] waits, after the traced command exited, for the processes
+    /// it left behind before returning the trace flagged [`Flags::OUTLIVED`].
+    pub fn grace(mut self, grace: Duration) -> Tracer {
+        self.grace = grace;
+        self
+    }
+
+    /// Starts a supervisor that waits for a child to install the filter.
+    ///
+    /// This is the hook for callers that create the child themselves (the sandbox, after its
+    /// namespace setup): call [`ChildHook::install`] in the child as the last step before
+    /// `exec`, then [`Session::finish`] after the child exited (or [`Session::abort`] if it never
+    /// got to `install`). Drop the parent's [`ChildHook`] once the child exists.
+    pub fn start(&self) -> Result<(Session, ChildHook), Error> {
+        let (read, write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Setup {
+                action: "create the listener pipe",
+                source: e.into(),
+            })?;
+        let stop = Arc::new(sys::eventfd().map_err(|source| Error::Setup {
+            action: "create an eventfd",
+            source,
+        })?);
+        let trace = Arc::new(Mutex::new(Trace::new()));
+        let (done_tx, done) = mpsc::channel();
+        let thread = {
+            let (stop, trace) = (Arc::clone(&stop), Arc::clone(&trace));
+            std::thread::Builder::new()
+                .name("hs-trace".into())
+                .spawn(move || {
+                    let r = supervise(read, &stop, trace);
+                    let _ = done_tx.send(());
+                    r
+                })
+                .map_err(|source| Error::Setup {
+                    action: "start the supervisor thread",
+                    source,
+                })?
+        };
+        let session = Session {
+            thread: Some(thread),
+            trace,
+            stop,
+            done,
+            grace: self.grace,
+        };
+        Ok((
+            session,
+            ChildHook {
+                filter: Arc::clone(&self.filter),
+                report: write,
+            },
+        ))
+    }
+
+    /// Spawns `cmd` traced. The filter is installed in a `pre_exec` hook, so it is inherited by
+    /// everything the command starts.
+    pub fn spawn(&self, cmd: &mut Command) -> Result<TracedChild, Error> {
+        let (session, hook) = self.start()?;
+        sys::set_pre_exec(cmd, move || hook.install(None));
+        match cmd.spawn() {
+            Ok(child) => Ok(TracedChild { child, session }),
+            Err(source) => {
+                session.abort();
+                Err(Error::Spawn {
+                    program: cmd.get_program().to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// The child's half of a trace: the compiled filter and the fd to report the listener on.
+#[derive(Debug)]
+pub struct ChildHook {
+    filter: Arc<Filter>,
+    report: OwnedFd,
+}
+
+impl ChildHook {
+    /// Installs the filter in the calling process and hands the listener to the supervisor
+    /// (see [`Filter::install_in_child`]). Async-signal-safe; call it last before `exec`.
+    pub fn install(&self, pid: Option<i32>) -> io::Result<()> {
+        self.filter.install_in_child(self.report.as_raw_fd(), pid)
+    }
+
+    /// The report fd (close-on-exec), for callers that need to keep it open across `clone`.
+    pub fn report_fd(&self) -> RawFd {
+        self.report.as_raw_fd()
+    }
+}
+
+/// A running supervisor.
+#[derive(Debug)]
+pub struct Session {
+    thread: Option<JoinHandle<io::Result<()>>>,
+    trace: Arc<Mutex<Trace>>,
+    stop: Arc<OwnedFd>,
+    done: mpsc::Receiver<()>,
+    grace: Duration,
+}
+
+impl Session {
+    /// Stops a supervisor whose child never installed the filter.
+    pub fn abort(mut self) {
+        let _ = nix::unistd::write(self.stop.as_fd(), &1u64.to_ne_bytes());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// A copy of what has been recorded so far.
+    pub fn snapshot(&self) -> Trace {
+        self.trace.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Returns the trace once every traced process has exited, or after the grace period with
+    /// [`Flags::OUTLIVED`] set (the supervisor then keeps serving the survivors in the
+    /// background). Call it after the traced child exited.
+    pub fn finish(mut self) -> Result<Trace, Error> {
+        match self.done.recv_timeout(self.grace) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let thread = self.thread.take().expect("finish is called once");
+                match thread.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(Error::Supervisor(e)),
+                    Err(_) => return Err(Error::SupervisorPanicked),
+                }
+                let mut t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
+                Ok(std::mem::take(&mut *t))
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let mut t = self.snapshot();
+                t.flag(Flags::OUTLIVED, || {
+                    "processes outlived the traced command".into()
+                });
+                Ok(t)
+            }
+        }
+    }
+}
+
+/// Waits for the child's report, takes its listener, and serves it.
+fn supervise(read: OwnedFd, stop: &OwnedFd, trace: Arc<Mutex<Trace>>) -> io::Result<()> {
+    let rev = sys::poll_in(&[read.as_fd(), stop.as_fd()], -1)?;
+    if rev[0] == 0 {
+        return Ok(()); // aborted
+    }
+    let mut msg = [0u8; 8];
+    File::from(read).read_exact(&mut msg)?;
+    let pid = i32::from_ne_bytes(msg[..4].try_into().expect("4 bytes"));
+    let fd = i32::from_ne_bytes(msg[4..].try_into().expect("4 bytes"));
+    let listener = sys::pidfd_open(pid).and_then(|pidfd| sys::pidfd_getfd(pidfd.as_fd(), fd));
+    let listener = match listener {
+        Ok(l) => l,
+        Err(e) => {
+            // The child is about to block in execve with nobody to answer: do not leave it hung.
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            return Err(e);
+        }
+    };
+    Supervisor::new(listener, trace).run()
+}
+
+/// A command running under the tracer.
+#[derive(Debug)]
+pub struct TracedChild {
+    child: Child,
+    session: Session,
+}
+
+impl TracedChild {
+    /// The child's pid.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The underlying child (for its stdio pipes).
+    pub fn child_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// Waits for the command to exit, then for the trace (see [`Session::finish`]).
+    pub fn wait(mut self) -> Result<(ExitStatus, Trace), Error> {
+        let status = self.child.wait().map_err(Error::Wait)?;
+        let trace = self.session.finish()?;
+        Ok((status, trace))
+    }
+}
+
+/// Spawns `cmd` under a default [`Tracer`].
+pub fn spawn_traced(cmd: &mut Command) -> Result<TracedChild, Error> {
+    Tracer::new().spawn(cmd)
+}

@@ -1,0 +1,805 @@
+//! The supervisor: receives seccomp notifications, decodes path arguments, classifies and
+//! records them, and lets every call continue.
+//!
+//! Order of work for one notification (see the crate docs for why):
+//! 1. `RECV`; read the path strings from the tracee (`process_vm_readv`) and make them absolute
+//!    (`/proc/PID/cwd`, `/proc/PID/fd/N`) — all while the caller is stopped, because its buffers,
+//!    cwd and fd table may change as soon as it runs;
+//! 2. `ID_VALID`: the caller is still stopped in that call, so what we read was its memory;
+//! 3. for calls that change whether their path exists (`O_CREAT`, `mkdir`, `unlink`, `rename`,
+//!    …) resolve and classify now, then `CONTINUE`; for the rest `CONTINUE` first and resolve
+//!    while the tracee runs on. That is sound within the traced tree: any call that could change
+//!    the answer is itself trapped and waits until this one is done.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::sync::{Arc, Mutex};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use crate::model::{Flags, Kinds, Trace};
+use crate::sys::{self, Notif};
+
+/// How to classify one path once we know whether it exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    /// `if_exists` when it exists, `missing` otherwise.
+    Look { if_exists: Kinds, if_missing: Kinds },
+}
+
+/// One path to resolve and record.
+#[derive(Debug)]
+struct Pending {
+    abs: Vec<u8>,
+    follow: bool,
+    class: Class,
+    /// Look for `#!`/ELF interpreters (execve).
+    exec: bool,
+}
+
+const fn look(if_exists: Kinds) -> Class {
+    Class::Look {
+        if_exists,
+        if_missing: Kinds::MISSING,
+    }
+}
+
+/// Maximum path length read from a tracee (PATH_MAX).
+const PATH_MAX: usize = 4096;
+
+pub(crate) struct Supervisor {
+    listener: OwnedFd,
+    trace: Arc<Mutex<Trace>>,
+    pending: Vec<Pending>,
+    scratch: Vec<u8>,
+    /// Pending notification count since the last flush into `trace` (stats).
+    handled: u64,
+    vanished: u64,
+}
+
+impl Supervisor {
+    pub(crate) fn new(listener: OwnedFd, trace: Arc<Mutex<Trace>>) -> Supervisor {
+        Supervisor {
+            listener,
+            trace,
+            pending: Vec::new(),
+            scratch: vec![0; PATH_MAX],
+            handled: 0,
+            vanished: 0,
+        }
+    }
+
+    /// Serves notifications until every process using the filter has exited.
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        if let Err(e) = sys::notif_set_flags(
+            self.listener.as_fd(),
+            sys::SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
+        ) {
+            tracing::debug!("seccomp sync wake-up unavailable ({e}); tracing will be slower");
+        }
+        loop {
+            let fd = self.listener.as_fd();
+            let rev = sys::poll_in(&[fd, fd], -1)?[0];
+            if rev & libc::POLLIN != 0 {
+                match sys::notif_recv(fd) {
+                    Ok(n) => self.handle(&n),
+                    // The caller was interrupted by a signal before we got to it.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                    Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                    Err(e) => return Err(e),
+                }
+            } else if rev & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+                break;
+            }
+        }
+        let mut t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
+        t.stats.notifications += self.handled;
+        t.stats.vanished += self.vanished;
+        Ok(())
+    }
+
+    fn reply(&self, id: u64) {
+        // ENOENT: the caller died or was interrupted meanwhile; nothing to do.
+        let _ = sys::notif_send(self.listener.as_fd(), id, 0);
+    }
+
+    fn handle(&mut self, n: &Notif) {
+        self.handled += 1;
+        debug_assert_eq!(n.arch, crate::filter::ARCH, "the filter kills other ABIs");
+        self.pending.clear();
+        let flag = self.decode(n);
+        let fd = self.listener.as_fd();
+        if !sys::notif_id_valid(fd, n.id) {
+            self.vanished += 1;
+            self.pending.clear();
+            return;
+        }
+        let mut trace_guard = None;
+        if let Some((flag, note)) = flag {
+            let t = trace_guard
+                .get_or_insert_with(|| self.trace.lock().unwrap_or_else(|e| e.into_inner()));
+            t.flag(flag, || note);
+        }
+        let mutating = self.pending.iter().any(|p| match p.class {
+            Class::Look {
+                if_exists,
+                if_missing,
+            } => (if_exists | if_missing).intersects(Kinds::NAMESPACE),
+        });
+        drop(trace_guard);
+        if mutating {
+            self.resolve_all(n.pid);
+            self.reply(n.id);
+        } else {
+            self.reply(n.id);
+            self.resolve_all(n.pid);
+        }
+    }
+
+    fn resolve_all(&mut self, pid: u32) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let mut records: Vec<(Vec<u8>, Kinds)> = Vec::with_capacity(pending.len() + 1);
+        for p in &pending {
+            let (canon, exists) = resolve(&p.abs, p.follow);
+            let Class::Look {
+                if_exists,
+                if_missing,
+            } = p.class;
+            let kinds = if exists { if_exists } else { if_missing };
+            let lexical = normalize(&p.abs);
+            if lexical != canon {
+                // A symlink on the way (or `..` through one): its lookup is an observation.
+                records.push((
+                    lexical,
+                    if exists {
+                        Kinds::EXISTS
+                    } else {
+                        Kinds::MISSING
+                    },
+                ));
+            }
+            if exists && p.exec {
+                interpreters(&canon, pid, &mut records, 0);
+            }
+            records.push((canon, kinds));
+        }
+        self.pending = pending;
+        self.pending.clear();
+        let mut t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
+        for (path, kinds) in records {
+            t.record(&path, kinds);
+        }
+    }
+
+    /// Reads a NUL-terminated string at `addr` in the tracee.
+    fn read_cstr(&mut self, pid: u32, addr: u64) -> Option<Vec<u8>> {
+        if addr == 0 {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut at = addr;
+        while out.len() < PATH_MAX {
+            // Never cross a page boundary in one read: the next page may be unmapped.
+            let to_page_end = 4096 - (at % 4096) as usize;
+            let want = to_page_end.min(PATH_MAX - out.len());
+            let n = sys::read_mem(pid, at, &mut self.scratch[..want]).ok()?;
+            if n == 0 {
+                return None;
+            }
+            let chunk = &self.scratch[..n];
+            if let Some(end) = chunk.iter().position(|&b| b == 0) {
+                out.extend_from_slice(&chunk[..end]);
+                return Some(out);
+            }
+            out.extend_from_slice(chunk);
+            at += n as u64;
+        }
+        None
+    }
+
+    fn read_u64(&mut self, pid: u32, addr: u64) -> Option<u64> {
+        let mut b = [0u8; 8];
+        (sys::read_mem(pid, addr, &mut b).ok()? == 8).then(|| u64::from_ne_bytes(b))
+    }
+
+    fn read_u16(&mut self, pid: u32, addr: u64) -> Option<u16> {
+        let mut b = [0u8; 2];
+        (sys::read_mem(pid, addr, &mut b).ok()? == 2).then(|| u16::from_ne_bytes(b))
+    }
+
+    /// Absolute path of `path` relative to `dirfd` in process `pid`; `empty_ok` handles
+    /// `AT_EMPTY_PATH` (an empty path names `dirfd` itself).
+    fn absolute(&mut self, pid: u32, dirfd: i32, path: &[u8], empty_ok: bool) -> Option<Vec<u8>> {
+        if path.first() == Some(&b'/') {
+            return Some(rewrite_self(pid, path));
+        }
+        if path.is_empty() && !empty_ok {
+            return None;
+        }
+        let base = if dirfd == libc::AT_FDCWD {
+            read_link(format!("/proc/{pid}/cwd"))?
+        } else {
+            fd_path(pid, dirfd)?
+        };
+        if base.first() != Some(&b'/') {
+            return None;
+        }
+        if path.is_empty() {
+            return Some(base);
+        }
+        let mut abs = base;
+        if abs.last() != Some(&b'/') {
+            abs.push(b'/');
+        }
+        abs.extend_from_slice(path);
+        Some(abs)
+    }
+
+    /// Queues the path at `addr` (relative to `dirfd`) for resolution. Returns whether a path
+    /// was queued; a path that cannot be read makes the trace untraceable.
+    fn path(&mut self, n: &Notif, dirfd: u64, addr: u64, flags: PathFlags, class: Class) {
+        let dirfd = dirfd as i32;
+        let path = if addr == 0 {
+            if flags.null_is_fd {
+                Some(Vec::new())
+            } else {
+                None
+            }
+        } else {
+            self.read_cstr(n.pid, addr)
+        };
+        let Some(path) = path else {
+            if addr != 0 {
+                self.untraceable(n, "unreadable path argument");
+            }
+            return;
+        };
+        let empty_ok = flags.empty_path || (addr == 0 && flags.null_is_fd);
+        match self.absolute(n.pid, dirfd, &path, empty_ok) {
+            Some(abs) => self.pending.push(Pending {
+                abs,
+                follow: flags.follow,
+                class,
+                exec: flags.exec,
+            }),
+            None if path.is_empty() && !empty_ok => {}
+            None => self.untraceable(n, "unresolvable directory fd or cwd"),
+        }
+    }
+
+    fn fd(&mut self, n: &Notif, fd: u64, kinds: Kinds) {
+        match fd_path(n.pid, fd as i32) {
+            Some(p) if p.first() == Some(&b'/') => self.pending.push(Pending {
+                abs: p,
+                follow: false,
+                class: look(kinds),
+                exec: false,
+            }),
+            // Pipes, sockets, anonymous inodes: not paths.
+            _ => {}
+        }
+    }
+
+    fn untraceable(&mut self, n: &Notif, why: &str) {
+        let mut t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
+        t.flag(Flags::UNTRACEABLE, || {
+            format!("{why} in syscall {} of pid {}", n.nr, n.pid)
+        });
+    }
+
+    /// Network check on a `sockaddr` at `addr` of length `len`.
+    fn sockaddr(&mut self, n: &Notif, what: &str, addr: u64, len: u64) -> Option<(Flags, String)> {
+        if addr == 0 || len < 2 {
+            return None;
+        }
+        let family = self.read_u16(n.pid, addr)?;
+        // AF_UNIX is local IPC; AF_NETLINK is how libc asks the kernel about interfaces;
+        // AF_UNSPEC disconnects a datagram socket.
+        match i32::from(family) {
+            libc::AF_UNIX | libc::AF_NETLINK | libc::AF_UNSPEC => None,
+            f => Some((
+                Flags::NETWORK,
+                format!("{what} with address family {f} by pid {}", n.pid),
+            )),
+        }
+    }
+
+    /// Decodes one notification into `self.pending`; returns a flag to raise.
+    #[allow(non_upper_case_globals)]
+    fn decode(&mut self, n: &Notif) -> Option<(Flags, String)> {
+        use libc::*;
+        let a = n.args;
+        const CWD: u64 = AT_FDCWD as u64;
+        let fl = PathFlags::default();
+        let nofollow = PathFlags {
+            follow: false,
+            ..fl
+        };
+        let at = |flags: u64, follow_bit: Option<i32>, nofollow_bit: Option<i32>| PathFlags {
+            follow: match (follow_bit, nofollow_bit) {
+                (Some(b), _) => flags & b as u64 != 0,
+                (_, Some(b)) => flags & b as u64 == 0,
+                _ => true,
+            },
+            empty_path: flags & AT_EMPTY_PATH as u64 != 0,
+            ..fl
+        };
+        let stat = look(Kinds::STAT);
+        let meta = look(Kinds::SET_META);
+        let create = Class::Look {
+            if_exists: Kinds::EXISTS,
+            if_missing: Kinds::CREATE,
+        };
+        let delete = look(Kinds::DELETE);
+        match n.nr {
+            SYS_open => self.open(n, CWD, a[0], a[1]),
+            SYS_openat => self.open(n, a[0], a[1], a[2]),
+            SYS_creat => self.open(n, CWD, a[0], (O_CREAT | O_WRONLY | O_TRUNC) as u64),
+            SYS_openat2 => match self.read_u64(n.pid, a[2]) {
+                Some(flags) => self.open(n, a[0], a[1], flags),
+                None => self.untraceable(n, "unreadable open_how"),
+            },
+            SYS_stat | SYS_statfs => self.path(n, CWD, a[0], fl, stat),
+            SYS_lstat => self.path(n, CWD, a[0], nofollow, stat),
+            SYS_newfstatat => self.path(
+                n,
+                a[0],
+                a[1],
+                at(a[3], None, Some(AT_SYMLINK_NOFOLLOW)),
+                stat,
+            ),
+            SYS_statx => self.path(
+                n,
+                a[0],
+                a[1],
+                at(a[2], None, Some(AT_SYMLINK_NOFOLLOW)),
+                stat,
+            ),
+            SYS_access => self.path(n, CWD, a[0], fl, stat),
+            SYS_faccessat => self.path(n, a[0], a[1], fl, stat),
+            SYS_faccessat2 => self.path(
+                n,
+                a[0],
+                a[1],
+                at(a[3], None, Some(AT_SYMLINK_NOFOLLOW)),
+                stat,
+            ),
+            SYS_readlink => self.path(n, CWD, a[0], nofollow, look(Kinds::READ)),
+            SYS_readlinkat => self.path(
+                n,
+                a[0],
+                a[1],
+                PathFlags {
+                    follow: false,
+                    empty_path: true,
+                    ..fl
+                },
+                look(Kinds::READ),
+            ),
+            SYS_getdents | SYS_getdents64 => self.fd(n, a[0], Kinds::LIST),
+            SYS_execve => self.path(
+                n,
+                CWD,
+                a[0],
+                PathFlags { exec: true, ..fl },
+                look(Kinds::EXEC),
+            ),
+            SYS_execveat => self.path(
+                n,
+                a[0],
+                a[1],
+                PathFlags {
+                    exec: true,
+                    ..at(a[4], None, Some(AT_SYMLINK_NOFOLLOW))
+                },
+                look(Kinds::EXEC),
+            ),
+            SYS_rename => self.rename(n, CWD, a[0], CWD, a[1], 0),
+            SYS_renameat => self.rename(n, a[0], a[1], a[2], a[3], 0),
+            SYS_renameat2 => self.rename(n, a[0], a[1], a[2], a[3], a[4]),
+            SYS_unlink | SYS_rmdir => self.path(n, CWD, a[0], nofollow, delete),
+            SYS_unlinkat => self.path(n, a[0], a[1], nofollow, delete),
+            SYS_mkdir | SYS_mknod => self.path(n, CWD, a[0], nofollow, create),
+            SYS_mkdirat | SYS_mknodat => self.path(n, a[0], a[1], nofollow, create),
+            SYS_link => {
+                self.path(
+                    n,
+                    CWD,
+                    a[0],
+                    nofollow,
+                    look(Kinds::EXISTS | Kinds::SET_META),
+                );
+                self.path(n, CWD, a[1], nofollow, create);
+            }
+            SYS_linkat => {
+                let old = at(a[4], Some(AT_SYMLINK_FOLLOW), None);
+                self.path(n, a[0], a[1], old, look(Kinds::EXISTS | Kinds::SET_META));
+                self.path(n, a[2], a[3], nofollow, create);
+            }
+            SYS_symlink => self.path(n, CWD, a[1], nofollow, create),
+            SYS_symlinkat => self.path(n, a[1], a[2], nofollow, create),
+            SYS_truncate => {
+                let k = if a[1] == 0 {
+                    Kinds::WRITE_TRUNC
+                } else {
+                    Kinds::WRITE
+                };
+                self.path(n, CWD, a[0], fl, look(k))
+            }
+            SYS_chmod | SYS_chown | SYS_utime | SYS_utimes | SYS_setxattr | SYS_removexattr => {
+                self.path(n, CWD, a[0], fl, meta)
+            }
+            SYS_lchown | SYS_lsetxattr | SYS_lremovexattr => {
+                self.path(n, CWD, a[0], nofollow, meta)
+            }
+            SYS_getxattr | SYS_listxattr => self.path(n, CWD, a[0], fl, stat),
+            SYS_lgetxattr | SYS_llistxattr => self.path(n, CWD, a[0], nofollow, stat),
+            SYS_fchmod | SYS_fchown | SYS_fsetxattr | SYS_fremovexattr => {
+                self.fd(n, a[0], Kinds::SET_META)
+            }
+            SYS_fchmodat => self.path(n, a[0], a[1], fl, meta),
+            SYS_fchmodat2 => self.path(
+                n,
+                a[0],
+                a[1],
+                at(a[3], None, Some(AT_SYMLINK_NOFOLLOW)),
+                meta,
+            ),
+            SYS_fchownat => self.path(
+                n,
+                a[0],
+                a[1],
+                at(a[4], None, Some(AT_SYMLINK_NOFOLLOW)),
+                meta,
+            ),
+            SYS_utimensat => {
+                let f = PathFlags {
+                    null_is_fd: true,
+                    ..at(a[3], None, Some(AT_SYMLINK_NOFOLLOW))
+                };
+                self.path(n, a[0], a[1], f, meta)
+            }
+            SYS_futimesat => self.path(
+                n,
+                a[0],
+                a[1],
+                PathFlags {
+                    null_is_fd: true,
+                    ..fl
+                },
+                meta,
+            ),
+            crate::filter::SYS_GETXATTRAT | crate::filter::SYS_LISTXATTRAT => self.path(
+                n,
+                a[0],
+                a[1],
+                at(a[2], None, Some(AT_SYMLINK_NOFOLLOW)),
+                stat,
+            ),
+            crate::filter::SYS_SETXATTRAT | crate::filter::SYS_REMOVEXATTRAT => self.path(
+                n,
+                a[0],
+                a[1],
+                at(a[2], None, Some(AT_SYMLINK_NOFOLLOW)),
+                meta,
+            ),
+            SYS_chdir => self.path(n, CWD, a[0], fl, look(Kinds::EXISTS)),
+            SYS_chroot => {
+                self.path(n, CWD, a[0], fl, look(Kinds::EXISTS));
+                return Some((Flags::ESCAPE, format!("chroot by pid {}", n.pid)));
+            }
+            SYS_name_to_handle_at => {
+                self.path(n, a[0], a[1], at(a[4], Some(AT_SYMLINK_FOLLOW), None), stat)
+            }
+            SYS_unshare => {
+                let harmless = (CLONE_FILES | CLONE_FS | CLONE_SYSVSEM) as u64;
+                if a[0] & !harmless != 0 {
+                    return Some((
+                        Flags::ESCAPE,
+                        format!("unshare({:#x}) by pid {}", a[0], n.pid),
+                    ));
+                }
+            }
+            SYS_open_by_handle_at
+            | SYS_mount
+            | SYS_umount2
+            | SYS_pivot_root
+            | SYS_setns
+            | SYS_fsopen
+            | SYS_fsmount
+            | SYS_move_mount
+            | SYS_open_tree => {
+                return Some((Flags::ESCAPE, format!("syscall {} by pid {}", n.nr, n.pid)));
+            }
+            SYS_connect => return self.sockaddr(n, "connect", a[1], a[2]),
+            SYS_bind => return self.sockaddr(n, "bind", a[1], a[2]),
+            SYS_sendto => return self.sockaddr(n, "sendto", a[4], a[5]),
+            SYS_sendmsg | SYS_sendmmsg => {
+                // struct msghdr starts with msg_name (pointer) and msg_namelen (u32); an mmsghdr
+                // starts with a msghdr. Only the first message of sendmmsg is checked.
+                let name = self.read_u64(n.pid, a[1])?;
+                let len = self.read_u64(n.pid, a[1] + 8)? & 0xffff_ffff;
+                return self.sockaddr(n, "sendmsg", name, len);
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn open(&mut self, n: &Notif, dirfd: u64, addr: u64, flags: u64) {
+        let flags = flags as i32;
+        let excl = flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0;
+        let follow = flags & libc::O_NOFOLLOW == 0 && !excl;
+        let acc = flags & libc::O_ACCMODE;
+        let trunc = flags & libc::O_TRUNC != 0;
+        let if_exists = if flags & libc::O_PATH != 0 {
+            Kinds::EXISTS
+        } else if excl {
+            Kinds::EXISTS
+        } else if acc == libc::O_RDONLY {
+            if flags & libc::O_DIRECTORY != 0 {
+                Kinds::EXISTS
+            } else {
+                Kinds::READ
+            }
+        } else if trunc {
+            Kinds::WRITE_TRUNC
+        } else {
+            Kinds::WRITE
+        };
+        let if_missing = if flags & libc::O_CREAT != 0 {
+            Kinds::CREATE
+        } else {
+            Kinds::MISSING
+        };
+        let pf = PathFlags {
+            follow,
+            ..PathFlags::default()
+        };
+        self.path(
+            n,
+            dirfd,
+            addr,
+            pf,
+            Class::Look {
+                if_exists,
+                if_missing,
+            },
+        );
+    }
+
+    fn rename(&mut self, n: &Notif, ofd: u64, old: u64, nfd: u64, new: u64, flags: u64) {
+        let nofollow = PathFlags {
+            follow: false,
+            ..PathFlags::default()
+        };
+        let exchange = flags & libc::RENAME_EXCHANGE as u64 != 0;
+        let both = Kinds::RENAME_FROM | Kinds::RENAME_TO;
+        let src = Class::Look {
+            if_exists: if exchange { both } else { Kinds::RENAME_FROM },
+            if_missing: Kinds::MISSING,
+        };
+        let dst = Class::Look {
+            if_exists: if exchange { both } else { Kinds::RENAME_TO },
+            if_missing: Kinds::RENAME_TO,
+        };
+        self.path(n, ofd, old, nofollow, src);
+        self.path(n, nfd, new, nofollow, dst);
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PathFlags {
+    follow: bool,
+    empty_path: bool,
+    null_is_fd: bool,
+    exec: bool,
+}
+
+impl Default for PathFlags {
+    fn default() -> Self {
+        PathFlags {
+            follow: true,
+            empty_path: false,
+            null_is_fd: false,
+            exec: false,
+        }
+    }
+}
+
+fn read_link(path: String) -> Option<Vec<u8>> {
+    nix::fcntl::readlink(path.as_str())
+        .ok()
+        .map(OsString::into_vec)
+}
+
+fn fd_path(pid: u32, fd: i32) -> Option<Vec<u8>> {
+    read_link(format!("/proc/{pid}/fd/{fd}"))
+}
+
+/// `/proc/self`, `/proc/thread-self` and `/dev/fd` name the caller; rewrite them to its pid so
+/// that the supervisor resolves them in the tracee rather than in itself.
+fn rewrite_self(pid: u32, path: &[u8]) -> Vec<u8> {
+    const PREFIXES: &[(&[u8], &str)] = &[
+        (b"/proc/self", ""),
+        (b"/proc/thread-self", ""),
+        (b"/dev/fd", "/fd"),
+        (b"/dev/stdin", "/fd/0"),
+        (b"/dev/stdout", "/fd/1"),
+        (b"/dev/stderr", "/fd/2"),
+    ];
+    for (prefix, repl) in PREFIXES {
+        if path.starts_with(prefix) && matches!(path.get(prefix.len()), None | Some(b'/')) {
+            let mut out = format!("/proc/{pid}{repl}").into_bytes();
+            out.extend_from_slice(&path[prefix.len()..]);
+            return out;
+        }
+    }
+    path.to_vec()
+}
+
+/// Removes empty and `.` components and resolves `..` lexically.
+pub(crate) fn normalize(path: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in path.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let mut out = Vec::with_capacity(path.len());
+    for p in &parts {
+        out.push(b'/');
+        out.extend_from_slice(p);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
+fn open_path(path: &[u8], follow: bool, dir: bool) -> nix::Result<OwnedFd> {
+    let mut flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
+    if !follow {
+        flags |= OFlag::O_NOFOLLOW;
+    }
+    if dir {
+        flags |= OFlag::O_DIRECTORY;
+    }
+    nix::fcntl::open(path, flags, Mode::empty())
+}
+
+fn canonical_of(fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Resolves `abs` in the supervisor's view of the filesystem: the canonical path (symlinks
+/// resolved; for a missing path, its parent's canonical path plus the last name) and whether
+/// it exists.
+pub(crate) fn resolve(abs: &[u8], follow: bool) -> (Vec<u8>, bool) {
+    match open_path(abs, follow, false) {
+        Ok(fd) => match canonical_of(fd.as_fd()) {
+            Some(c) if c.first() == Some(&b'/') => (c, true),
+            _ => (normalize(abs), true),
+        },
+        Err(_) => {
+            let lexical = normalize(abs);
+            let Some(slash) = lexical.iter().rposition(|&b| b == b'/') else {
+                return (lexical, false);
+            };
+            let (parent, name) = (&lexical[..slash.max(1)], &lexical[slash + 1..]);
+            let parent_canon = open_path(parent, true, true)
+                .ok()
+                .and_then(|fd| canonical_of(fd.as_fd()))
+                .filter(|c| c.first() == Some(&b'/'));
+            match parent_canon {
+                Some(mut c) if !name.is_empty() => {
+                    if c.last() != Some(&b'/') {
+                        c.push(b'/');
+                    }
+                    c.extend_from_slice(name);
+                    (c, false)
+                }
+                _ => (lexical, false),
+            }
+        }
+    }
+}
+
+/// Records the `#!` and ELF (`PT_INTERP`) interpreters the kernel opens for `exec` of `path`
+/// without a syscall of the tracee.
+fn interpreters(path: &[u8], pid: u32, out: &mut Vec<(Vec<u8>, Kinds)>, depth: u32) {
+    use std::os::unix::fs::FileExt;
+    if depth > 4 {
+        return;
+    }
+    let Ok(file) = std::fs::File::open(std::ffi::OsStr::from_bytes(path)) else {
+        return;
+    };
+    let mut head = [0u8; 256];
+    let Ok(n) = file.read_at(&mut head, 0) else {
+        return;
+    };
+    let head = &head[..n];
+    let interp: Option<Vec<u8>> = if head.starts_with(b"#!") {
+        let line = &head[2..];
+        let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+        let start = line
+            .iter()
+            .position(|&b| b != b' ' && b != b'\t')
+            .unwrap_or(line.len());
+        let rest = &line[start..];
+        let end = rest
+            .iter()
+            .position(|&b| b == b' ' || b == b'\t')
+            .unwrap_or(rest.len());
+        Some(rest[..end].to_vec()).filter(|p| !p.is_empty())
+    } else if head.len() >= 64 && head.starts_with(b"\x7fELF\x02\x01") {
+        let u16_at = |o: usize| u16::from_le_bytes([head[o], head[o + 1]]) as u64;
+        let u64_at =
+            |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+        let phoff = u64_at(head, 0x20);
+        let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38).min(64));
+        let mut found = None;
+        let mut ph = [0u8; 56];
+        for i in 0..phnum {
+            if phentsize < 56 || file.read_exact_at(&mut ph, phoff + i * phentsize).is_err() {
+                break;
+            }
+            if u32::from_le_bytes(ph[0..4].try_into().expect("4 bytes")) == 3 {
+                let (off, size) = (u64_at(&ph, 8), u64_at(&ph, 32).min(PATH_MAX as u64));
+                let mut name = vec![0u8; size as usize];
+                if file.read_exact_at(&mut name, off).is_ok() {
+                    if let Some(end) = name.iter().position(|&b| b == 0) {
+                        name.truncate(end);
+                    }
+                    found = Some(name);
+                }
+                break;
+            }
+        }
+        found
+    } else {
+        None
+    };
+    let Some(interp) = interp else { return };
+    let abs = if interp.first() == Some(&b'/') {
+        interp
+    } else {
+        // A relative interpreter is looked up from the caller's cwd.
+        let Some(mut cwd) = read_link(format!("/proc/{pid}/cwd")) else {
+            return;
+        };
+        cwd.push(b'/');
+        cwd.extend_from_slice(&interp);
+        cwd
+    };
+    let (canon, exists) = resolve(&abs, true);
+    let lexical = normalize(&abs);
+    if lexical != canon {
+        out.push((
+            lexical,
+            if exists {
+                Kinds::EXISTS
+            } else {
+                Kinds::MISSING
+            },
+        ));
+    }
+    if exists {
+        interpreters(&canon, pid, out, depth + 1);
+        out.push((canon, Kinds::EXEC));
+    } else {
+        out.push((canon, Kinds::MISSING));
+    }
+}
