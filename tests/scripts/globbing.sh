@@ -8,7 +8,9 @@ shopt -s nullglob; echo "null: [" *.none "]"; shopt -u nullglob
 echo *
 shopt -s dotglob; echo *; shopt -u dotglob
 shopt -s globstar; echo **/*.txt; shopt -u globstar
-shopt -s extglob; echo !(*.txt); echo @(a|c).*; shopt -u extglob
+shopt -s extglob
+echo !(*.txt); echo @(a|c).*
+shopt -u extglob
 for f in *.txt; do mv "$f" "${f%.txt}.md"; done
 ls
 set -f; echo *.md; set +f

@@ -1,0 +1,141 @@
+//! Corpus test: the 40 third-party scripts of `shared/corpus` run under bash and under hs, and
+//! `run_corpus.sh --compare` must report every entry the same (stdout, stderr, exit status and
+//! final files).
+//!
+//! The corpus is looked up in `$HS_CORPUS`, else in `../shared/corpus` beside the repository
+//! (where CI clones it). When it is absent the test prints a note and passes.
+//!
+//! Knobs: `HS_BIN` runs another binary instead of the `hs` cargo built; `HS_CORPUS_ARGS` adds
+//! options to the hs command line (split on blanks, e.g. `--no-speculate`); `SCALE` is passed
+//! to the corpus setups as usual. The work root is private to the test run and removed when the
+//! test passes (kept, with the per-entry outputs, when it fails).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn corpus_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("HS_CORPUS") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"),
+    };
+    dir.join("run_corpus.sh")
+        .is_file()
+        .then(|| dir.canonicalize().unwrap())
+}
+
+fn hs_bin() -> OsString {
+    std::env::var_os("HS_BIN").unwrap_or_else(|| OsString::from(env!("CARGO_BIN_EXE_hs")))
+}
+
+/// Runs `run_corpus.sh` with `args`, returning its stdout; panics on a failure to start.
+fn run_corpus(script: &Path, args: &[OsString]) -> (bool, String) {
+    let out = Command::new("bash")
+        .arg(script)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// For one entry that differs, the first lines of `diff -u` of its kept outputs.
+fn entry_diff(root: &Path, entry: &str) -> String {
+    let key = entry.replace('/', "__");
+    let mut s = String::new();
+    for ext in ["stdout", "stderr", "state"] {
+        let a = root.join("bash.results").join(format!("{key}.{ext}"));
+        let b = root.join("hs.results").join(format!("{key}.{ext}"));
+        let Ok(out) = Command::new("diff").arg("-u").arg(&a).arg(&b).output() else {
+            continue;
+        };
+        if out.stdout.is_empty() {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        s.push_str(&format!("--- {entry}: {ext} (bash vs hs) ---\n```\n"));
+        for l in lines.iter().take(40) {
+            s.push_str(&l[..l.len().min(300)]);
+            s.push('\n');
+        }
+        if lines.len() > 40 {
+            s.push_str(&format!("... ({} more diff lines)\n", lines.len() - 40));
+        }
+        s.push_str("```\n");
+    }
+    s
+}
+
+#[test]
+fn corpus_matches_bash() {
+    let Some(corpus) = corpus_dir() else {
+        eprintln!(
+            "note: corpus test skipped: no run_corpus.sh in $HS_CORPUS or ../shared/corpus \
+             beside the repository"
+        );
+        return;
+    };
+    let script = corpus.join("run_corpus.sh");
+    let root = std::env::temp_dir().join(format!("hs-corpus-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let p = |name: &str| OsString::from(root.join(name));
+
+    let (ok, list) = run_corpus(&script, &["--list".into()]);
+    assert!(ok, "run_corpus.sh --list failed:\n{list}");
+    let entries = list.lines().filter(|l| !l.trim().is_empty()).count();
+    assert!(
+        entries >= 40,
+        "expected at least 40 corpus entries, found {entries}:\n{list}"
+    );
+
+    let common = |tag: &str| -> Vec<OsString> {
+        vec![
+            "-w".into(),
+            p("work"),
+            "-r".into(),
+            p(&format!("{tag}.results")),
+            "-o".into(),
+            p(&format!("{tag}.tsv")),
+        ]
+    };
+    let (_, bash_log) = run_corpus(&script, &common("bash"));
+    let mut hs_args = common("hs");
+    hs_args.push(hs_bin());
+    if let Some(extra) = std::env::var_os("HS_CORPUS_ARGS") {
+        hs_args.extend(
+            extra
+                .to_string_lossy()
+                .split_whitespace()
+                .map(OsString::from),
+        );
+    }
+    let (_, hs_log) = run_corpus(&script, &hs_args);
+    let (same, table) = run_corpus(&script, &["--compare".into(), p("bash.tsv"), p("hs.tsv")]);
+    eprintln!("{table}");
+
+    let want = format!("{entries} passed, 0 failed");
+    if same && table.lines().any(|l| l.trim() == want) {
+        let _ = std::fs::remove_dir_all(&root);
+        return;
+    }
+    let mut report = format!(
+        "\n#################### corpus differs from bash ####################\n\
+         expected \"{want}\"; kept {}\n\n{table}\n",
+        root.display()
+    );
+    for line in table
+        .lines()
+        .filter(|l| l.contains("DIFF") || l.contains("MISSING"))
+    {
+        let entry = line.split_whitespace().next().unwrap_or("");
+        report.push_str(&entry_diff(&root, entry));
+    }
+    report.push_str(&format!(
+        "\nbash run log:\n{bash_log}\nhs run log:\n{hs_log}\n"
+    ));
+    panic!("{report}");
+}
