@@ -1,1 +1,46 @@
-fn main() {}
+//! hs benchmarks: each subcommand measures one thing and reports it as ratios against bash,
+//! measured in the same run (DESIGN §5).
+//!
+//! ```text
+//! cargo run -p benchmarks --release -- overhead [--runs N] [--json FILE] ...
+//! ```
+//!
+//! Every subcommand lives in its own module with a `main(args) -> anyhow::Result<()>`; adding one
+//! is a `mod` line and a match arm below.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+mod overhead;
+
+const USAGE: &str = "\
+usage: benchmarks SUBCOMMAND [OPTIONS]
+
+subcommands:
+  overhead    cost of hs's gates with speculation off: 2,000 /bin/true calls and the corpus,
+              hs --no-speculate vs bash (see `benchmarks overhead --help`)
+";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    let sub = args.next().unwrap_or_default();
+    let rest: Vec<OsString> = args.collect();
+    let result = match sub.to_str().unwrap_or("") {
+        "overhead" => overhead::main(rest),
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        other => {
+            eprint!("benchmarks: unknown subcommand {other:?}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("benchmarks: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
