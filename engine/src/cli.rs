@@ -53,7 +53,12 @@ pub struct RunArgs {
     pub shell: Option<PathBuf>,
 
     /// Number of speculative runs at once [default: number of CPUs]
-    #[arg(short = 'j', long = "jobs", value_name = "N", help_heading = "Speculation options")]
+    #[arg(
+        short = 'j',
+        long = "jobs",
+        value_name = "N",
+        help_heading = "Speculation options"
+    )]
     pub jobs: Option<usize>,
 
     /// Run every command at its turn, without speculation (the overhead baseline)
@@ -81,7 +86,11 @@ pub struct RunArgs {
     pub verbose: bool,
 
     /// The script and its arguments (with -c: $0 and the arguments)
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "SCRIPT [ARGS]")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "SCRIPT [ARGS]"
+    )]
     pub args: Vec<OsString>,
 }
 
@@ -122,6 +131,24 @@ pub enum Command {
     Recover,
     /// Run a command and print what it read and wrote
     Trace(TraceArgs),
+    /// Internal: the gate server that a running script talks to
+    #[command(name = "__serve", hide = true)]
+    Serve(ServeArgs),
+}
+
+/// Arguments of the internal gate server (`hs __serve`), passed by `hs` itself.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The pid of the bash process the gates come from.
+    #[arg(long)]
+    pub main_pid: i32,
+    /// Inherited fds: request pipe read end, request pipe write end, reply pipe read end,
+    /// reply pipe write end, then files bash opens through /proc (script, shim).
+    #[arg(long, value_delimiter = ',')]
+    pub fds: Vec<i32>,
+    /// Options of the run.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Arguments of `hs try`.
@@ -146,7 +173,11 @@ pub struct TryArgs {
     #[arg(short = 'c', value_name = "STRING")]
     pub command_string: Option<OsString>,
     /// The command and its arguments, run exactly as given
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD [ARGS]")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD [ARGS]"
+    )]
     pub argv: Vec<OsString>,
 }
 
@@ -160,6 +191,11 @@ pub struct TraceArgs {
     #[arg(long)]
     pub sandbox: bool,
     /// The command and its arguments
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "CMD [ARGS]")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "CMD [ARGS]"
+    )]
     pub argv: Vec<OsString>,
 }

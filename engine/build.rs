@@ -1,0 +1,22 @@
+//! Builds the preload shim (shim/hs_shim.c) that hs embeds and hands to bash.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn main() {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let so = out.join("hs_shim.so");
+    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    println!("cargo:rerun-if-changed=shim/hs_shim.c");
+    println!("cargo:rerun-if-env-changed=CC");
+    let status = Command::new(&cc)
+        .args([
+            "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o",
+        ])
+        .arg(&so)
+        .arg("shim/hs_shim.c")
+        .arg("-ldl")
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler {cc:?} for shim/hs_shim.c: {e}"));
+    assert!(status.success(), "compiling shim/hs_shim.c failed");
+}

@@ -1,0 +1,128 @@
+/* hs_shim: preloaded into the real bash by `hs`, and only into it.
+ *
+ * 1. The first open() of the script path ($__HS_SCRIPT) opens the instrumented copy
+ *    ($__HS_SOURCE, a memfd of the hs server seen through /proc) instead, so bash keeps the
+ *    user's path for $0, BASH_SOURCE and its error messages.
+ * 2. When the main bash process exits, it tells the hs server and waits until the server is
+ *    done (reports written, sandboxes cleaned up), so whoever ran `hs` sees a finished run.
+ *
+ * The constructor removes every variable hs added (and restores LD_PRELOAD) before bash reads
+ * its environment, so nothing bash runs can see them. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static char *hs_script, *hs_source, *hs_request, *hs_reply;
+static pid_t hs_main;
+
+extern char **environ;
+
+/* bash defines its own getenv/setenv/unsetenv, which shadow libc's and do not work this early,
+ * so the environment is read and edited here directly, in place. */
+static char *find(const char *name) {
+    size_t len = strlen(name);
+    for (char **e = environ; e && *e; e++)
+        if (strncmp(*e, name, len) == 0 && (*e)[len] == '=')
+            return *e + len + 1;
+    return NULL;
+}
+
+static void drop(const char *name) {
+    size_t len = strlen(name);
+    char **out = environ;
+    for (char **e = environ; e && *e; e++)
+        if (!(strncmp(*e, name, len) == 0 && (*e)[len] == '='))
+            *out++ = *e;
+    if (out)
+        *out = NULL;
+}
+
+static char *take(const char *name) {
+    const char *v = find(name);
+    char *copy = v ? strdup(v) : NULL;
+    drop(name);
+    return copy;
+}
+
+__attribute__((constructor)) static void hs_init(void) {
+    char *orig = take("__HS_LD_PRELOAD");
+    /* Put the user's own LD_PRELOAD back in place of ours, or remove ours. */
+    for (char **e = environ; orig && e && *e; e++)
+        if (strncmp(*e, "LD_PRELOAD=", 11) == 0) {
+            size_t n = strlen(orig) + 12;
+            char *v = malloc(n);
+            if (v) {
+                snprintf(v, n, "LD_PRELOAD=%s", orig);
+                *e = v;
+            }
+        }
+    if (!orig)
+        drop("LD_PRELOAD");
+    free(orig);
+    hs_script = take("__HS_SCRIPT");
+    hs_source = take("__HS_SOURCE");
+    hs_request = take("__HS_REQUEST");
+    hs_reply = take("__HS_REPLY");
+    hs_main = getpid();
+}
+
+static const char *hs_redirect(const char *path) {
+    if (hs_script && path && strcmp(path, hs_script) == 0) {
+        free(hs_script);
+        hs_script = NULL;
+        return hs_source;
+    }
+    return path;
+}
+
+typedef int (*open_fn)(const char *, int, ...);
+
+static int hs_open(const char *sym, const char *path, int flags, va_list ap) {
+    mode_t mode = 0;
+    if (flags & (O_CREAT | O_TMPFILE))
+        mode = va_arg(ap, mode_t);
+    open_fn real = (open_fn)dlsym(RTLD_NEXT, sym);
+    return real(hs_redirect(path), flags, mode);
+}
+
+int open(const char *path, int flags, ...) {
+    va_list ap;
+    va_start(ap, flags);
+    int fd = hs_open("open", path, flags, ap);
+    va_end(ap);
+    return fd;
+}
+
+int open64(const char *path, int flags, ...) {
+    va_list ap;
+    va_start(ap, flags);
+    int fd = hs_open("open64", path, flags, ap);
+    va_end(ap);
+    return fd;
+}
+
+__attribute__((destructor)) static void hs_fini(void) {
+    if (!hs_request || !hs_reply || getpid() != hs_main)
+        return;
+    int q = open(hs_request, O_WRONLY | O_CLOEXEC);
+    if (q < 0)
+        return;
+    char msg[32];
+    int n = snprintf(msg, sizeof msg, "x %d\n", (int)hs_main);
+    ssize_t w = write(q, msg, (size_t)n);
+    close(q);
+    if (w != n)
+        return;
+    int a = open(hs_reply, O_RDONLY | O_CLOEXEC);
+    if (a < 0)
+        return;
+    char c;
+    while (read(a, &c, 1) == 1 && c != '\n')
+        ;
+    close(a);
+}

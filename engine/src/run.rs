@@ -1,0 +1,239 @@
+//! Running a script: decide how to invoke bash, start the gate server, become bash.
+//!
+//! `hs script.sh args…` ends by exec'ing `bash script.sh args…` in its own process, so the
+//! script gets hs's pid, parent, signals and exit status exactly as under bash. Before that it
+//! starts the gate server (`hs __serve`) as a child that outlives the exec, and preloads a
+//! small shim into bash that makes bash read the instrumented copy of the script when it opens
+//! the user's path. Anything hs cannot handle runs as plain bash.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::Context;
+use nix::fcntl::OFlag;
+use nix::sys::memfd::{MFdFlags, memfd_create};
+
+use crate::cli::RunArgs;
+
+/// The shim preloaded into bash (built from shim/hs_shim.c by build.rs).
+static SHIM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hs_shim.so"));
+
+/// Bash's limit on one argument (MAX_ARG_STRLEN is 32 pages); `-c` strings must fit.
+const MAX_ARG: usize = 128 * 1024 - 1;
+
+/// What bash will be given.
+enum Input {
+    /// `bash [flags] script args…`, reading the instrumented text in place of the script.
+    Script { path: OsString, text: Vec<u8> },
+    /// `bash [flags] -c text args…`.
+    String { text: Vec<u8> },
+}
+
+/// Runs the script described by `args`. Returns only if bash could not be started.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let shell = find_shell(args.shell.as_deref())?;
+    let mut flags: Vec<OsString> = Vec::new();
+    if args.errexit {
+        flags.push("-e".into());
+    }
+    if args.nounset {
+        flags.push("-u".into());
+    }
+    if args.xtrace {
+        flags.push("-x".into());
+    }
+    for o in &args.options {
+        flags.push("-o".into());
+        flags.push(o.clone());
+    }
+    let plain = |why: &str| -> anyhow::Result<ExitCode> {
+        tracing::debug!("running unchanged under bash: {why}");
+        let mut cmd = bash(&shell);
+        cmd.args(&flags);
+        if args.stdin {
+            cmd.arg("-s");
+        }
+        if let Some(s) = &args.command_string {
+            cmd.arg("-c").arg(s);
+        }
+        cmd.args(&args.args);
+        Err(cmd.exec()).with_context(|| format!("cannot run {}", shell.display()))
+    };
+    if args.xtrace {
+        return plain("-x shows every command");
+    }
+    let (input, rest) = if let Some(s) = &args.command_string {
+        let text = s.as_bytes().to_vec();
+        match prepare(&text) {
+            Ok(text) if text.len() <= MAX_ARG => (Input::String { text }, &args.args[..]),
+            Ok(_) => return plain("instrumented -c string too long for one argument"),
+            Err(why) => return plain(&why),
+        }
+    } else if args.stdin || args.args.is_empty() {
+        return plain("script on standard input");
+    } else {
+        let path = args.args[0].clone();
+        let as_path = Path::new(&path);
+        if !path.as_bytes().contains(&b'/') && !as_path.exists() {
+            return plain("script is looked up in PATH");
+        }
+        let bytes = match std::fs::read(as_path) {
+            Ok(b) => b,
+            Err(e) => return plain(&format!("cannot read script: {e}")),
+        };
+        match prepare(&bytes) {
+            Ok(text) => (Input::Script { path, text }, &args.args[1..]),
+            Err(why) => return plain(&why),
+        }
+    };
+    match start(&shell, &flags, input, rest, &args) {
+        Ok(never) => match never {},
+        Err(e) => {
+            tracing::debug!("cannot start hs machinery ({e:#}); running plain bash");
+            plain("hs could not start its gate server")
+        }
+    }
+}
+
+/// Parses and instruments a script; `Err(reason)` means: run it unchanged.
+fn prepare(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let script = parser::parse(bytes).map_err(|e| format!("parse failed: {e}"))?;
+    if let Some(why) = &script.unsupported {
+        return Err(why.clone());
+    }
+    Ok(parser::instrument(bytes, &script))
+}
+
+/// The uninhabited type: `start` only returns on failure.
+enum Never {}
+
+/// Starts the gate server and execs bash on the instrumented input.
+fn start(
+    shell: &Path,
+    flags: &[OsString],
+    input: Input,
+    rest: &[OsString],
+    args: &RunArgs,
+) -> anyhow::Result<Never> {
+    // Pipes and files the server keeps open and bash opens through /proc/SERVER/fd/N.
+    let (req_r, req_w) = nix::unistd::pipe2(OFlag::empty()).context("cannot create gate pipe")?;
+    let (rep_r, rep_w) = nix::unistd::pipe2(OFlag::empty()).context("cannot create gate pipe")?;
+    let script_fd = memfd_create("hs-script", MFdFlags::empty()).context("cannot create memfd")?;
+    let shim_fd = memfd_create("hs-shim.so", MFdFlags::empty()).context("cannot create memfd")?;
+    File::from(shim_fd.try_clone()?)
+        .write_all(SHIM)
+        .context("cannot write the preload shim")?;
+    let fds: Vec<String> = [&req_r, &req_w, &rep_r, &rep_w, &script_fd, &shim_fd]
+        .iter()
+        .map(|fd| fd.as_raw_fd().to_string())
+        .collect();
+    let exe = std::env::current_exe().context("cannot find the hs executable")?;
+    let quiet = !args.verbose && !args.stats && std::env::var_os("HS_LOG").is_none();
+    let mut server = Command::new(exe);
+    server
+        .arg("__serve")
+        .arg("--main-pid")
+        .arg(std::process::id().to_string())
+        .arg("--fds")
+        .arg(fds.join(","))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    if quiet {
+        server.stderr(Stdio::null());
+    }
+    if args.no_speculate {
+        server.arg("--no-speculate");
+    }
+    if let Some(j) = args.jobs {
+        server.arg("-j").arg(j.to_string());
+    }
+    if let Some(r) = &args.report {
+        server.arg("--report").arg(absolute(r));
+    }
+    if args.stats {
+        server.arg("--stats");
+    }
+    let child = server.spawn().context("cannot start the gate server")?;
+    let spid = child.id();
+    let proc_fd = |fd: &OwnedFd| format!("/proc/{spid}/fd/{}", fd.as_raw_fd());
+
+    let prelude = prelude(&proc_fd(&req_w), &proc_fd(&rep_r));
+    let mut cmd = bash(shell);
+    cmd.args(flags);
+    let preload = match std::env::var_os("LD_PRELOAD") {
+        Some(orig) => {
+            cmd.env("__HS_LD_PRELOAD", &orig);
+            let mut v = OsString::from(proc_fd(&shim_fd));
+            v.push(":");
+            v.push(orig);
+            v
+        }
+        None => OsString::from(proc_fd(&shim_fd)),
+    };
+    cmd.env("LD_PRELOAD", preload)
+        .env("__HS_REQUEST", proc_fd(&req_w))
+        .env("__HS_REPLY", proc_fd(&rep_r));
+    match input {
+        Input::Script { path, text } => {
+            let mut f = File::from(script_fd.try_clone()?);
+            f.write_all(prelude.as_bytes())?;
+            f.write_all(&text)?;
+            cmd.env("__HS_SCRIPT", &path)
+                .env("__HS_SOURCE", proc_fd(&script_fd))
+                .arg(path);
+        }
+        Input::String { text } => {
+            let mut s = prelude.into_bytes();
+            s.extend_from_slice(&text);
+            cmd.arg("-c").arg(OsString::from_vec(s));
+        }
+    }
+    cmd.args(rest);
+    // The server holds its own copies; bash must not inherit ours.
+    drop((req_r, req_w, rep_r, rep_w, script_fd, shim_fd));
+    drop(child);
+    Err(cmd.exec()).with_context(|| format!("cannot run {}", shell.display()))
+}
+
+/// The gate functions, all on the script's first line so that line numbers do not move.
+fn prelude(request: &str, reply: &str) -> String {
+    format!(
+        "__hs_q={request}; __hs_a={reply}; \
+         __hs_gate() {{ builtin printf 'g %s %s\\n' \"$1\" \"$BASHPID\" >\"$__hs_q\"; \
+         if [[ $BASHPID == \"$$\" ]]; then builtin read -r __hs_r __hs_st <\"$__hs_a\"; \
+         [[ $__hs_r == r ]]; fi; }}; \
+         __hs_replay() {{ return \"$__hs_st\"; }}; \
+         __hs_loop() {{ if (($# > 1)); then builtin printf -v __hs_m ' %q' \"${{@:2}}\"; \
+         else __hs_m=; fi; \
+         builtin printf 'l %s %s%s\\n' \"$1\" \"$BASHPID\" \"$__hs_m\" >\"$__hs_q\"; }}; "
+    )
+}
+
+fn bash(shell: &Path) -> Command {
+    let mut cmd = Command::new(shell);
+    cmd.arg0(shell.file_name().unwrap_or(OsStr::new("bash")));
+    cmd
+}
+
+/// `--shell`, or `bash` looked up in PATH.
+fn find_shell(shell: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(s) = shell {
+        return Ok(s.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join("bash"))
+        .find(|p| p.is_file())
+        .or_else(|| Some(PathBuf::from("/bin/bash")).filter(|p| p.is_file()))
+        .context("bash not found in PATH (hint: pass --shell PATH)")
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}

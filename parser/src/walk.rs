@@ -1,0 +1,867 @@
+//! From brush's AST and token stream to units, loops, structure and text edits.
+
+use std::collections::HashSet;
+
+use brush_parser::ast::{self, SourceLocation};
+use brush_parser::{ParserOptions, Token};
+
+use crate::source::Source;
+use crate::vars::VarRefs;
+use crate::{Edit, Gate, Loop, LoopId, Node, Op, Redirect, Span, Unit, UnitId};
+
+/// Builtins and keywords: a simple command named like this never runs an external program.
+const BUILTINS: &[&str] = &[
+    ".",
+    ":",
+    "[",
+    "alias",
+    "bg",
+    "bind",
+    "break",
+    "builtin",
+    "caller",
+    "cd",
+    "command",
+    "compgen",
+    "complete",
+    "compopt",
+    "continue",
+    "declare",
+    "dirs",
+    "disown",
+    "echo",
+    "enable",
+    "eval",
+    "exec",
+    "exit",
+    "export",
+    "false",
+    "fc",
+    "fg",
+    "getopts",
+    "hash",
+    "help",
+    "history",
+    "jobs",
+    "kill",
+    "let",
+    "local",
+    "logout",
+    "mapfile",
+    "popd",
+    "printf",
+    "pushd",
+    "pwd",
+    "read",
+    "readarray",
+    "readonly",
+    "return",
+    "set",
+    "shift",
+    "shopt",
+    "source",
+    "suspend",
+    "test",
+    "times",
+    "trap",
+    "true",
+    "type",
+    "typeset",
+    "ulimit",
+    "umask",
+    "unalias",
+    "unset",
+    "wait",
+    "[[",
+    "]]",
+    "!",
+    "{",
+    "}",
+    "case",
+    "do",
+    "done",
+    "elif",
+    "else",
+    "esac",
+    "fi",
+    "for",
+    "function",
+    "if",
+    "in",
+    "select",
+    "then",
+    "time",
+    "until",
+    "while",
+    "coproc",
+];
+
+/// Operators that can end a pipeline.
+const BOUNDARIES: &[&str] = &[";", "&", "&&", "||", "\n", ";;", ";&", ";;&", ")"];
+
+const REDIRECT_OPS: &[&str] = &[
+    "<", ">", ">>", "<>", ">|", "<&", ">&", "&>", "&>>", "<<<", "<<", "<<-",
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HereRole {
+    None,
+    Body,
+    End,
+}
+
+struct Tok {
+    op: bool,
+    text: String,
+    start: usize,
+    end: usize,
+    here: HereRole,
+}
+
+/// What a simple command runs.
+enum Kind {
+    /// Only assignments and redirections.
+    Nothing,
+    Builtin(String),
+    Function(String),
+    External,
+    /// The command name is computed at run time (`$cmd args`, `"$@"`).
+    Dynamic,
+}
+
+pub(crate) struct Walker<'s, 'b> {
+    src: &'s Source<'b>,
+    toks: Vec<Tok>,
+    raw: Vec<Token>,
+    /// Indices of tokens in text order (here-document bodies left out).
+    ordered: Vec<usize>,
+    functions: HashSet<String>,
+    options: ParserOptions,
+    pub(crate) units: Vec<Unit>,
+    pub(crate) loops: Vec<Loop>,
+    pub(crate) edits: Vec<Edit>,
+}
+
+impl<'s, 'b> Walker<'s, 'b> {
+    pub(crate) fn new(src: &'s Source<'b>, raw: Vec<Token>, options: ParserOptions) -> Self {
+        let mut toks: Vec<Tok> = raw
+            .iter()
+            .map(|t| {
+                let (op, text) = match t {
+                    Token::Operator(s, _) => (true, s.clone()),
+                    Token::Word(s, _) => (false, s.clone()),
+                };
+                let loc = t.location();
+                Tok {
+                    op,
+                    text,
+                    start: loc.start.index,
+                    end: loc.end.index,
+                    here: HereRole::None,
+                }
+            })
+            .collect();
+        // A here-document operator is followed by its tag, the body, and the end tag.
+        let mut i = 0;
+        while i < toks.len() {
+            if toks[i].op && (toks[i].text == "<<" || toks[i].text == "<<-") && i + 3 < toks.len() {
+                toks[i + 2].here = HereRole::Body;
+                toks[i + 3].here = HereRole::End;
+                i += 4;
+            } else {
+                i += 1;
+            }
+        }
+        let ordered = (0..toks.len())
+            .filter(|&i| toks[i].here == HereRole::None)
+            .collect();
+        Walker {
+            src,
+            toks,
+            raw,
+            ordered,
+            functions: HashSet::new(),
+            options,
+            units: Vec::new(),
+            loops: Vec::new(),
+            edits: Vec::new(),
+        }
+    }
+
+    pub(crate) fn program(&mut self, program: &ast::Program) -> Node {
+        for cc in &program.complete_commands {
+            collect_functions(cc, &mut self.functions);
+        }
+        let items = program
+            .complete_commands
+            .iter()
+            .flat_map(|cc| match self.list(cc, true) {
+                Node::Seq { items } => items,
+                other => vec![other],
+            })
+            .collect();
+        Node::Seq { items }
+    }
+
+    fn list(&mut self, list: &ast::CompoundList, gates: bool) -> Node {
+        let items = list
+            .0
+            .iter()
+            .map(|item| {
+                let background = matches!(item.1, ast::SeparatorOperator::Async);
+                let node = self.and_or(&item.0, background, gates);
+                if background {
+                    Node::Background {
+                        body: Box::new(node),
+                    }
+                } else {
+                    node
+                }
+            })
+            .collect();
+        Node::Seq { items }
+    }
+
+    fn and_or(&mut self, list: &ast::AndOrList, background: bool, gates: bool) -> Node {
+        let first = self.pipeline(&list.first, true, background, gates);
+        if list.additional.is_empty() {
+            return first;
+        }
+        let mut rest = Vec::new();
+        for item in &list.additional {
+            let (op, p) = match item {
+                ast::AndOr::And(p) => (Op::And, p),
+                ast::AndOr::Or(p) => (Op::Or, p),
+            };
+            rest.push((op, self.pipeline(p, false, background, gates)));
+        }
+        Node::AndOr {
+            first: Box::new(first),
+            rest,
+        }
+    }
+
+    fn pipeline(&mut self, p: &ast::Pipeline, first: bool, background: bool, gates: bool) -> Node {
+        let unit = if p.seq.len() == 1 {
+            matches!(&p.seq[0], ast::Command::Simple(s) if matches!(self.kind(s), Kind::External | Kind::Dynamic))
+        } else {
+            p.seq.iter().any(|c| self.runs_external(c))
+        };
+        let node = if unit {
+            match self.unit(p, first, background, gates) {
+                Some(id) => Node::Unit { id },
+                None => Node::Opaque {
+                    line: self.line_of_pipeline(p),
+                },
+            }
+        } else if p.seq.len() == 1 {
+            self.command(
+                &p.seq[0],
+                first && !p.bang && p.timed.is_none(),
+                background,
+                gates,
+            )
+        } else {
+            Node::Pipeline {
+                commands: p
+                    .seq
+                    .iter()
+                    .map(|c| self.command(c, false, true, false))
+                    .collect(),
+            }
+        };
+        if p.bang {
+            Node::Not {
+                body: Box::new(node),
+            }
+        } else {
+            node
+        }
+    }
+
+    fn line_of_pipeline(&self, p: &ast::Pipeline) -> usize {
+        p.location().map_or(0, |l| l.start.line)
+    }
+
+    fn command(
+        &mut self,
+        c: &ast::Command,
+        statement: bool,
+        background: bool,
+        gates: bool,
+    ) -> Node {
+        match c {
+            ast::Command::Simple(s) => {
+                let line = s.location().map_or(0, |l| l.start.line);
+                match self.kind(s) {
+                    Kind::Nothing => Node::Assign { line },
+                    Kind::Builtin(name) => Node::Builtin { name, line },
+                    Kind::Function(name) => Node::Call { name, line },
+                    // A single external command is always a unit; reached only for pipelines.
+                    Kind::External | Kind::Dynamic => Node::Opaque { line },
+                }
+            }
+            ast::Command::Compound(cc, _) => self.compound(cc, statement, background, gates),
+            ast::Command::Function(f) => {
+                let body = self.compound(&f.body.0, false, false, gates);
+                Node::Function {
+                    name: f.fname.value.clone(),
+                    body: Box::new(body),
+                }
+            }
+            ast::Command::ExtendedTest(..) => Node::Builtin {
+                name: "[[".into(),
+                line: c.location().map_or(0, |l| l.start.line),
+            },
+        }
+    }
+
+    fn compound(
+        &mut self,
+        cc: &ast::CompoundCommand,
+        statement: bool,
+        background: bool,
+        gates: bool,
+    ) -> Node {
+        use ast::CompoundCommand as C;
+        match cc {
+            C::Arithmetic(a) => Node::Builtin {
+                name: "((".into(),
+                line: a.loc.start.line,
+            },
+            C::ArithmeticForClause(f) => Node::While {
+                until: false,
+                cond: Box::new(Node::Builtin {
+                    name: "((".into(),
+                    line: f.loc.start.line,
+                }),
+                body: Box::new(self.list(&f.body.list, gates)),
+            },
+            C::BraceGroup(g) => Node::Group {
+                body: Box::new(self.list(&g.list, gates)),
+            },
+            C::Subshell(s) => Node::Subshell {
+                body: Box::new(self.list(&s.list, gates)),
+            },
+            C::ForClause(f) => {
+                let id = LoopId(self.loops.len() as u32);
+                self.loops.push(Loop {
+                    id,
+                    var: f.variable_name.clone(),
+                    line: f.loc.start.line,
+                    reported: false,
+                });
+                if gates && statement && !background {
+                    self.instrument_for(f, id);
+                }
+                Node::For {
+                    id,
+                    var: f.variable_name.clone(),
+                    body: Box::new(self.list(&f.body.list, gates)),
+                }
+            }
+            C::CaseClause(c) => Node::Case {
+                arms: c
+                    .cases
+                    .iter()
+                    .map(|arm| crate::Arm {
+                        patterns: arm.patterns.iter().map(|w| w.value.clone()).collect(),
+                        body: arm
+                            .cmd
+                            .as_ref()
+                            .map_or(Node::Seq { items: vec![] }, |l| self.list(l, gates)),
+                        fallthrough: !matches!(arm.post_action, ast::CaseItemPostAction::ExitCase),
+                    })
+                    .collect(),
+            },
+            C::IfClause(i) => {
+                let mut branches =
+                    vec![(self.list(&i.condition, gates), self.list(&i.then, gates))];
+                let mut otherwise = None;
+                for e in i.elses.iter().flatten() {
+                    match &e.condition {
+                        Some(cond) => {
+                            branches.push((self.list(cond, gates), self.list(&e.body, gates)))
+                        }
+                        None => otherwise = Some(Box::new(self.list(&e.body, gates))),
+                    }
+                }
+                Node::If {
+                    branches,
+                    otherwise,
+                }
+            }
+            C::WhileClause(w) | C::UntilClause(w) => Node::While {
+                until: matches!(cc, C::UntilClause(_)),
+                cond: Box::new(self.list(&w.0, gates)),
+                body: Box::new(self.list(&w.1.list, gates)),
+            },
+            // A coprocess runs asynchronously with pipes to the shell: never gated inside.
+            C::Coprocess(c) => Node::Opaque {
+                line: c.loc.start.line,
+            },
+        }
+    }
+
+    fn kind(&self, s: &ast::SimpleCommand) -> Kind {
+        let Some(name) = &s.word_or_name else {
+            return Kind::Nothing;
+        };
+        let words: Vec<&ast::Word> = std::iter::once(name)
+            .chain(
+                s.suffix
+                    .iter()
+                    .flat_map(|x| x.0.iter())
+                    .filter_map(|i| match i {
+                        ast::CommandPrefixOrSuffixItem::Word(w) => Some(w),
+                        _ => None,
+                    }),
+            )
+            .collect();
+        self.kind_of(&words)
+    }
+
+    fn kind_of(&self, words: &[&ast::Word]) -> Kind {
+        let Some((name, rest)) = words.split_first() else {
+            return Kind::Nothing;
+        };
+        let v = &name.value;
+        if v.contains('$') || v.contains('`') {
+            return Kind::Dynamic;
+        }
+        let name: String = v
+            .chars()
+            .filter(|c| !matches!(c, '"' | '\'' | '\\'))
+            .collect();
+        if name == "command" {
+            // `command -v x` is a query; `command x` runs x without functions.
+            let mut rest = rest;
+            while let Some((w, more)) = rest.split_first() {
+                if !w.value.starts_with('-') {
+                    break;
+                }
+                if w.value.contains('v') || w.value.contains('V') {
+                    return Kind::Builtin(name);
+                }
+                rest = more;
+            }
+            return match self.kind_of(rest) {
+                Kind::Function(_) => Kind::External,
+                Kind::Nothing => Kind::Builtin(name),
+                k => k,
+            };
+        }
+        if BUILTINS.contains(&name.as_str()) {
+            Kind::Builtin(name)
+        } else if self.functions.contains(&name) {
+            Kind::Function(name)
+        } else {
+            Kind::External
+        }
+    }
+
+    fn runs_external(&self, c: &ast::Command) -> bool {
+        match c {
+            ast::Command::Simple(s) => matches!(self.kind(s), Kind::External | Kind::Dynamic),
+            ast::Command::Compound(cc, _) => compound_lists(cc)
+                .into_iter()
+                .any(|l| l.0.iter().any(|i| self.and_or_runs_external(&i.0))),
+            ast::Command::Function(_) | ast::Command::ExtendedTest(..) => false,
+        }
+    }
+
+    fn and_or_runs_external(&self, l: &ast::AndOrList) -> bool {
+        std::iter::once(&l.first)
+            .chain(l.additional.iter().map(|a| match a {
+                ast::AndOr::And(p) | ast::AndOr::Or(p) => p,
+            }))
+            .any(|p| p.seq.iter().any(|c| self.runs_external(c)))
+    }
+
+    /// Records a unit for pipeline `p` and its gate edits; `None` if its text cannot be cut out
+    /// exactly.
+    fn unit(
+        &mut self,
+        p: &ast::Pipeline,
+        first: bool,
+        background: bool,
+        gates: bool,
+    ) -> Option<UnitId> {
+        let start_tok = self.first_token(p.seq.first()?)?;
+        let end_tok = self.end_token(start_tok, p)?;
+        let start = self
+            .src
+            .skip_blanks(self.src.byte(self.toks[start_tok].start));
+        let end = (start_tok..end_tok)
+            .filter(|&i| self.toks[i].here == HereRole::None)
+            .map(|i| self.src.byte(self.toks[i].end))
+            .max()?;
+        if end <= start {
+            return None;
+        }
+        let span = Span { start, end };
+        let mut vars = VarRefs::default();
+        vars.scan(&self.src.bytes[start..end]);
+        let mut heredocs = Vec::new();
+        for i in start_tok..end_tok {
+            if self.toks[i].here == HereRole::Body {
+                let (a, b) = (
+                    self.src.byte(self.toks[i].start),
+                    self.src.byte(self.toks[i].end),
+                );
+                vars.scan(&self.src.bytes[a..b]);
+                heredocs.push(Span { start: a, end: b });
+            }
+        }
+        let mut commands = Vec::new();
+        let mut redirects = Vec::new();
+        for c in &p.seq {
+            collect_simple(c, &mut |s: &ast::SimpleCommand| {
+                if let Some(w) = &s.word_or_name {
+                    commands.push(w.value.clone());
+                }
+                for item in s
+                    .prefix
+                    .iter()
+                    .flat_map(|x| x.0.iter())
+                    .chain(s.suffix.iter().flat_map(|x| x.0.iter()))
+                {
+                    if let ast::CommandPrefixOrSuffixItem::IoRedirect(r) = item {
+                        if let Some(r) = static_redirect(r) {
+                            redirects.push(r);
+                        }
+                    }
+                }
+            });
+        }
+        let id = UnitId(self.units.len() as u32);
+        let (gate, why) = if !gates {
+            (Gate::None, Some("inside a coprocess".to_string()))
+        } else if vars.sees_gate() {
+            (
+                Gate::None,
+                Some("expands $?, $_ or PIPESTATUS, which a gate would change".into()),
+            )
+        } else if background && first {
+            if p.bang || p.timed.is_some() {
+                (
+                    Gate::None,
+                    Some("background pipeline with ! or time".into()),
+                )
+            } else {
+                (Gate::Prefix, None)
+            }
+        } else {
+            (Gate::Wrap, None)
+        };
+        match gate {
+            Gate::Wrap => {
+                self.edits
+                    .push(Edit::insert(start, format!("if __hs_gate {}; then ", id.0)));
+                self.edits
+                    .push(Edit::insert(end, "; else __hs_replay; fi".to_string()));
+            }
+            Gate::Prefix => self
+                .edits
+                .push(Edit::insert(start, format!("__hs_gate {}; ", id.0))),
+            Gate::None => {}
+        }
+        self.units.push(Unit {
+            id,
+            span,
+            line: self.src.line_of(start),
+            text: self.src.bytes[start..end].to_vec(),
+            heredocs,
+            commands,
+            vars,
+            redirects,
+            background,
+            gate,
+            why_no_gate: why,
+        });
+        Some(id)
+    }
+
+    /// Index of the first token of a command, redirections before its name included.
+    fn first_token(&self, c: &ast::Command) -> Option<usize> {
+        let mut idx = match c {
+            ast::Command::Simple(s) => {
+                let mut min: Option<usize> = None;
+                let mut see = |loc: Option<brush_parser::SourceSpan>| {
+                    if let Some(l) = loc {
+                        if let Some(t) = self.token_ending_at(l.end.index) {
+                            min = Some(min.map_or(t, |m| m.min(t)));
+                        }
+                    }
+                };
+                for item in s.prefix.iter().flat_map(|x| x.0.iter()) {
+                    see(item_location(item));
+                }
+                see(s.word_or_name.as_ref().and_then(|w| w.loc.clone()));
+                for item in s.suffix.iter().flat_map(|x| x.0.iter()) {
+                    see(item_location(item));
+                }
+                min?
+            }
+            other => {
+                let start = other.location()?.start.index;
+                *self.ordered.iter().find(|&&i| self.toks[i].end > start)?
+            }
+        };
+        // Walk back over redirections written before the first located word.
+        loop {
+            let Some(pos) = self.ordered.iter().position(|&i| i == idx) else {
+                break;
+            };
+            if pos == 0 {
+                break;
+            }
+            let prev = self.ordered[pos - 1];
+            let t = &self.toks[prev];
+            let prev2 = pos.checked_sub(2).map(|p| &self.toks[self.ordered[p]]);
+            if t.op && REDIRECT_OPS.contains(&t.text.as_str()) {
+                idx = prev;
+            } else if !t.op
+                && prev2.is_some_and(|p| p.op && REDIRECT_OPS.contains(&p.text.as_str()))
+            {
+                idx = prev;
+            } else if !t.op && self.is_fd_prefix(prev, idx) {
+                idx = prev;
+            } else {
+                break;
+            }
+        }
+        Some(idx)
+    }
+
+    /// `2` in `2>file` or `{fd}` in `{fd}>file`: a word glued to the redirection after it.
+    fn is_fd_prefix(&self, word: usize, next: usize) -> bool {
+        let (w, n) = (&self.toks[word], &self.toks[next]);
+        n.op && REDIRECT_OPS.contains(&n.text.as_str())
+            && self
+                .src
+                .bytes
+                .get(self.src.byte(w.end))
+                .is_some_and(|b| *b == b'<' || *b == b'>')
+            && (w.text.bytes().all(|b| b.is_ascii_digit())
+                || (w.text.starts_with('{') && w.text.ends_with('}')))
+    }
+
+    fn token_ending_at(&self, end: usize) -> Option<usize> {
+        let pos = self.ordered.partition_point(|&i| self.toks[i].end < end);
+        self.ordered.get(pos).copied()
+    }
+
+    /// The token index just past pipeline `p` starting at `start`: the first boundary at which
+    /// the tokens so far parse as exactly one pipeline of the same length.
+    fn end_token(&self, start: usize, p: &ast::Pipeline) -> Option<usize> {
+        let want = p.seq.len();
+        let ok = |end: usize| {
+            brush_parser::parse_tokens(&self.raw[start..end], &self.options).is_ok_and(|prog| {
+                prog.complete_commands.len() == 1
+                    && prog.complete_commands[0].0.len() == 1
+                    && prog.complete_commands[0].0[0].0.additional.is_empty()
+                    && prog.complete_commands[0].0[0].0.first.seq.len() == want
+                    && !prog.complete_commands[0].0[0].0.first.bang
+            })
+        };
+        for k in start + 1..self.toks.len() {
+            let t = &self.toks[k];
+            if t.op && t.here == HereRole::None && BOUNDARIES.contains(&t.text.as_str()) && ok(k) {
+                return Some(k);
+            }
+        }
+        ok(self.toks.len()).then_some(self.toks.len())
+    }
+
+    fn instrument_for(&mut self, f: &ast::ForClauseCommand, id: LoopId) {
+        let Some(for_tok) = self
+            .ordered
+            .iter()
+            .copied()
+            .find(|&i| self.toks[i].end > f.loc.start.index)
+        else {
+            return;
+        };
+        if self.toks[for_tok].text != "for" {
+            return;
+        }
+        let for_at = self
+            .src
+            .skip_blanks(self.src.byte(self.toks[for_tok].start));
+        // The body must not look at $? or $_ first thing: our prefix resets them.
+        let body_end = self
+            .src
+            .byte(f.body.loc.end.index)
+            .min(self.src.bytes.len());
+        let body_start = self.src.byte(f.body.loc.start.index).min(body_end);
+        let mut body_vars = VarRefs::default();
+        body_vars.scan(&self.src.bytes[body_start..body_end]);
+        if body_vars.sees_gate() {
+            return;
+        }
+        let prefix = match &f.values {
+            None => format!("__hs_loop {} \"$@\"; ", id.0),
+            Some(words) if words.is_empty() => return,
+            Some(words) => {
+                let (Some(a), Some(b)) = (
+                    words.first().and_then(|w| w.loc.clone()),
+                    words.last().and_then(|w| w.loc.clone()),
+                ) else {
+                    return;
+                };
+                let start = self.src.skip_blanks(self.src.byte(a.start.index));
+                let end = self.src.byte(b.end.index);
+                if end <= start {
+                    return;
+                }
+                let Ok(text) = std::str::from_utf8(&self.src.bytes[start..end]) else {
+                    return;
+                };
+                // Words an array assignment would read differently, or that span lines.
+                if text.contains('\n')
+                    || text.contains("$((")
+                    || text.contains("$[")
+                    || words
+                        .iter()
+                        .any(|w| w.value.starts_with('[') || w.value.contains('='))
+                {
+                    return;
+                }
+                let var = format!("__hs_w{}", id.0);
+                self.edits.push(Edit {
+                    at: start,
+                    delete_to: end,
+                    text: format!("\"${{{var}[@]}}\""),
+                });
+                format!("{var}=({text}); __hs_loop {} \"${{{var}[@]}}\"; ", id.0)
+            }
+        };
+        self.edits.push(Edit::insert(for_at, prefix));
+        self.loops[id.0 as usize].reported = true;
+    }
+}
+
+fn item_location(item: &ast::CommandPrefixOrSuffixItem) -> Option<brush_parser::SourceSpan> {
+    use ast::CommandPrefixOrSuffixItem as I;
+    match item {
+        I::Word(w) => w.loc.clone(),
+        I::AssignmentWord(a, _) => Some(a.loc.clone()),
+        I::ProcessSubstitution(_, s) => Some(s.loc.clone()),
+        I::IoRedirect(r) => match r {
+            ast::IoRedirect::File(_, _, t) => match t {
+                ast::IoFileRedirectTarget::Filename(w)
+                | ast::IoFileRedirectTarget::Duplicate(w) => w.loc.clone(),
+                ast::IoFileRedirectTarget::ProcessSubstitution(_, s) => Some(s.loc.clone()),
+                ast::IoFileRedirectTarget::Fd(_) => None,
+            },
+            ast::IoRedirect::HereString(_, w) | ast::IoRedirect::OutputAndError(w, _) => {
+                w.loc.clone()
+            }
+            ast::IoRedirect::HereDocument(..) => None,
+        },
+    }
+}
+
+fn static_redirect(r: &ast::IoRedirect) -> Option<Redirect> {
+    let (fd, kind, w) = match r {
+        ast::IoRedirect::File(fd, kind, ast::IoFileRedirectTarget::Filename(w)) => {
+            let k = match kind {
+                ast::IoFileRedirectKind::Read => "<",
+                ast::IoFileRedirectKind::Write => ">",
+                ast::IoFileRedirectKind::Append => ">>",
+                ast::IoFileRedirectKind::ReadAndWrite => "<>",
+                ast::IoFileRedirectKind::Clobber => ">|",
+                _ => return None,
+            };
+            (*fd, k, w)
+        }
+        ast::IoRedirect::OutputAndError(w, append) => (None, if *append { "&>>" } else { "&>" }, w),
+        _ => return None,
+    };
+    let v = &w.value;
+    if v.chars().any(|c| {
+        matches!(
+            c,
+            '$' | '`' | '*' | '?' | '[' | '~' | '{' | '"' | '\'' | '\\'
+        )
+    }) {
+        return None;
+    }
+    Some(Redirect {
+        fd,
+        op: kind.to_string(),
+        target: v.clone().into_bytes(),
+    })
+}
+
+fn collect_simple(c: &ast::Command, f: &mut dyn FnMut(&ast::SimpleCommand)) {
+    match c {
+        ast::Command::Simple(s) => f(s),
+        ast::Command::Compound(cc, _) => {
+            for l in compound_lists(cc) {
+                for item in &l.0 {
+                    let ao = &item.0;
+                    for p in
+                        std::iter::once(&ao.first).chain(ao.additional.iter().map(|a| match a {
+                            ast::AndOr::And(p) | ast::AndOr::Or(p) => p,
+                        }))
+                    {
+                        for c in &p.seq {
+                            collect_simple(c, f);
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn compound_lists(cc: &ast::CompoundCommand) -> Vec<&ast::CompoundList> {
+    use ast::CompoundCommand as C;
+    match cc {
+        C::Arithmetic(_) => vec![],
+        C::ArithmeticForClause(f) => vec![&f.body.list],
+        C::BraceGroup(g) => vec![&g.list],
+        C::Subshell(s) => vec![&s.list],
+        C::ForClause(f) => vec![&f.body.list],
+        C::CaseClause(c) => c.cases.iter().filter_map(|a| a.cmd.as_ref()).collect(),
+        C::IfClause(i) => {
+            let mut v = vec![&i.condition, &i.then];
+            for e in i.elses.iter().flatten() {
+                v.extend(e.condition.as_ref());
+                v.push(&e.body);
+            }
+            v
+        }
+        C::WhileClause(w) | C::UntilClause(w) => vec![&w.0, &w.1.list],
+        C::Coprocess(_) => vec![],
+    }
+}
+
+fn collect_functions(list: &ast::CompoundList, out: &mut HashSet<String>) {
+    for item in &list.0 {
+        let ao = &item.0;
+        for p in std::iter::once(&ao.first).chain(ao.additional.iter().map(|a| match a {
+            ast::AndOr::And(p) | ast::AndOr::Or(p) => p,
+        })) {
+            for c in &p.seq {
+                match c {
+                    ast::Command::Function(f) => {
+                        out.insert(f.fname.value.clone());
+                        for l in compound_lists(&f.body.0) {
+                            collect_functions(l, out);
+                        }
+                    }
+                    ast::Command::Compound(cc, _) => {
+                        for l in compound_lists(cc) {
+                            collect_functions(l, out);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
