@@ -127,6 +127,7 @@ pub fn default_rules(fstat_fast_path: bool) -> Vec<Rule> {
         SYS_LISTXATTRAT,
         SYS_REMOVEXATTRAT,
         SYS_chdir,
+        SYS_fchdir,
         SYS_chroot,
         SYS_name_to_handle_at,
         SYS_open_by_handle_at,

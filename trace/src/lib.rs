@@ -55,6 +55,7 @@
 mod error;
 mod filter;
 mod model;
+mod procs;
 mod spawn;
 mod supervisor;
 mod sys;

@@ -11,16 +11,16 @@
 //!    while the tracee runs on. That is sound within the traced tree: any call that could change
 //!    the answer is itself trapped and waits until this one is done.
 
-use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, Mutex};
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use crate::model::{Flags, Kinds, Trace};
+use crate::procs::{Procs, own_fd_path, read_link};
 use crate::sys::{self, Notif};
 
 /// How to classify one path once we know whether it exists.
@@ -40,6 +40,14 @@ struct Pending {
     exec: bool,
 }
 
+fn kinds_of(c: Class) -> Kinds {
+    let Class::Look {
+        if_exists,
+        if_missing,
+    } = c;
+    if_exists | if_missing
+}
+
 const fn look(if_exists: Kinds) -> Class {
     Class::Look {
         if_exists,
@@ -54,6 +62,8 @@ pub(crate) struct Supervisor {
     listener: OwnedFd,
     trace: Arc<Mutex<Trace>>,
     pending: Vec<Pending>,
+    resolver: Resolver,
+    procs: Procs,
     scratch: Vec<u8>,
     /// Pending notification count since the last flush into `trace` (stats).
     handled: u64,
@@ -66,6 +76,8 @@ impl Supervisor {
             listener,
             trace,
             pending: Vec::new(),
+            resolver: Resolver::default(),
+            procs: Procs::default(),
             scratch: vec![0; PATH_MAX],
             handled: 0,
             vanished: 0,
@@ -79,10 +91,15 @@ impl Supervisor {
             sys::SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
         ) {
             tracing::debug!("seccomp sync wake-up unavailable ({e}); tracing will be slower");
+            eprintln!("SETFLAGS failed {e}");
         }
         loop {
             let fd = self.listener.as_fd();
-            let rev = sys::poll_in(&[fd, fd], -1)?[0];
+            let rev = if std::env::var_os("HS_NOPOLL").is_some() {
+                libc::POLLIN
+            } else {
+                sys::poll_in(&[fd, fd], -1)?[0]
+            };
             if rev & libc::POLLIN != 0 {
                 match sys::notif_recv(fd) {
                     Ok(n) => self.handle(&n),
@@ -110,6 +127,10 @@ impl Supervisor {
         self.handled += 1;
         debug_assert_eq!(n.arch, crate::filter::ARCH, "the filter kills other ABIs");
         self.pending.clear();
+        if std::env::var_os("HS_TRACE_NOOP").is_some() {
+            self.reply(n.id);
+            return;
+        }
         let flag = self.decode(n);
         let fd = self.listener.as_fd();
         if !sys::notif_id_valid(fd, n.id) {
@@ -146,7 +167,12 @@ impl Supervisor {
         let pending = std::mem::take(&mut self.pending);
         let mut records: Vec<(Vec<u8>, Kinds)> = Vec::with_capacity(pending.len() + 1);
         for p in &pending {
-            let (canon, exists) = resolve(&p.abs, p.follow);
+            let (canon, exists) = self.resolver.resolve(&p.abs, p.follow);
+            if kinds_of(p.class).intersects(Kinds::DELETE | Kinds::RENAME_FROM | Kinds::RENAME_TO) {
+                // Deleting or renaming may change what a cached directory path means.
+                self.resolver.invalidate();
+                self.procs.invalidate_dirs();
+            }
             let Class::Look {
                 if_exists,
                 if_missing,
@@ -165,7 +191,7 @@ impl Supervisor {
                 ));
             }
             if exists && p.exec {
-                interpreters(&canon, pid, &mut records, 0);
+                interpreters(&mut self.resolver, &canon, pid, &mut records, 0);
             }
             records.push((canon, kinds));
         }
@@ -223,9 +249,9 @@ impl Supervisor {
             return None;
         }
         let base = if dirfd == libc::AT_FDCWD {
-            read_link(format!("/proc/{pid}/cwd"))?
+            self.procs.cwd(pid)?
         } else {
-            fd_path(pid, dirfd)?
+            self.procs.fd_path(pid, dirfd)?
         };
         if base.first() != Some(&b'/') {
             return None;
@@ -274,7 +300,7 @@ impl Supervisor {
     }
 
     fn fd(&mut self, n: &Notif, fd: u64, kinds: Kinds) {
-        match fd_path(n.pid, fd as i32) {
+        match self.procs.fd_path(n.pid, fd as i32) {
             Some(p) if p.first() == Some(&b'/') => self.pending.push(Pending {
                 abs: p,
                 follow: false,
@@ -489,8 +515,13 @@ impl Supervisor {
                 at(a[2], None, Some(AT_SYMLINK_NOFOLLOW)),
                 meta,
             ),
-            SYS_chdir => self.path(n, CWD, a[0], fl, look(Kinds::EXISTS)),
+            SYS_chdir => {
+                self.procs.chdir();
+                self.path(n, CWD, a[0], fl, look(Kinds::EXISTS))
+            }
+            SYS_fchdir => self.procs.chdir(),
             SYS_chroot => {
+                self.procs.chdir();
                 self.path(n, CWD, a[0], fl, look(Kinds::EXISTS));
                 return Some((Flags::ESCAPE, format!("chroot by pid {}", n.pid)));
             }
@@ -498,6 +529,7 @@ impl Supervisor {
                 self.path(n, a[0], a[1], at(a[4], Some(AT_SYMLINK_FOLLOW), None), stat)
             }
             SYS_unshare => {
+                self.procs.chdir();
                 let harmless = (CLONE_FILES | CLONE_FS | CLONE_SYSVSEM) as u64;
                 if a[0] & !harmless != 0 {
                     return Some((
@@ -613,16 +645,6 @@ impl Default for PathFlags {
     }
 }
 
-fn read_link(path: String) -> Option<Vec<u8>> {
-    nix::fcntl::readlink(path.as_str())
-        .ok()
-        .map(OsString::into_vec)
-}
-
-fn fd_path(pid: u32, fd: i32) -> Option<Vec<u8>> {
-    read_link(format!("/proc/{pid}/fd/{fd}"))
-}
-
 /// `/proc/self`, `/proc/thread-self` and `/dev/fd` name the caller; rewrite them to its pid so
 /// that the supervisor resolves them in the tracee rather than in itself.
 fn rewrite_self(pid: u32, path: &[u8]) -> Vec<u8> {
@@ -679,14 +701,74 @@ fn open_path(path: &[u8], follow: bool, dir: bool) -> nix::Result<OwnedFd> {
 }
 
 fn canonical_of(fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
-    use std::os::fd::AsRawFd;
-    read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+    own_fd_path(fd)
+}
+
+/// Resolves paths, caching the canonical path of directories.
+///
+/// The cache is cleared whenever the traced tree deletes or renames anything (the only ways to
+/// change what an existing directory path resolves to), so it is exact within the tree; a
+/// directory symlink changed by a process outside the tree during the trace may be missed.
+#[derive(Default)]
+pub(crate) struct Resolver {
+    dirs: std::collections::HashMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Resolver {
+    pub(crate) fn invalidate(&mut self) {
+        self.dirs.clear();
+    }
+
+    /// Resolves `abs` (see [`resolve_slow`]) with one `lstat` when the parent is cached.
+    pub(crate) fn resolve(&mut self, abs: &[u8], follow: bool) -> (Vec<u8>, bool) {
+        let lexical = normalize(abs);
+        let dotdot = abs.split(|&b| b == b'/').any(|c| c == b"..");
+        let Some(slash) = lexical.iter().rposition(|&b| b == b'/') else {
+            return resolve_slow(abs, follow);
+        };
+        if dotdot || lexical.len() == 1 {
+            return resolve_slow(abs, follow);
+        }
+        let (parent, name) = (&lexical[..slash.max(1)], &lexical[slash + 1..]);
+        let parent_canon = match self.dirs.get(parent) {
+            Some(c) => c.clone(),
+            None => {
+                let Some(c) = open_path(parent, true, true)
+                    .ok()
+                    .and_then(|fd| canonical_of(fd.as_fd()))
+                else {
+                    return resolve_slow(abs, follow);
+                };
+                if c.first() != Some(&b'/') {
+                    return resolve_slow(abs, follow);
+                }
+                if self.dirs.len() > 16_384 {
+                    self.dirs.clear();
+                }
+                self.dirs.insert(parent.to_vec(), c.clone());
+                c
+            }
+        };
+        let mut full = parent_canon;
+        if full.last() != Some(&b'/') {
+            full.push(b'/');
+        }
+        full.extend_from_slice(name);
+        match nix::sys::stat::lstat(&full[..]) {
+            Ok(st) if follow && st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                resolve_slow(&full, true)
+            }
+            Ok(_) => (full, true),
+            Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => (full, false),
+            Err(_) => (full, true),
+        }
+    }
 }
 
 /// Resolves `abs` in the supervisor's view of the filesystem: the canonical path (symlinks
 /// resolved; for a missing path, its parent's canonical path plus the last name) and whether
 /// it exists.
-pub(crate) fn resolve(abs: &[u8], follow: bool) -> (Vec<u8>, bool) {
+pub(crate) fn resolve_slow(abs: &[u8], follow: bool) -> (Vec<u8>, bool) {
     match open_path(abs, follow, false) {
         Ok(fd) => match canonical_of(fd.as_fd()) {
             Some(c) if c.first() == Some(&b'/') => (c, true),
@@ -718,7 +800,13 @@ pub(crate) fn resolve(abs: &[u8], follow: bool) -> (Vec<u8>, bool) {
 
 /// Records the `#!` and ELF (`PT_INTERP`) interpreters the kernel opens for `exec` of `path`
 /// without a syscall of the tracee.
-fn interpreters(path: &[u8], pid: u32, out: &mut Vec<(Vec<u8>, Kinds)>, depth: u32) {
+fn interpreters(
+    resolver: &mut Resolver,
+    path: &[u8],
+    pid: u32,
+    out: &mut Vec<(Vec<u8>, Kinds)>,
+    depth: u32,
+) {
     use std::os::unix::fs::FileExt;
     if depth > 4 {
         return;
@@ -784,7 +872,7 @@ fn interpreters(path: &[u8], pid: u32, out: &mut Vec<(Vec<u8>, Kinds)>, depth: u
         cwd.extend_from_slice(&interp);
         cwd
     };
-    let (canon, exists) = resolve(&abs, true);
+    let (canon, exists) = resolver.resolve(&abs, true);
     let lexical = normalize(&abs);
     if lexical != canon {
         out.push((
@@ -797,7 +885,7 @@ fn interpreters(path: &[u8], pid: u32, out: &mut Vec<(Vec<u8>, Kinds)>, depth: u
         ));
     }
     if exists {
-        interpreters(&canon, pid, out, depth + 1);
+        interpreters(resolver, &canon, pid, out, depth + 1);
         out.push((canon, Kinds::EXEC));
     } else {
         out.push((canon, Kinds::MISSING));

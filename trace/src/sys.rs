@@ -231,3 +231,29 @@ pub(crate) fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// `pidfd_open(tid, PIDFD_THREAD)` (Linux 6.9): a pidfd for one thread, readable once that
+/// thread exits. Falls back to a process pidfd on older kernels.
+pub(crate) fn pidfd_open_thread(tid: i32) -> io::Result<OwnedFd> {
+    /// `PIDFD_THREAD` from `<linux/pidfd.h>`, not in the libc crate.
+    const PIDFD_THREAD: libc::c_int = libc::O_EXCL;
+    // SAFETY: integer arguments; a non-negative result is a new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid, PIDFD_THREAD) };
+    if fd < 0 {
+        return pidfd_open(tid);
+    }
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Whether the process or thread behind `pidfd` has exited (non-blocking `poll`).
+pub(crate) fn has_exited(pidfd: BorrowedFd<'_>) -> bool {
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one live pollfd struct.
+    let rc = unsafe { libc::poll(&mut p, 1, 0) };
+    rc != 0
+}

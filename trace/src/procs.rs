@@ -1,0 +1,109 @@
+//! What the supervisor knows about each traced thread: a pidfd (to detect tid reuse and to copy
+//! fds out with `pidfd_getfd`) and its cwd, cached.
+//!
+//! A cached cwd stays valid until the thread exits (its pidfd turns readable; a recycled tid
+//! gets a fresh entry) or any traced thread calls `chdir`/`fchdir`/`chroot`/`unshare`, which
+//! clear every cached cwd (threads sharing `CLONE_FS` change each other's cwd).
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
+
+use crate::sys;
+
+struct Entry {
+    pidfd: OwnedFd,
+    cwd: Option<Vec<u8>>,
+}
+
+/// Per-thread cache; see the module docs.
+#[derive(Default)]
+pub(crate) struct Procs {
+    map: HashMap<u32, Entry>,
+    /// Canonical path of directories by (dev, ino); cleared with the resolver's cache.
+    dirs: HashMap<(u64, u64), Vec<u8>>,
+}
+
+const MAX_ENTRIES: usize = 512;
+
+impl Procs {
+    fn entry(&mut self, tid: u32) -> Option<&mut Entry> {
+        let alive = match self.map.get(&tid) {
+            Some(e) => !sys::has_exited(e.pidfd.as_fd()),
+            None => false,
+        };
+        if !alive {
+            if self.map.len() >= MAX_ENTRIES {
+                self.map.retain(|_, e| !sys::has_exited(e.pidfd.as_fd()));
+                if self.map.len() >= MAX_ENTRIES {
+                    self.map.clear();
+                }
+            }
+            let pidfd = sys::pidfd_open_thread(tid as i32).ok()?;
+            self.map.insert(tid, Entry { pidfd, cwd: None });
+        }
+        self.map.get_mut(&tid)
+    }
+
+    /// Forgets every cached cwd.
+    pub(crate) fn chdir(&mut self) {
+        for e in self.map.values_mut() {
+            e.cwd = None;
+        }
+    }
+
+    /// Forgets the canonical paths of directories.
+    pub(crate) fn invalidate_dirs(&mut self) {
+        self.dirs.clear();
+    }
+
+    /// The cwd of thread `tid`.
+    pub(crate) fn cwd(&mut self, tid: u32) -> Option<Vec<u8>> {
+        let Some(e) = self.entry(tid) else {
+            return read_link(format!("/proc/{tid}/cwd"));
+        };
+        if let Some(c) = &e.cwd {
+            return Some(c.clone());
+        }
+        let c = read_link(format!("/proc/{tid}/cwd"))?;
+        e.cwd = Some(c.clone());
+        Some(c)
+    }
+
+    /// The path of fd `fd` of thread `tid` (for sockets and pipes: `socket:[…]` and the like).
+    pub(crate) fn fd_path(&mut self, tid: u32, fd: i32) -> Option<Vec<u8>> {
+        let ours = match self.entry(tid) {
+            Some(e) => sys::pidfd_getfd(e.pidfd.as_fd(), fd).ok(),
+            None => None,
+        };
+        let Some(ours) = ours else {
+            return read_link(format!("/proc/{tid}/fd/{fd}"));
+        };
+        let st = nix::sys::stat::fstat(ours.as_fd()).ok()?;
+        let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        let key = (st.st_dev, st.st_ino);
+        if is_dir && let Some(p) = self.dirs.get(&key) {
+            return Some(p.clone());
+        }
+        let p = own_fd_path(ours.as_fd())?;
+        if is_dir && p.first() == Some(&b'/') {
+            if self.dirs.len() > 16_384 {
+                self.dirs.clear();
+            }
+            self.dirs.insert(key, p.clone());
+        }
+        Some(p)
+    }
+}
+
+pub(crate) fn read_link(path: String) -> Option<Vec<u8>> {
+    nix::fcntl::readlink(path.as_str())
+        .ok()
+        .map(std::ffi::OsString::into_vec)
+}
+
+/// The path of one of the supervisor's own fds.
+pub(crate) fn own_fd_path(fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
