@@ -24,6 +24,8 @@ macro_rules! bitset {
             pub const fn bits(self) -> $repr { self.0 }
             /// Whether no bit is set.
             pub const fn is_empty(self) -> bool { self.0 == 0 }
+            /// Both sets together (usable in constants).
+            pub const fn union(self, other: $name) -> $name { $name(self.0 | other.0) }
             /// Whether any bit of `other` is set in `self`.
             pub const fn intersects(self, other: $name) -> bool { self.0 & other.0 != 0 }
             /// Whether every bit of `other` is set in `self`.
