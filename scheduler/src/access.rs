@@ -1,0 +1,342 @@
+//! File accesses, run flags and the read-after-write conflict rules of DESIGN §3.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+/// How a run touched a path.
+///
+/// Observations: `Read`, `Stat`, `Missing`, `List`, and every write kind except `Write`
+/// (appending reads the old content, creating observes that the path was missing, deleting
+/// and changing metadata observe that it existed). Writes: `Write`, `Append`, `Meta`,
+/// `Create`, `Delete`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum AccessKind {
+    /// File content read (also `execve` and interpreters).
+    Read,
+    /// Metadata or existence checked (`stat`, `access`, `readlink`).
+    Stat,
+    /// Looked up and not found.
+    Missing,
+    /// Directory entries read (`getdents`, globbing).
+    List,
+    /// Content replaced (`O_TRUNC`); may create the file. The only write that reads nothing.
+    Write,
+    /// Content changed without truncation (append, in-place edit, copy-up).
+    Append,
+    /// Metadata changed (`chmod`, `chown`, `utimes`, xattrs).
+    Meta,
+    /// A new directory entry that is not a plain file write (`mkdir`, `symlink`, `link`,
+    /// `mknod`, rename target).
+    Create,
+    /// An entry removed (`unlink`, `rmdir`, rename source).
+    Delete,
+}
+
+impl AccessKind {
+    /// Whether the run's behaviour depended on the path's prior state.
+    pub fn observes(self) -> bool {
+        self != AccessKind::Write
+    }
+
+    /// Whether the access changes the path.
+    pub fn writes(self) -> bool {
+        matches!(
+            self,
+            AccessKind::Write
+                | AccessKind::Append
+                | AccessKind::Meta
+                | AccessKind::Create
+                | AccessKind::Delete
+        )
+    }
+
+    /// Whether the access may change the entry list of the parent directory.
+    fn changes_listing(self) -> bool {
+        matches!(
+            self,
+            AccessKind::Write | AccessKind::Create | AccessKind::Delete
+        )
+    }
+
+    /// Whether the access may replace everything below the path.
+    fn replaces_subtree(self) -> bool {
+        matches!(self, AccessKind::Create | AccessKind::Delete)
+    }
+}
+
+/// One path and how it was touched. Paths are absolute, normalized bytes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Access {
+    /// The path.
+    pub path: Vec<u8>,
+    /// How it was touched.
+    pub kind: AccessKind,
+}
+
+impl Access {
+    /// Shorthand constructor.
+    pub fn new(path: impl Into<Vec<u8>>, kind: AccessKind) -> Access {
+        Access {
+            path: path.into(),
+            kind,
+        }
+    }
+}
+
+/// Things that make a speculative run impossible to commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+pub struct Flags(pub u32);
+
+impl Flags {
+    /// No flag.
+    pub const NONE: Flags = Flags(0);
+    /// Used the network.
+    pub const NETWORK: Flags = Flags(1);
+    /// Read the script's stdin.
+    pub const STDIN: Flags = Flags(1 << 1);
+    /// Wrote to a terminal.
+    pub const TTY: Flags = Flags(1 << 2);
+    /// Touched a device.
+    pub const DEVICE: Flags = Flags(1 << 3);
+    /// Signalled a process outside its sandbox.
+    pub const SIGNAL: Flags = Flags(1 << 4);
+    /// Needed privileges it lacked.
+    pub const PRIVILEGE: Flags = Flags(1 << 5);
+    /// Tried to leave the sandbox (mount, setns, ...) or wrote where it is not captured.
+    pub const ESCAPE: Flags = Flags(1 << 6);
+    /// The trace is incomplete: accesses may be missing.
+    pub const UNTRACED: Flags = Flags(1 << 7);
+
+    /// Whether any flag is set.
+    pub fn any(self) -> bool {
+        self.0 != 0
+    }
+
+    /// Whether all flags of `other` are set.
+    pub fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, rhs: Flags) -> Flags {
+        Flags(self.0 | rhs.0)
+    }
+}
+
+/// What one execution of a unit did to the file system.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Trace {
+    /// Observations (from the tracer).
+    pub reads: Vec<Access>,
+    /// Changes (from the overlay's upper layer, or the tracer for direct runs).
+    pub writes: Vec<Access>,
+    /// Unsafe things the run did.
+    pub flags: Flags,
+}
+
+impl Trace {
+    /// Every access that observes prior state, from both lists.
+    pub fn observations(&self) -> impl Iterator<Item = &Access> {
+        self.reads
+            .iter()
+            .chain(self.writes.iter())
+            .filter(|a| a.kind.observes())
+    }
+
+    /// Every access that changes a path, from both lists.
+    pub fn changes(&self) -> impl Iterator<Item = &Access> {
+        self.reads
+            .iter()
+            .chain(self.writes.iter())
+            .filter(|a| a.kind.writes())
+    }
+}
+
+/// The parent directory of an absolute path (`/` for `/x`); `None` for `/` or a bare name.
+pub(crate) fn parent(path: &[u8]) -> Option<&[u8]> {
+    let i = path.iter().rposition(|&b| b == b'/')?;
+    if i == 0 {
+        if path.len() > 1 { Some(b"/") } else { None }
+    } else {
+        Some(&path[..i])
+    }
+}
+
+/// Who last changed something, for conflict checks and DAG edges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mark<T: Copy> {
+    pub(crate) seq: u64,
+    pub(crate) kind: AccessKind,
+    pub(crate) who: T,
+}
+
+/// A read-after-write hazard: `obs` was changed by `by` (written as `wrote`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hazard<T> {
+    /// Path of the observation.
+    pub path: Vec<u8>,
+    /// How it was observed.
+    pub observed: AccessKind,
+    /// How the writer changed it (or the entry below it).
+    pub wrote: AccessKind,
+    /// The writer.
+    pub by: T,
+}
+
+/// Latest change per path, per directory listing and per replaced subtree.
+#[derive(Debug, Clone)]
+pub(crate) struct WriteIndex<T: Copy> {
+    path: HashMap<Vec<u8>, Mark<T>>,
+    listing: HashMap<Vec<u8>, Mark<T>>,
+    subtree: HashMap<Vec<u8>, Mark<T>>,
+}
+
+impl<T: Copy> Default for WriteIndex<T> {
+    fn default() -> Self {
+        WriteIndex {
+            path: HashMap::new(),
+            listing: HashMap::new(),
+            subtree: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Copy> WriteIndex<T> {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.path.is_empty()
+    }
+
+    /// Records the changes of `trace`, made by `who` as effect number `seq`.
+    pub(crate) fn add(&mut self, trace: &Trace, seq: u64, who: T) {
+        for a in trace.changes() {
+            let mark = Mark {
+                seq,
+                kind: a.kind,
+                who,
+            };
+            self.path.insert(a.path.clone(), mark);
+            if a.kind.changes_listing() {
+                if let Some(p) = parent(&a.path) {
+                    self.listing.insert(p.to_vec(), mark);
+                }
+            }
+            if a.kind.replaces_subtree() {
+                self.subtree.insert(a.path.clone(), mark);
+            }
+        }
+    }
+
+    /// Every change newer than `seen` that one observation depends on.
+    fn hits(&self, a: &Access, seen: u64, out: &mut Vec<(AccessKind, Mark<T>)>) {
+        if let Some(m) = self.path.get(&a.path) {
+            if m.seq > seen {
+                out.push((a.kind, *m));
+            }
+        }
+        if matches!(a.kind, AccessKind::List | AccessKind::Stat) {
+            if let Some(m) = self.listing.get(&a.path) {
+                if m.seq > seen {
+                    out.push((a.kind, *m));
+                }
+            }
+        }
+        if !self.subtree.is_empty() {
+            let mut p: &[u8] = &a.path;
+            while let Some(up) = parent(p) {
+                if let Some(m) = self.subtree.get(up) {
+                    if m.seq > seen {
+                        out.push((a.kind, *m));
+                    }
+                }
+                p = up;
+            }
+        }
+    }
+
+    /// The first hazard for `trace`'s observations among changes newer than `seen`.
+    pub(crate) fn first_hazard(&self, trace: &Trace, seen: u64) -> Option<Hazard<T>> {
+        let mut hits = Vec::new();
+        for a in trace.observations() {
+            self.hits(a, seen, &mut hits);
+            if let Some((observed, m)) = hits.first() {
+                return Some(Hazard {
+                    path: a.path.clone(),
+                    observed: *observed,
+                    wrote: m.kind,
+                    by: m.who,
+                });
+            }
+        }
+        None
+    }
+
+    /// Every hazard for `trace`'s observations among changes newer than `seen`.
+    pub(crate) fn all_hazards(&self, trace: &Trace, seen: u64) -> Vec<Hazard<T>> {
+        let mut out = Vec::new();
+        let mut hits = Vec::new();
+        for a in trace.observations() {
+            hits.clear();
+            self.hits(a, seen, &mut hits);
+            for (observed, m) in &hits {
+                out.push(Hazard {
+                    path: a.path.clone(),
+                    observed: *observed,
+                    wrote: m.kind,
+                    by: m.who,
+                });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use AccessKind::*;
+
+    fn trace(reads: &[(&str, AccessKind)], writes: &[(&str, AccessKind)]) -> Trace {
+        let f = |v: &[(&str, AccessKind)]| v.iter().map(|(p, k)| Access::new(*p, *k)).collect();
+        Trace {
+            reads: f(reads),
+            writes: f(writes),
+            flags: Flags::NONE,
+        }
+    }
+
+    fn hazard(w: &[(&str, AccessKind)], r: &[(&str, AccessKind)]) -> bool {
+        let mut idx = WriteIndex::default();
+        idx.add(&trace(&[], w), 1, ());
+        idx.first_hazard(&trace(r, &[]), 0).is_some()
+    }
+
+    #[test]
+    fn parent_of_paths() {
+        assert_eq!(parent(b"/a/b"), Some(&b"/a"[..]));
+        assert_eq!(parent(b"/a"), Some(&b"/"[..]));
+        assert_eq!(parent(b"/"), None);
+    }
+
+    #[test]
+    fn rules() {
+        assert!(hazard(&[("/f", Write)], &[("/f", Read)]));
+        assert!(!hazard(&[("/f", Write)], &[("/g", Read)]));
+        // write after write is no hazard
+        assert!(!hazard(&[("/f", Write)], &[("/f", Write)]));
+        // append reads the old content
+        assert!(hazard(&[("/f", Write)], &[("/f", Append)]));
+        // a created file changes the listing and a failed lookup
+        assert!(hazard(&[("/d/f", Write)], &[("/d", List)]));
+        assert!(hazard(&[("/d/f", Write)], &[("/d/f", Missing)]));
+        assert!(!hazard(&[("/d/f", Append)], &[("/d", List)]));
+        // a deleted directory takes its subtree with it
+        assert!(hazard(&[("/d", Delete)], &[("/d/x/y", Read)]));
+        assert!(hazard(&[("/d", Create)], &[("/d/x", Missing)]));
+        assert!(!hazard(&[("/d", Delete)], &[("/dx", Read)]));
+        // metadata
+        assert!(hazard(&[("/f", Meta)], &[("/f", Stat)]));
+    }
+}

@@ -1,0 +1,726 @@
+//! The scheduler state machine.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use petgraph::stable_graph::NodeIndex;
+use serde::Serialize;
+
+use crate::access::{Trace, WriteIndex};
+use crate::dag::{Dag, Edge, Outcome, RunId, RunRecord, Why};
+use crate::predict::{Pred, Vars, Walker, in_background, taken_arms};
+use crate::program::{LoopId, Program, UnitId};
+use crate::state::{Instance, LoopKey, State};
+
+/// Tuning knobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Most speculative runs executing at once. 0 turns speculation off: every gate is
+    /// answered with [`Action::AnswerGate`].
+    pub window: usize,
+    /// How many instances ahead of the shell prediction looks.
+    pub lookahead: usize,
+    /// Speculative attempts per instance before it is left to the shell.
+    pub max_attempts: u32,
+    /// Hold back a speculation when an earlier trace of the same unit with the same state
+    /// observed something that an instance before it is expected to write.
+    pub hold_back: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            window: 4,
+            lookahead: 64,
+            max_attempts: 3,
+            hold_back: true,
+        }
+    }
+}
+
+/// An input to [`Scheduler::handle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The shell started; `state` holds every variable the engine knows (environment,
+    /// positional parameters) and the context. Optional, but without it nothing is
+    /// speculated before the first gate.
+    Started {
+        /// Initial state.
+        state: State,
+    },
+    /// The shell is at `instance`'s gate, waiting for an answer, with `state`.
+    GateReached {
+        /// Where the shell is.
+        instance: Instance,
+        /// At least the variables the unit expands, and the context.
+        state: State,
+    },
+    /// A `for` loop (or a `while` loop, with no words) started.
+    LoopStarted {
+        /// The loop.
+        id: LoopId,
+        /// Iteration indices of the loops around it.
+        iters: Vec<u32>,
+        /// The expanded word list.
+        words: Vec<Vec<u8>>,
+    },
+    /// A speculative run ended. Its output stays with the engine until commit or discard.
+    RunFinished {
+        /// The run.
+        run: RunId,
+        /// What it touched and did.
+        trace: Trace,
+        /// Its exit status.
+        exit: i32,
+    },
+    /// The run named in [`Action::Commit`] is in the live file system, and the gate has been
+    /// answered with its output and exit status.
+    CommitDone {
+        /// The run.
+        run: RunId,
+    },
+    /// The shell finished running `instance` itself.
+    DirectRunFinished {
+        /// The instance.
+        instance: Instance,
+        /// What it touched (traced like a speculative run).
+        trace: Trace,
+        /// Its exit status.
+        exit: i32,
+    },
+    /// The shell exited: no more gates.
+    ShellExited,
+}
+
+/// An output of [`Scheduler::poll_action`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Run `instance` speculatively in a fresh sandbox over the live file system as it is
+    /// now, with `state`'s variables and context; then report [`Event::RunFinished`].
+    Start {
+        /// Names the run in later events and actions.
+        run: RunId,
+        /// The instance.
+        instance: Instance,
+        /// The predicted state.
+        state: State,
+    },
+    /// Kill a running speculation and throw its sandbox away. No event is expected.
+    Kill {
+        /// The run.
+        run: RunId,
+    },
+    /// Commit a finished run into the live file system, then answer its gate: replay its
+    /// output and return its exit status. Report [`Event::CommitDone`].
+    Commit {
+        /// The run.
+        run: RunId,
+    },
+    /// Tell the shell waiting at `instance`'s gate to run the unit itself, traced; report
+    /// [`Event::DirectRunFinished`].
+    AnswerGate {
+        /// The instance.
+        instance: Instance,
+    },
+    /// Throw away a finished run's sandbox and output.
+    Discard {
+        /// The run.
+        run: RunId,
+    },
+}
+
+/// Counters for `--stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Stats {
+    /// Speculative runs started.
+    pub started: u64,
+    /// Speculative runs committed.
+    pub committed: u64,
+    /// Speculative runs killed or discarded.
+    pub discarded: u64,
+    /// Units the shell ran itself.
+    pub direct: u64,
+    /// Speculations held back because an earlier trace predicted a conflict.
+    pub held: u64,
+}
+
+#[derive(Debug)]
+struct Run {
+    instance: Instance,
+    state: State,
+    /// Effects completed when it started; later ones it did not see.
+    seen: u64,
+    node: NodeIndex,
+    finished: Option<(Arc<Trace>, i32)>,
+}
+
+#[derive(Debug, Clone)]
+enum Pos {
+    Start,
+    After(Instance),
+    Lost,
+}
+
+/// The scheduler: a deterministic state machine with no I/O, no clock and no threads.
+///
+/// Methods come in three classes:
+///
+/// - (A) getters on `&self`: [`dag`](Self::dag), [`stats`](Self::stats),
+///   [`running`](Self::running), [`is_idle`](Self::is_idle);
+/// - (B) input: [`handle`](Self::handle), one [`Event`] at a time, with the time it
+///   happened (instants never decrease);
+/// - (C) output: [`poll_action`](Self::poll_action), a queue.
+///
+/// After every (B) call, drain (C) until it returns `None` and carry out each action in the
+/// order given; results come back as later events. No timers are needed, so there is no
+/// `poll_timeout`.
+#[derive(Debug)]
+pub struct Scheduler {
+    config: Config,
+    program: Program,
+    t0: Option<Instant>,
+    now: Duration,
+    known: Vars,
+    context: Option<Arc<[u8]>>,
+    /// Variable (or context, `None`) → the effective instance after which it last changed.
+    changed_after: HashMap<Option<Vec<u8>>, NodeIndex>,
+    loops: HashMap<LoopKey, Arc<Vec<Vec<u8>>>>,
+    pos: Pos,
+    runs: BTreeMap<RunId, Run>,
+    by_instance: BTreeMap<Instance, RunId>,
+    next_run: u64,
+    actions: VecDeque<Action>,
+    /// Number of completed effects (commits and direct runs).
+    seq: u64,
+    index: WriteIndex<NodeIndex>,
+    /// Sequence number of the latest effect with an incomplete trace.
+    untraced: u64,
+    committing: Option<RunId>,
+    /// A running run whose gate the shell is waiting at.
+    waiting: Option<RunId>,
+    /// Units the shell is running itself.
+    direct: BTreeMap<Instance, NodeIndex>,
+    last_effective: Option<NodeIndex>,
+    last_exit: HashMap<UnitId, i32>,
+    history: HashMap<UnitId, (State, Arc<Trace>)>,
+    memory: HashMap<usize, usize>,
+    attempts: HashMap<Instance, u32>,
+    unsafe_units: HashSet<UnitId>,
+    dag: Dag,
+    stats: Stats,
+    exited: bool,
+}
+
+impl Scheduler {
+    /// A scheduler for `program`.
+    pub fn new(config: Config, program: Program) -> Scheduler {
+        Scheduler {
+            config,
+            program,
+            t0: None,
+            now: Duration::ZERO,
+            known: Vars::new(),
+            context: None,
+            changed_after: HashMap::new(),
+            loops: HashMap::new(),
+            pos: Pos::Start,
+            runs: BTreeMap::new(),
+            by_instance: BTreeMap::new(),
+            next_run: 0,
+            actions: VecDeque::new(),
+            seq: 0,
+            index: WriteIndex::default(),
+            untraced: 0,
+            committing: None,
+            waiting: None,
+            direct: BTreeMap::new(),
+            last_effective: None,
+            last_exit: HashMap::new(),
+            history: HashMap::new(),
+            memory: HashMap::new(),
+            attempts: HashMap::new(),
+            unsafe_units: HashSet::new(),
+            dag: Dag::default(),
+            stats: Stats::default(),
+            exited: false,
+        }
+    }
+
+    // (A) getters
+
+    /// The dependency DAG with a record per instance.
+    pub fn dag(&self) -> &Dag {
+        &self.dag
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Speculative runs executing now.
+    pub fn running(&self) -> usize {
+        self.runs.values().filter(|r| r.finished.is_none()).count()
+    }
+
+    /// Whether nothing is in flight: no run, commit or direct run, and no queued action.
+    pub fn is_idle(&self) -> bool {
+        self.runs.is_empty() && self.direct.is_empty() && self.actions.is_empty()
+    }
+
+    // (B) input
+
+    /// Feeds one event in. `now` must not go backwards.
+    pub fn handle(&mut self, now: Instant, event: Event) {
+        let t0 = *self.t0.get_or_insert(now);
+        self.now = now.saturating_duration_since(t0);
+        if self.exited {
+            return;
+        }
+        match event {
+            Event::Started { state } => {
+                self.merge(&state);
+                self.refresh();
+            }
+            Event::GateReached { instance, state } => self.gate(instance, state),
+            Event::LoopStarted { id, iters, words } => {
+                self.loops.insert((id, iters), Arc::new(words));
+                self.refresh();
+            }
+            Event::RunFinished { run, trace, exit } => self.run_finished(run, trace, exit),
+            Event::CommitDone { run } => self.commit_done(run),
+            Event::DirectRunFinished {
+                instance,
+                trace,
+                exit,
+            } => self.direct_finished(instance, trace, exit),
+            Event::ShellExited => self.shell_exited(),
+        }
+    }
+
+    // (C) output
+
+    /// The next action to carry out, in order.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    // internals
+
+    fn merge(&mut self, state: &State) {
+        for (name, value) in &state.vars {
+            if self.known.get(name) != Some(value) {
+                if let Some(n) = self.last_effective {
+                    self.changed_after.insert(Some(name.clone()), n);
+                }
+                self.known.insert(name.clone(), value.clone());
+            }
+        }
+        if self.context.as_ref() != Some(&state.context) {
+            if let Some(n) = self.last_effective {
+                self.changed_after.insert(None, n);
+            }
+            self.context = Some(state.context.clone());
+        }
+    }
+
+    fn gate(&mut self, x: Instance, state: State) {
+        let node = self.dag.node(&x);
+        self.dag.get_mut(node).gate = Some(self.now);
+        self.merge(&state);
+        let unit_node = self.program.units.get(&x.unit).copied();
+        if let Some(spec) = self.program.unit(x.unit) {
+            for v in &spec.vars {
+                if let Some(&src) = self.changed_after.get(&Some(v.clone())) {
+                    self.dag.edge(src, node, Edge::State(Some(v.clone())));
+                }
+            }
+        }
+        if let Some(&src) = self.changed_after.get(&None) {
+            self.dag.edge(src, node, Edge::State(None));
+        }
+        let background = unit_node.is_some_and(|n| in_background(&self.program, n));
+        if !background {
+            match unit_node {
+                Some(n) => {
+                    for (d, arm) in taken_arms(&self.program, n) {
+                        self.memory.insert(d, arm);
+                    }
+                    self.pos = Pos::After(x.clone());
+                }
+                None => self.pos = Pos::Lost,
+            }
+        }
+        match self.by_instance.get(&x).copied() {
+            Some(id) if !self.direct.is_empty() => {
+                self.drop_run(id, Why::Background);
+                self.answer_direct(x, node);
+            }
+            Some(id) => {
+                let run = &self.runs[&id];
+                if let Some(name) = run.state.mismatch(&state) {
+                    self.drop_run(id, Why::State(name));
+                    self.answer_direct(x, node);
+                } else if run.finished.is_some() {
+                    self.try_commit(id);
+                } else {
+                    self.waiting = Some(id);
+                }
+            }
+            None => self.answer_direct(x, node),
+        }
+        self.refresh();
+    }
+
+    fn answer_direct(&mut self, x: Instance, node: NodeIndex) {
+        self.stats.direct += 1;
+        self.dag.get_mut(node).direct = Some((self.now, None));
+        self.direct.insert(x.clone(), node);
+        self.actions.push_back(Action::AnswerGate { instance: x });
+    }
+
+    /// Checks the file and flag conditions of DESIGN §3 for a finished run.
+    fn validate(&self, run: &Run) -> Result<(), Why> {
+        let Some((trace, _)) = &run.finished else {
+            return Ok(());
+        };
+        if trace.flags.any() {
+            return Err(Why::Unsafe(trace.flags));
+        }
+        if self.untraced > run.seen {
+            return Err(Why::Conflict {
+                path: Vec::new(),
+                observed: crate::AccessKind::Read,
+                wrote: crate::AccessKind::Write,
+                by: None,
+            });
+        }
+        if let Some(h) = self.index.first_hazard(trace, run.seen) {
+            return Err(Why::Conflict {
+                path: h.path,
+                observed: h.observed,
+                wrote: h.wrote,
+                by: Some(self.dag.graph()[h.by].instance.clone()),
+            });
+        }
+        Ok(())
+    }
+
+    fn try_commit(&mut self, id: RunId) {
+        let run = &self.runs[&id];
+        match self.validate(run) {
+            Ok(()) => {
+                self.committing = Some(id);
+                self.actions.push_back(Action::Commit { run: id });
+            }
+            Err(why) => {
+                let (x, node) = (run.instance.clone(), run.node);
+                self.drop_run(id, why);
+                self.answer_direct(x, node);
+            }
+        }
+    }
+
+    fn drop_run(&mut self, id: RunId, why: Why) {
+        let Some(run) = self.runs.remove(&id) else {
+            return;
+        };
+        if self.by_instance.get(&run.instance) == Some(&id) {
+            self.by_instance.remove(&run.instance);
+        }
+        if self.waiting == Some(id) {
+            self.waiting = None;
+        }
+        self.stats.discarded += 1;
+        if let Some(r) = self.dag.run_mut(run.node, id) {
+            r.discarded = Some(why);
+        }
+        self.actions.push_back(if run.finished.is_some() {
+            Action::Discard { run: id }
+        } else {
+            Action::Kill { run: id }
+        });
+    }
+
+    fn run_finished(&mut self, id: RunId, trace: Trace, exit: i32) {
+        let Some(run) = self.runs.get_mut(&id) else {
+            return;
+        };
+        let trace = Arc::new(trace);
+        run.finished = Some((trace.clone(), exit));
+        let (x, node, state) = (run.instance.clone(), run.node, run.state.clone());
+        if let Some(r) = self.dag.run_mut(node, id) {
+            r.end = Some(self.now);
+        }
+        if trace.flags.any() {
+            self.unsafe_units.insert(x.unit);
+        } else {
+            self.history.insert(x.unit, (state, trace));
+        }
+        if self.waiting == Some(id) {
+            self.waiting = None;
+            self.try_commit(id);
+        } else if let Err(why) = self.validate(&self.runs[&id]) {
+            self.drop_run(id, why);
+        }
+        self.refresh();
+    }
+
+    fn commit_done(&mut self, id: RunId) {
+        if self.committing != Some(id) {
+            return;
+        }
+        self.committing = None;
+        let Some(run) = self.runs.remove(&id) else {
+            return;
+        };
+        self.by_instance.remove(&run.instance);
+        self.stats.committed += 1;
+        let (trace, exit) = run.finished.expect("committed runs are finished");
+        self.dag.get_mut(run.node).outcome = Outcome::Committed(id);
+        self.effect(&run.instance, run.node, &trace, exit);
+        self.refresh();
+    }
+
+    fn direct_finished(&mut self, x: Instance, trace: Trace, exit: i32) {
+        let node = match self.direct.remove(&x) {
+            Some(n) => n,
+            None => self.dag.node(&x),
+        };
+        let r = self.dag.get_mut(node);
+        r.outcome = Outcome::Direct;
+        let start = r.direct.map_or(self.now, |d| d.0);
+        r.direct = Some((start, Some(self.now)));
+        if trace.flags.any() {
+            self.unsafe_units.insert(x.unit);
+        }
+        let trace = Arc::new(trace);
+        if !trace.flags.any() {
+            if let Some(spec) = self.program.unit(x.unit) {
+                let vars = spec
+                    .vars
+                    .iter()
+                    .map(|v| (v.clone(), self.known.get(v).cloned().flatten()))
+                    .collect();
+                let state = State {
+                    vars,
+                    context: self.context.clone().unwrap_or_else(|| Arc::from(&[][..])),
+                };
+                self.history.insert(x.unit, (state, trace.clone()));
+            }
+        }
+        self.effect(&x, node, &trace, exit);
+        self.refresh();
+    }
+
+    /// Records a completed effect and drops the finished runs it invalidates.
+    fn effect(&mut self, x: &Instance, node: NodeIndex, trace: &Trace, exit: i32) {
+        self.seq += 1;
+        for h in self.index.all_hazards(trace, 0) {
+            self.dag.edge(
+                h.by,
+                node,
+                Edge::ReadAfterWrite {
+                    path: h.path,
+                    observed: h.observed,
+                    wrote: h.wrote,
+                },
+            );
+        }
+        self.index.add(trace, self.seq, node);
+        if trace.flags.contains(crate::Flags::UNTRACED) {
+            self.untraced = self.seq;
+        }
+        self.last_exit.insert(x.unit, exit);
+        self.last_effective = Some(node);
+        let r = self.dag.get_mut(node);
+        r.exit = Some(exit);
+        r.reads = trace.reads.len();
+        r.writes = trace.writes.len();
+        let doomed: Vec<(RunId, Why)> = self
+            .runs
+            .iter()
+            .filter(|(id, r)| Some(**id) != self.committing && r.finished.is_some())
+            .filter_map(|(id, r)| self.validate(r).err().map(|w| (*id, w)))
+            .collect();
+        for (id, why) in doomed {
+            let waiting_here = self.waiting == Some(id);
+            self.drop_run(id, why);
+            debug_assert!(!waiting_here);
+        }
+    }
+
+    fn shell_exited(&mut self) {
+        let ids: Vec<RunId> = self.runs.keys().copied().collect();
+        for id in ids {
+            if Some(id) != self.committing {
+                self.drop_run(id, Why::ShellExited);
+            }
+        }
+        let pending: Vec<NodeIndex> = self
+            .dag
+            .graph()
+            .node_indices()
+            .filter(|&n| self.dag.graph()[n].outcome == Outcome::Pending)
+            .collect();
+        for n in pending {
+            if self.dag.graph()[n].direct.is_none() {
+                self.dag.get_mut(n).outcome = Outcome::Dropped;
+            }
+        }
+        self.exited = true;
+    }
+
+    fn predict(&self) -> Vec<Pred> {
+        let status = |i: &Instance| -> Option<bool> {
+            if let Some(id) = self.by_instance.get(i) {
+                if let Some((_, exit)) = &self.runs[id].finished {
+                    return Some(*exit == 0);
+                }
+            }
+            self.last_exit.get(&i.unit).map(|&e| e == 0)
+        };
+        let walker = Walker {
+            program: &self.program,
+            loops: &self.loops,
+            known: &self.known,
+            memory: &self.memory,
+            status: &status,
+        };
+        let cursor = match &self.pos {
+            Pos::Start => Some(walker.start()),
+            Pos::After(x) => walker.after(x),
+            Pos::Lost => None,
+        };
+        cursor
+            .map(|c| walker.walk(c, self.config.lookahead))
+            .unwrap_or_default()
+    }
+
+    /// Re-predicts the path, drops runs off it or with stale state, and fills the window.
+    fn refresh(&mut self) {
+        if self.exited || self.committing.is_some() {
+            return;
+        }
+        let path = self.predict();
+        let ahead: HashMap<&Instance, &Pred> = path.iter().map(|p| (&p.instance, p)).collect();
+        let mut stale = Vec::new();
+        for (&id, run) in &self.runs {
+            if Some(id) == self.waiting {
+                continue;
+            }
+            match ahead.get(&run.instance) {
+                None => stale.push((id, Why::WrongPath)),
+                Some(p) => {
+                    if let Some(vars) = &p.vars {
+                        let predicted = State {
+                            vars: vars.clone(),
+                            context: self.context.clone().unwrap_or_else(|| Arc::from(&[][..])),
+                        };
+                        if let Some(name) = run.state.mismatch(&predicted) {
+                            stale.push((id, Why::State(name)));
+                        }
+                    }
+                }
+            }
+        }
+        for (id, why) in stale {
+            self.drop_run(id, why);
+        }
+        if self.config.window == 0 {
+            return;
+        }
+        let Some(context) = self.context.clone() else {
+            return;
+        };
+        // Expected writes of everything between the shell and each candidate.
+        let mut pending: WriteIndex<()> = WriteIndex::default();
+        let expect = |s: &Self, x: &Instance, vars: Option<&Vars>| -> Option<Arc<Trace>> {
+            if let Some(id) = s.by_instance.get(x) {
+                if let Some((t, _)) = &s.runs[id].finished {
+                    return Some(t.clone());
+                }
+            }
+            let (state, trace) = s.history.get(&x.unit)?;
+            (Some(&state.vars) == vars && state.context == context).then(|| trace.clone())
+        };
+        for x in self.direct.keys() {
+            if let Some((_, t)) = self.history.get(&x.unit) {
+                pending.add(t, 1, ());
+            }
+        }
+        if let Some(id) = self.waiting {
+            if let Some((_, t)) = self.history.get(&self.runs[&id].instance.unit) {
+                pending.add(t, 1, ());
+            }
+        }
+        let mut running = self.running();
+        for pred in &path {
+            if running >= self.config.window {
+                break;
+            }
+            let expected = expect(self, &pred.instance, pred.vars.as_ref());
+            let eligible = !self.by_instance.contains_key(&pred.instance)
+                && pred.vars.is_some()
+                && !self.unsafe_units.contains(&pred.instance.unit)
+                && self.attempts.get(&pred.instance).copied().unwrap_or(0)
+                    < self.config.max_attempts;
+            if eligible {
+                let held = self.config.hold_back
+                    && !pending.is_empty()
+                    && expected
+                        .as_ref()
+                        .is_some_and(|t| pending.first_hazard(t, 0).is_some());
+                if held {
+                    self.stats.held += 1;
+                } else {
+                    self.start(pred, context.clone());
+                    running += 1;
+                }
+            }
+            if let Some(t) = expected {
+                pending.add(&t, 1, ());
+            }
+        }
+    }
+
+    fn start(&mut self, pred: &Pred, context: Arc<[u8]>) {
+        let id = RunId(self.next_run);
+        self.next_run += 1;
+        let x = pred.instance.clone();
+        let state = State {
+            vars: pred.vars.clone().unwrap_or_default(),
+            context,
+        };
+        let node = self.dag.node(&x);
+        if let Some(from) = pred.control.as_ref().and_then(|d| self.dag.node_of(d)) {
+            self.dag.edge(from, node, Edge::Control);
+        }
+        self.dag.get_mut(node).runs.push(RunRecord {
+            run: id,
+            start: self.now,
+            end: None,
+            discarded: None,
+        });
+        *self.attempts.entry(x.clone()).or_default() += 1;
+        self.stats.started += 1;
+        self.runs.insert(
+            id,
+            Run {
+                instance: x.clone(),
+                state: state.clone(),
+                seen: self.seq,
+                node,
+                finished: None,
+            },
+        );
+        self.by_instance.insert(x.clone(), id);
+        self.actions.push_back(Action::Start {
+            run: id,
+            instance: x,
+            state,
+        });
+    }
+}

@@ -1,0 +1,421 @@
+//! Path prediction: walk the control-flow tree from where the shell is.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::program::{Connector, Flat, Program};
+use crate::state::{Instance, LoopKey};
+
+/// Variable values by name (`None`: unset).
+pub(crate) type Vars = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// One predicted instance on the path ahead.
+#[derive(Debug, Clone)]
+pub(crate) struct Pred {
+    pub(crate) instance: Instance,
+    /// The values of the variables it expands, or `None` if one is unknown.
+    pub(crate) vars: Option<Vars>,
+    /// The instance whose exit status last decided a branch on the way here.
+    pub(crate) control: Option<Instance>,
+}
+
+#[derive(Debug, Clone)]
+enum Work {
+    Exec(usize),
+    SeqNext {
+        node: usize,
+        next: usize,
+    },
+    /// Condition `arm` of an `if` was just evaluated.
+    IfNext {
+        node: usize,
+        arm: usize,
+    },
+    /// Decide whether item `next` of an and-or list runs.
+    AndOrNext {
+        node: usize,
+        next: usize,
+    },
+    ForNext {
+        node: usize,
+        iter: u32,
+        depth: usize,
+        words: Arc<Vec<Vec<u8>>>,
+    },
+    WhileCond {
+        node: usize,
+        iter: u32,
+        depth: usize,
+    },
+    WhileAfter {
+        node: usize,
+        iter: u32,
+        depth: usize,
+    },
+    Stop,
+}
+
+/// A position in the program: what is left to run.
+#[derive(Debug, Clone)]
+pub(crate) struct Cursor {
+    stack: Vec<Work>,
+    iters: Vec<u32>,
+    bound: Vars,
+    status: Option<bool>,
+    decider: Option<Instance>,
+    control: Option<Instance>,
+}
+
+/// What the walk knows besides the program.
+pub(crate) struct Walker<'a> {
+    pub(crate) program: &'a Program,
+    pub(crate) loops: &'a HashMap<LoopKey, Arc<Vec<Vec<u8>>>>,
+    pub(crate) known: &'a Vars,
+    /// Decision node → arm the shell took last time.
+    pub(crate) memory: &'a HashMap<usize, usize>,
+    /// Predicted success of an instance, if anything is known.
+    pub(crate) status: &'a dyn Fn(&Instance) -> Option<bool>,
+}
+
+/// Whether `node` sits inside a `&` job.
+pub(crate) fn in_background(program: &Program, node: usize) -> bool {
+    program
+        .ancestry(node)
+        .iter()
+        .any(|&n| matches!(program.nodes[n], Flat::Background(_)))
+}
+
+/// The arms the shell must have taken to reach `node`: (decision node, arm).
+pub(crate) fn taken_arms(program: &Program, node: usize) -> Vec<(usize, usize)> {
+    let chain = program.ancestry(node);
+    let mut out = Vec::new();
+    for w in chain.windows(2) {
+        let (p, c) = (w[0], w[1]);
+        match &program.nodes[p] {
+            Flat::If {
+                conds,
+                bodies,
+                otherwise,
+            } => {
+                if let Some(k) = bodies.iter().position(|&b| b == c) {
+                    out.push((p, k));
+                } else if *otherwise == Some(c) {
+                    out.push((p, conds.len()));
+                }
+            }
+            Flat::Case(arms) => {
+                if let Some(k) = arms.iter().position(|&a| a == c) {
+                    out.push((p, k));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+impl Walker<'_> {
+    /// The cursor at the start of the program.
+    pub(crate) fn start(&self) -> Cursor {
+        Cursor {
+            stack: vec![Work::Exec(0)],
+            iters: Vec::new(),
+            bound: Vars::new(),
+            status: None,
+            decider: None,
+            control: None,
+        }
+    }
+
+    /// The cursor just after `x` ran, or `None` if `x` cannot be placed.
+    pub(crate) fn after(&self, x: &Instance) -> Option<Cursor> {
+        let p = self.program;
+        let unit_node = *p.units.get(&x.unit)?;
+        let chain = p.ancestry(unit_node);
+        let mut stack = Vec::new();
+        let mut bound = Vars::new();
+        let mut d = 0usize;
+        for w in chain.windows(2) {
+            let (n, c) = (w[0], w[1]);
+            match &p.nodes[n] {
+                Flat::Seq(children) => {
+                    let i = children.iter().position(|&k| k == c)?;
+                    stack.push(Work::SeqNext {
+                        node: n,
+                        next: i + 1,
+                    });
+                }
+                Flat::If { conds, .. } => {
+                    if let Some(k) = conds.iter().position(|&k| k == c) {
+                        stack.push(Work::IfNext { node: n, arm: k });
+                    }
+                }
+                Flat::AndOr { items, .. } => {
+                    let i = items.iter().position(|&k| k == c)?;
+                    stack.push(Work::AndOrNext {
+                        node: n,
+                        next: i + 1,
+                    });
+                }
+                Flat::For { id, var, words, .. } => {
+                    let iter = *x.iters.get(d)?;
+                    let key = (*id, x.iters[..d].to_vec());
+                    let words = self
+                        .loops
+                        .get(&key)
+                        .cloned()
+                        .or_else(|| words.clone().map(Arc::new));
+                    match words {
+                        Some(words) => {
+                            if let Some(w) = words.get(iter as usize) {
+                                bound.insert(var.clone(), Some(w.clone()));
+                            }
+                            stack.push(Work::ForNext {
+                                node: n,
+                                iter: iter + 1,
+                                depth: d,
+                                words,
+                            });
+                        }
+                        None => stack.push(Work::Stop),
+                    }
+                    d += 1;
+                }
+                Flat::While { cond, .. } => {
+                    let iter = *x.iters.get(d)?;
+                    if *cond == c {
+                        stack.push(Work::WhileAfter {
+                            node: n,
+                            iter,
+                            depth: d,
+                        });
+                    } else {
+                        stack.push(Work::WhileCond {
+                            node: n,
+                            iter: iter + 1,
+                            depth: d,
+                        });
+                    }
+                    d += 1;
+                }
+                Flat::Function(_) => {
+                    // The caller is unknown: stop when the body ends.
+                    stack.clear();
+                    stack.push(Work::Stop);
+                }
+                Flat::Background(_) => return None,
+                _ => {}
+            }
+        }
+        if d != x.iters.len() {
+            return None;
+        }
+        Some(Cursor {
+            stack,
+            iters: x.iters.clone(),
+            bound,
+            status: (self.status)(x),
+            decider: Some(x.clone()),
+            control: None,
+        })
+    }
+
+    /// Up to `limit` instances the shell is predicted to reach next, in order.
+    pub(crate) fn walk(&self, mut c: Cursor, limit: usize) -> Vec<Pred> {
+        let p = self.program;
+        let mut out = Vec::new();
+        let mut budget = limit * 64 + 1024;
+        while let Some(work) = c.stack.pop() {
+            if out.len() >= limit || budget == 0 {
+                break;
+            }
+            budget -= 1;
+            match work {
+                Work::Exec(n) => match &p.nodes[n] {
+                    Flat::Seq(children) => {
+                        c.stack.push(Work::SeqNext { node: n, next: 0 });
+                        if children.is_empty() {
+                            c.status = Some(true);
+                        }
+                    }
+                    Flat::Unit(spec) => {
+                        let instance = Instance {
+                            unit: spec.id,
+                            iters: c.iters.clone(),
+                        };
+                        let vars = spec
+                            .vars
+                            .iter()
+                            .map(|v| {
+                                let value = c.bound.get(v).or_else(|| self.known.get(v))?;
+                                Some((v.clone(), value.clone()))
+                            })
+                            .collect::<Option<Vars>>();
+                        c.status = (self.status)(&instance);
+                        c.decider = Some(instance.clone());
+                        out.push(Pred {
+                            instance,
+                            vars,
+                            control: c.control.clone(),
+                        });
+                    }
+                    Flat::Builtin => {
+                        c.status = None;
+                        c.decider = None;
+                    }
+                    Flat::If { conds, .. } => {
+                        c.stack.push(Work::IfNext { node: n, arm: 0 });
+                        c.stack.push(Work::Exec(conds[0]));
+                    }
+                    Flat::AndOr { items, .. } => {
+                        c.stack.push(Work::AndOrNext { node: n, next: 1 });
+                        c.stack.push(Work::Exec(items[0]));
+                    }
+                    Flat::Case(arms) => {
+                        let arm = self.memory.get(&n).copied().unwrap_or(0);
+                        match arms.get(arm) {
+                            Some(&a) => c.stack.push(Work::Exec(a)),
+                            None => c.status = Some(true),
+                        }
+                    }
+                    Flat::For { id, words, .. } => {
+                        let key = (*id, c.iters.clone());
+                        let words = self
+                            .loops
+                            .get(&key)
+                            .cloned()
+                            .or_else(|| words.clone().map(Arc::new));
+                        match words {
+                            Some(words) => c.stack.push(Work::ForNext {
+                                node: n,
+                                iter: 0,
+                                depth: c.iters.len(),
+                                words,
+                            }),
+                            None => c.stack.clear(),
+                        }
+                    }
+                    Flat::While { .. } => c.stack.push(Work::WhileCond {
+                        node: n,
+                        iter: 0,
+                        depth: c.iters.len(),
+                    }),
+                    Flat::Function(_) => c.status = Some(true),
+                    Flat::Group(k) | Flat::Subshell(k) => c.stack.push(Work::Exec(*k)),
+                    Flat::Background(_) | Flat::Unknown => c.stack.clear(),
+                },
+                Work::SeqNext { node, next } => {
+                    if let Flat::Seq(children) = &p.nodes[node] {
+                        if let Some(&k) = children.get(next) {
+                            c.stack.push(Work::SeqNext {
+                                node,
+                                next: next + 1,
+                            });
+                            c.stack.push(Work::Exec(k));
+                        }
+                    }
+                }
+                Work::IfNext { node, arm } => {
+                    let Flat::If {
+                        conds,
+                        bodies,
+                        otherwise,
+                    } = &p.nodes[node]
+                    else {
+                        continue;
+                    };
+                    let taken = match c.status {
+                        Some(s) => s,
+                        None => self.memory.get(&node).is_none_or(|&m| m == arm),
+                    };
+                    c.control = c.decider.clone();
+                    if taken {
+                        c.stack.push(Work::Exec(bodies[arm]));
+                    } else if arm + 1 < conds.len() {
+                        c.stack.push(Work::IfNext { node, arm: arm + 1 });
+                        c.stack.push(Work::Exec(conds[arm + 1]));
+                    } else if let Some(o) = otherwise {
+                        c.stack.push(Work::Exec(*o));
+                    } else {
+                        c.status = Some(true);
+                        c.decider = None;
+                    }
+                }
+                Work::AndOrNext { node, next } => {
+                    let Flat::AndOr { items, ops } = &p.nodes[node] else {
+                        continue;
+                    };
+                    if next >= items.len() {
+                        continue;
+                    }
+                    let ok = c.status.unwrap_or(true);
+                    let runs = match ops[next - 1] {
+                        Connector::And => ok,
+                        Connector::Or => !ok,
+                    };
+                    c.control = c.decider.clone();
+                    c.stack.push(Work::AndOrNext {
+                        node,
+                        next: next + 1,
+                    });
+                    if runs {
+                        c.stack.push(Work::Exec(items[next]));
+                    }
+                }
+                Work::ForNext {
+                    node,
+                    iter,
+                    depth,
+                    words,
+                } => {
+                    let Flat::For { var, body, .. } = &p.nodes[node] else {
+                        continue;
+                    };
+                    c.iters.truncate(depth);
+                    if let Some(w) = words.get(iter as usize) {
+                        c.iters.push(iter);
+                        c.bound.insert(var.clone(), Some(w.clone()));
+                        c.stack.push(Work::ForNext {
+                            node,
+                            iter: iter + 1,
+                            depth,
+                            words: words.clone(),
+                        });
+                        c.stack.push(Work::Exec(*body));
+                    } else if words.is_empty() {
+                        c.status = Some(true);
+                    }
+                }
+                Work::WhileCond { node, iter, depth } => {
+                    let Flat::While { cond, .. } = &p.nodes[node] else {
+                        continue;
+                    };
+                    c.iters.truncate(depth);
+                    c.iters.push(iter);
+                    c.stack.push(Work::WhileAfter { node, iter, depth });
+                    c.stack.push(Work::Exec(*cond));
+                }
+                Work::WhileAfter { node, iter, depth } => {
+                    let Flat::While { until, body, .. } = &p.nodes[node] else {
+                        continue;
+                    };
+                    let go = c.status.is_none_or(|s| s != *until);
+                    c.control = c.decider.clone();
+                    if go {
+                        c.stack.push(Work::WhileCond {
+                            node,
+                            iter: iter + 1,
+                            depth,
+                        });
+                        c.stack.push(Work::Exec(*body));
+                    } else {
+                        c.iters.truncate(depth);
+                        c.status = Some(true);
+                    }
+                }
+                Work::Stop => c.stack.clear(),
+            }
+        }
+        out
+    }
+}

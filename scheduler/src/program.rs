@@ -1,0 +1,256 @@
+//! The control-flow structure the scheduler predicts over.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+/// Identifies one unit of the script (a pipeline that runs external programs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct UnitId(pub u32);
+
+/// Identifies one `for`/`while`/`until` loop of the script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct LoopId(pub u32);
+
+/// What the scheduler needs to know about a unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitSpec {
+    /// The unit.
+    pub id: UnitId,
+    /// Names of the shell variables its words expand (positional parameters as `1`, `@`, ...).
+    pub vars: Vec<Vec<u8>>,
+}
+
+/// How two items of an and-or list are joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connector {
+    /// `&&`: the next item runs if the previous succeeded.
+    And,
+    /// `||`: the next item runs if the previous failed.
+    Or,
+}
+
+/// One node of the control-flow tree, as the parser reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    /// Children run one after another.
+    Seq(Vec<Node>),
+    /// A unit: gated, may be speculated.
+    Unit(UnitSpec),
+    /// A command the shell runs itself (assignment, `cd`, `test`, `echo` without files...).
+    /// Prediction walks past it; its exit status is unknown.
+    Builtin,
+    /// `if cond; then ..; elif cond; then ..; else ..; fi`.
+    If {
+        /// First condition.
+        cond: Box<Node>,
+        /// Runs when `cond` succeeds.
+        then: Box<Node>,
+        /// `(condition, body)` pairs, tried in order.
+        elifs: Vec<(Node, Node)>,
+        /// Runs when no condition succeeded.
+        otherwise: Option<Box<Node>>,
+    },
+    /// `a && b || c`.
+    AndOr {
+        /// First item; always runs.
+        first: Box<Node>,
+        /// Following items with the connector before each.
+        rest: Vec<(Connector, Node)>,
+    },
+    /// `case` with its arms in order; the subject is not modelled.
+    Case {
+        /// Arm bodies.
+        arms: Vec<Node>,
+    },
+    /// `for var in words; do body; done`.
+    For {
+        /// The loop; its word list arrives with [`Event::LoopStarted`](crate::Event::LoopStarted).
+        id: LoopId,
+        /// Loop variable.
+        var: Vec<u8>,
+        /// The word list when it is literal (no expansion), so it can be predicted before
+        /// the loop starts.
+        words: Option<Vec<Vec<u8>>>,
+        /// Loop body.
+        body: Box<Node>,
+    },
+    /// `while cond; do body; done` (or `until` when `until` is set).
+    While {
+        /// The loop.
+        id: LoopId,
+        /// `until` instead of `while`.
+        until: bool,
+        /// Condition, evaluated before each iteration.
+        cond: Box<Node>,
+        /// Loop body.
+        body: Box<Node>,
+    },
+    /// A function definition; defining it runs nothing. Calls are not predicted.
+    Function {
+        /// Function name.
+        name: Vec<u8>,
+        /// Function body.
+        body: Box<Node>,
+    },
+    /// `{ ..; }`.
+    Group(Box<Node>),
+    /// `( .. )`.
+    Subshell(Box<Node>),
+    /// `.. &`: never speculated; prediction stops here.
+    Background(Box<Node>),
+    /// Anything prediction cannot see through (`exit`, `exec`, `break`, `eval`, calls, ...).
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+#[allow(dead_code)] // kept whole for debugging output
+pub(crate) enum Flat {
+    Seq(Vec<usize>),
+    Unit(UnitSpec),
+    Builtin,
+    If {
+        conds: Vec<usize>,
+        bodies: Vec<usize>,
+        otherwise: Option<usize>,
+    },
+    /// `ops[i]` joins `items[i]` and `items[i + 1]`.
+    AndOr {
+        items: Vec<usize>,
+        ops: Vec<Connector>,
+    },
+    Case(Vec<usize>),
+    For {
+        id: LoopId,
+        var: Vec<u8>,
+        words: Option<Vec<Vec<u8>>>,
+        body: usize,
+    },
+    While {
+        id: LoopId,
+        until: bool,
+        cond: usize,
+        body: usize,
+    },
+    Function(usize),
+    Group(usize),
+    Subshell(usize),
+    Background(usize),
+    Unknown,
+}
+
+/// The flattened control-flow tree of one script.
+#[derive(Debug, Clone)]
+pub struct Program {
+    pub(crate) nodes: Vec<Flat>,
+    pub(crate) parent: Vec<Option<usize>>,
+    pub(crate) units: HashMap<UnitId, usize>,
+}
+
+impl Program {
+    /// Flattens `root`. Node 0 is the root.
+    pub fn new(root: Node) -> Program {
+        let mut p = Program {
+            nodes: Vec::new(),
+            parent: Vec::new(),
+            units: HashMap::new(),
+        };
+        p.add(root, None);
+        p
+    }
+
+    /// The spec of `unit`, if the program has it.
+    pub fn unit(&self, unit: UnitId) -> Option<&UnitSpec> {
+        match &self.nodes[*self.units.get(&unit)?] {
+            Flat::Unit(spec) => Some(spec),
+            _ => None,
+        }
+    }
+
+    fn add(&mut self, node: Node, parent: Option<usize>) -> usize {
+        let me = self.nodes.len();
+        self.nodes.push(Flat::Unknown);
+        self.parent.push(parent);
+        let p = Some(me);
+        let flat = match node {
+            Node::Seq(children) => {
+                Flat::Seq(children.into_iter().map(|c| self.add(c, p)).collect())
+            }
+            Node::Unit(spec) => {
+                self.units.insert(spec.id, me);
+                Flat::Unit(spec)
+            }
+            Node::Builtin => Flat::Builtin,
+            Node::If {
+                cond,
+                then,
+                elifs,
+                otherwise,
+            } => {
+                let mut conds = vec![self.add(*cond, p)];
+                let mut bodies = vec![self.add(*then, p)];
+                for (c, b) in elifs {
+                    conds.push(self.add(c, p));
+                    bodies.push(self.add(b, p));
+                }
+                let otherwise = otherwise.map(|o| self.add(*o, p));
+                Flat::If {
+                    conds,
+                    bodies,
+                    otherwise,
+                }
+            }
+            Node::AndOr { first, rest } => {
+                let mut items = vec![self.add(*first, p)];
+                let mut ops = Vec::new();
+                for (op, n) in rest {
+                    ops.push(op);
+                    items.push(self.add(n, p));
+                }
+                Flat::AndOr { items, ops }
+            }
+            Node::Case { arms } => Flat::Case(arms.into_iter().map(|a| self.add(a, p)).collect()),
+            Node::For {
+                id,
+                var,
+                words,
+                body,
+            } => Flat::For {
+                id,
+                var,
+                words,
+                body: self.add(*body, p),
+            },
+            Node::While {
+                id,
+                until,
+                cond,
+                body,
+            } => Flat::While {
+                id,
+                until,
+                cond: self.add(*cond, p),
+                body: self.add(*body, p),
+            },
+            Node::Function { body, .. } => Flat::Function(self.add(*body, p)),
+            Node::Group(c) => Flat::Group(self.add(*c, p)),
+            Node::Subshell(c) => Flat::Subshell(self.add(*c, p)),
+            Node::Background(c) => Flat::Background(self.add(*c, p)),
+            Node::Unknown => Flat::Unknown,
+        };
+        self.nodes[me] = flat;
+        me
+    }
+
+    /// Node indices from the root down to `node`, inclusive.
+    pub(crate) fn ancestry(&self, node: usize) -> Vec<usize> {
+        let mut chain = vec![node];
+        let mut n = node;
+        while let Some(p) = self.parent[n] {
+            chain.push(p);
+            n = p;
+        }
+        chain.reverse();
+        chain
+    }
+}
