@@ -1,0 +1,3 @@
+# covers: a script whose last line has no trailing newline
+echo first
+echo last-line
