@@ -22,6 +22,9 @@ pub(crate) struct Procs {
     map: HashMap<u32, Entry>,
     /// Canonical path of directories by (dev, ino); cleared with the resolver's cache.
     dirs: HashMap<(u64, u64), Vec<u8>>,
+    /// Threads stopped in `chdir`-like calls that may not have taken effect yet: no cwd is
+    /// cached until each of them has been seen again (so its call completed).
+    chdir_pending: Vec<u32>,
 }
 
 const MAX_ENTRIES: usize = 512;
@@ -45,10 +48,24 @@ impl Procs {
         self.map.get_mut(&tid)
     }
 
-    /// Forgets every cached cwd.
-    pub(crate) fn chdir(&mut self) {
+    /// Thread `tid` is about to change its cwd (or its root, or unshare its fs): forget every
+    /// cached cwd, and cache none until `tid` has been seen again.
+    pub(crate) fn chdir(&mut self, tid: u32) {
         for e in self.map.values_mut() {
             e.cwd = None;
+        }
+        if !self.chdir_pending.contains(&tid) {
+            self.chdir_pending.push(tid);
+        }
+    }
+
+    /// A notification from `tid` arrived: any `chdir` it was stopped in has completed.
+    pub(crate) fn seen(&mut self, tid: u32) {
+        if !self.chdir_pending.is_empty() && self.chdir_pending.contains(&tid) {
+            self.chdir_pending.retain(|&t| t != tid);
+            for e in self.map.values_mut() {
+                e.cwd = None;
+            }
         }
     }
 
@@ -59,6 +76,7 @@ impl Procs {
 
     /// The cwd of thread `tid`.
     pub(crate) fn cwd(&mut self, tid: u32) -> Option<Vec<u8>> {
+        let cacheable = self.chdir_pending.is_empty();
         let Some(e) = self.entry(tid) else {
             return read_link(format!("/proc/{tid}/cwd"));
         };
@@ -66,7 +84,9 @@ impl Procs {
             return Some(c.clone());
         }
         let c = read_link(format!("/proc/{tid}/cwd"))?;
-        e.cwd = Some(c.clone());
+        if cacheable {
+            e.cwd = Some(c.clone());
+        }
         Some(c)
     }
 

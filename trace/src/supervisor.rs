@@ -131,6 +131,7 @@ impl Supervisor {
             self.reply(n.id);
             return;
         }
+        self.procs.seen(n.pid);
         let flag = self.decode(n);
         let fd = self.listener.as_fd();
         if !sys::notif_id_valid(fd, n.id) {
@@ -516,20 +517,20 @@ impl Supervisor {
                 meta,
             ),
             SYS_chdir => {
-                self.procs.chdir();
-                self.path(n, CWD, a[0], fl, look(Kinds::EXISTS))
-            }
-            SYS_fchdir => self.procs.chdir(),
-            SYS_chroot => {
-                self.procs.chdir();
                 self.path(n, CWD, a[0], fl, look(Kinds::EXISTS));
+                self.procs.chdir(n.pid);
+            }
+            SYS_fchdir => self.procs.chdir(n.pid),
+            SYS_chroot => {
+                self.path(n, CWD, a[0], fl, look(Kinds::EXISTS));
+                self.procs.chdir(n.pid);
                 return Some((Flags::ESCAPE, format!("chroot by pid {}", n.pid)));
             }
             SYS_name_to_handle_at => {
                 self.path(n, a[0], a[1], at(a[4], Some(AT_SYMLINK_FOLLOW), None), stat)
             }
             SYS_unshare => {
-                self.procs.chdir();
+                self.procs.chdir(n.pid);
                 let harmless = (CLONE_FILES | CLONE_FS | CLONE_SYSVSEM) as u64;
                 if a[0] & !harmless != 0 {
                     return Some((
