@@ -1,0 +1,356 @@
+//! Scenario tests on the simulated shell and sandbox.
+
+mod sim;
+
+use scheduler::{AccessKind, Config, Connector, Flags, Instance, Outcome as Fate, Why};
+use sim::*;
+
+fn config(window: usize) -> Config {
+    Config {
+        window,
+        ..Config::default()
+    }
+}
+
+/// Runs `script` both ways, asserts identical results, returns the sim for inspection.
+fn check(script: &SimNode, fs: Fs, vars: &[(&str, &str)], config: Config) -> Sim {
+    let want = sequential(script, fs.clone(), vars);
+    let mut sim = Sim::new(script, config, fs);
+    let got = sim.drive_bounded(script, vars);
+    assert_eq!(got, want, "log:\n{}", sim.log.join("\n"));
+    sim
+}
+
+fn fate(sim: &Sim, x: Instance) -> scheduler::InstanceRecord {
+    sim.sched
+        .dag()
+        .record(&x)
+        .unwrap_or_else(|| panic!("no record for {x}"))
+        .clone()
+}
+
+#[test]
+fn independent_commands_all_commit() {
+    let script = SimNode::Seq(
+        (0..4)
+            .map(|i| {
+                unit(
+                    i,
+                    &[],
+                    vec![Op::Read(format!("/in{i}")), Op::Write(format!("/out{i}"))],
+                    10,
+                )
+            })
+            .collect(),
+    );
+    let sim = check(
+        &script,
+        fs_with(&["/in0", "/in1", "/in2", "/in3"]),
+        &[],
+        config(4),
+    );
+    let st = sim.sched.stats();
+    assert_eq!(st.committed, 4);
+    assert_eq!(st.direct, 0);
+    assert_eq!(st.discarded, 0);
+    assert!(sim.elapsed_ms() < 15, "took {} ms", sim.elapsed_ms());
+    for i in 0..4 {
+        assert!(matches!(
+            fate(&sim, Instance::new(i, &[])).outcome,
+            Fate::Committed(_)
+        ));
+    }
+}
+
+#[test]
+fn window_zero_runs_everything_directly() {
+    let script = SimNode::Seq(vec![
+        unit(0, &[], vec![Op::Write(s("/a"))], 5),
+        unit(1, &[], vec![Op::Read(s("/a"))], 5),
+    ]);
+    let sim = check(&script, Fs::new(), &[], config(0));
+    let st = sim.sched.stats();
+    assert_eq!((st.started, st.direct), (0, 2));
+}
+
+#[test]
+fn weather_report_appender_reruns_after_writer() {
+    // echo hello; date > report; echo sunny >> report
+    let script = SimNode::Seq(vec![
+        unit(0, &[], vec![Op::Echo], 1),
+        unit(1, &[], vec![Op::Write(s("/w/report"))], 5),
+        unit(2, &[], vec![Op::Append(s("/w/report"))], 1),
+    ]);
+    let sim = check(&script, Fs::new(), &[], config(3));
+    let writer = fate(&sim, Instance::new(1, &[]));
+    assert!(matches!(writer.outcome, Fate::Committed(_)));
+    let appender = fate(&sim, Instance::new(2, &[]));
+    assert!(appender.runs.len() >= 2, "{appender:?}");
+    match &appender.runs[0].discarded {
+        Some(Why::Conflict {
+            path,
+            observed,
+            wrote,
+            by,
+        }) => {
+            assert_eq!(path, b"/w/report");
+            assert_eq!(*observed, AccessKind::Append);
+            assert_eq!(*wrote, AccessKind::Write);
+            assert_eq!(by.as_ref(), Some(&Instance::new(1, &[])));
+        }
+        other => panic!("first appender run: {other:?}"),
+    }
+    assert!(matches!(
+        appender.outcome,
+        Fate::Committed(_) | Fate::Direct
+    ));
+    let dot = sim.sched.dag().to_dot();
+    assert!(dot.contains("raw /w/report"), "{dot}");
+}
+
+#[test]
+fn mispredicted_if_discards_only_the_wrong_branch() {
+    // if [ -e /flag ] (a unit here); then A; else B; fi; C
+    let script = SimNode::Seq(vec![
+        SimNode::If(
+            Box::new(unit(0, &[], vec![Op::FailIfMissing(s("/flag"))], 20)),
+            Box::new(unit(1, &[], vec![Op::Write(s("/then"))], 10)),
+            Some(Box::new(unit(2, &[], vec![Op::Write(s("/else"))], 10))),
+        ),
+        unit(3, &[], vec![Op::Read(s("/in")), Op::Write(s("/after"))], 10),
+    ]);
+    let sim = check(&script, fs_with(&["/in"]), &[], config(4));
+    let then = fate(&sim, Instance::new(1, &[]));
+    assert_eq!(then.outcome, Fate::Dropped);
+    assert_eq!(then.runs[0].discarded, Some(Why::WrongPath));
+    let after = fate(&sim, Instance::new(3, &[]));
+    assert!(matches!(after.outcome, Fate::Committed(_)), "{after:?}");
+    assert_eq!(after.runs.len(), 1, "the unit after the if is not re-run");
+}
+
+#[test]
+fn branch_memory_predicts_the_next_iteration() {
+    // for i in 1 2 3 4; do if <builtin test>; then A; else B; fi; done — always else.
+    let script = SimNode::For {
+        id: 0,
+        var: s("i"),
+        words: vec![s("1"), s("2"), s("3"), s("4")],
+        literal: false,
+        body: Box::new(SimNode::If(
+            Box::new(unit(0, &["i"], vec![Op::FailIfMissing(s("/nope"))], 1)),
+            Box::new(unit(1, &["i"], vec![Op::Write(s("/then$i"))], 5)),
+            Some(Box::new(unit(2, &["i"], vec![Op::Write(s("/else$i"))], 5))),
+        )),
+    };
+    let sim = check(&script, Fs::new(), &[], config(4));
+    // Later iterations predict else from the cond's last exit status.
+    for i in 1..4 {
+        assert!(sim.sched.dag().record(&Instance::new(1, &[i])).is_none());
+    }
+    assert!(sim.sched.stats().committed >= 6, "{:?}", sim.sched.stats());
+}
+
+#[test]
+fn loop_iterations_run_in_parallel() {
+    let script = SimNode::Seq(vec![
+        SimNode::For {
+            id: 0,
+            var: s("f"),
+            words: vec![s("a"), s("b"), s("c")],
+            literal: false,
+            body: Box::new(unit(
+                0,
+                &["f"],
+                vec![Op::Read(s("/in/$f")), Op::Write(s("/out/$f"))],
+                10,
+            )),
+        },
+        unit(1, &["f"], vec![Op::Echo], 1),
+    ]);
+    let sim = check(
+        &script,
+        fs_with(&["/in/a", "/in/b", "/in/c"]),
+        &[],
+        config(4),
+    );
+    for i in 0..3 {
+        assert!(matches!(
+            fate(&sim, Instance::new(0, &[i])).outcome,
+            Fate::Committed(_)
+        ));
+    }
+    assert!(matches!(
+        fate(&sim, Instance::new(1, &[])).outcome,
+        Fate::Committed(_)
+    ));
+    assert!(sim.elapsed_ms() < 20, "took {} ms", sim.elapsed_ms());
+}
+
+#[test]
+fn literal_loop_words_are_predicted_before_the_loop() {
+    let script = SimNode::Seq(vec![
+        unit(9, &[], vec![Op::Echo], 10),
+        SimNode::For {
+            id: 0,
+            var: s("f"),
+            words: vec![s("a"), s("b")],
+            literal: true,
+            body: Box::new(unit(0, &["f"], vec![Op::Write(s("/out/$f"))], 10)),
+        },
+    ]);
+    let sim = check(&script, Fs::new(), &[], config(3));
+    assert_eq!(sim.sched.stats().committed, 3);
+    assert!(sim.elapsed_ms() < 15, "took {} ms", sim.elapsed_ms());
+}
+
+#[test]
+fn state_mismatch_runs_directly() {
+    // x=1; echo $x; x=2; echo $x   (x=0 in the environment)
+    let script = SimNode::Seq(vec![
+        SimNode::Assign(s("x"), s("1")),
+        unit(0, &["x"], vec![Op::Echo], 5),
+        SimNode::Assign(s("x"), s("2")),
+        unit(1, &["x"], vec![Op::Echo], 5),
+    ]);
+    let sim = check(&script, Fs::new(), &[("x", "0")], config(2));
+    let first = fate(&sim, Instance::new(0, &[]));
+    assert_eq!(
+        first.runs[0].discarded,
+        Some(Why::State(Some(b"x".to_vec())))
+    );
+    assert_eq!(first.outcome, Fate::Direct);
+    assert_eq!(fate(&sim, Instance::new(1, &[])).outcome, Fate::Direct);
+}
+
+#[test]
+fn context_change_is_a_state_mismatch() {
+    let script = SimNode::Seq(vec![
+        SimNode::Context(s("cwd=/tmp")),
+        unit(0, &[], vec![Op::Echo], 5),
+    ]);
+    let sim = check(&script, Fs::new(), &[], config(2));
+    let r = fate(&sim, Instance::new(0, &[]));
+    assert_eq!(r.runs[0].discarded, Some(Why::State(None)));
+}
+
+#[test]
+fn unsafe_runs_run_for_real() {
+    let script = SimNode::Seq(vec![
+        unit(0, &[], vec![Op::Echo], 5),
+        unit(
+            1,
+            &[],
+            vec![Op::Unsafe(Flags::NETWORK), Op::Write(s("/x"))],
+            5,
+        ),
+    ]);
+    let sim = check(&script, Fs::new(), &[], config(2));
+    let r = fate(&sim, Instance::new(1, &[]));
+    assert_eq!(r.runs[0].discarded, Some(Why::Unsafe(Flags::NETWORK)));
+    assert_eq!(r.outcome, Fate::Direct);
+}
+
+#[test]
+fn directory_listing_sees_new_entries() {
+    // touch /d/new; ls /d
+    let script = SimNode::Seq(vec![
+        unit(0, &[], vec![Op::Write(s("/d/new"))], 5),
+        unit(1, &[], vec![Op::List(s("/d"))], 1),
+        unit(2, &[], vec![Op::FailIfMissing(s("/d/new"))], 1),
+    ]);
+    let sim = check(&script, fs_with(&["/d/old"]), &[], config(3));
+    for u in [1, 2] {
+        let r = fate(&sim, Instance::new(u, &[]));
+        assert!(
+            matches!(r.runs[0].discarded, Some(Why::Conflict { .. })),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn write_after_write_is_no_conflict() {
+    // 4 commands that each overwrite one file: all commit.
+    let script = SimNode::Seq(
+        (0..4)
+            .map(|i| unit(i, &[], vec![Op::Write(s("/out"))], 10))
+            .collect(),
+    );
+    let sim = check(&script, Fs::new(), &[], config(4));
+    assert_eq!(sim.sched.stats().committed, 4);
+    assert_eq!(sim.sched.stats().discarded, 0);
+}
+
+#[test]
+fn appends_in_a_loop_are_held_back_after_the_first_conflict() {
+    let script = SimNode::For {
+        id: 0,
+        var: s("i"),
+        words: (0..8).map(|i| i.to_string()).collect(),
+        literal: false,
+        body: Box::new(SimNode::Seq(vec![
+            unit(0, &[], vec![Op::Append(s("/log"))], 5),
+            unit(1, &["i"], vec![Op::Write(s("/o$i"))], 5),
+        ])),
+    };
+    let sim = check(&script, Fs::new(), &[], config(4));
+    let st = sim.sched.stats();
+    assert!(st.held > 0, "{st:?}");
+    let mut hold = config(4);
+    hold.hold_back = false;
+    let sim2 = check(&script, Fs::new(), &[], hold);
+    assert!(
+        sim2.sched.stats().discarded > st.discarded,
+        "{:?} vs {:?}",
+        sim2.sched.stats(),
+        st
+    );
+}
+
+#[test]
+fn and_or_lists() {
+    // mkdir /d || true; cat /d/x && echo ok || echo fail
+    let script = SimNode::Seq(vec![
+        SimNode::AndOr(
+            Box::new(unit(0, &[], vec![Op::Mkdir(s("/d"))], 3)),
+            vec![(Connector::Or, unit(1, &[], vec![Op::Echo], 1))],
+        ),
+        SimNode::AndOr(
+            Box::new(unit(2, &[], vec![Op::Read(s("/d/x"))], 3)),
+            vec![
+                (Connector::And, unit(3, &[], vec![Op::Echo], 1)),
+                (
+                    Connector::Or,
+                    unit(4, &[], vec![Op::Write(s("/failed"))], 1),
+                ),
+            ],
+        ),
+    ]);
+    check(&script, Fs::new(), &[], config(4));
+}
+
+#[test]
+fn while_loop_with_a_unit_condition() {
+    // while [ ! -e /stop ]; do step; done — the 3rd step creates /stop.
+    let script = SimNode::While {
+        id: 0,
+        cond: Box::new(unit(0, &[], vec![Op::FailIfMissing(s("/go"))], 1)),
+        body: Box::new(SimNode::Seq(vec![
+            unit(1, &[], vec![Op::Append(s("/count"))], 2),
+            unit(2, &[], vec![Op::Read(s("/count")), Op::Delete(s("/go"))], 1),
+        ])),
+    };
+    check(&script, fs_with(&["/go"]), &[], config(3));
+}
+
+#[test]
+fn dag_critical_path_is_shorter_than_total() {
+    let script = SimNode::Seq(vec![
+        unit(0, &[], vec![Op::Write(s("/a"))], 10),
+        unit(1, &[], vec![Op::Write(s("/b"))], 10),
+        unit(2, &[], vec![Op::Read(s("/a")), Op::Read(s("/b"))], 10),
+    ]);
+    let sim = check(&script, Fs::new(), &[], config(3));
+    let (critical, total) = sim.sched.dag().critical_path();
+    assert!(critical < total, "{critical:?} {total:?}");
+}
