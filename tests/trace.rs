@@ -1,0 +1,102 @@
+//! `hs trace` end to end: the real binary, its report on stderr, its exit status.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn hs() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hs"))
+}
+
+fn tmpfile(name: &str, content: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hs-trace-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.canonicalize().unwrap().join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn text_summary_lists_reads_and_keeps_stdout() {
+    let f = tmpfile("text-input", "payload\n");
+    let o = hs().args(["trace", "--", "cat"]).arg(&f).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout, b"payload\n");
+    let err = stderr(&o);
+    assert!(err.contains("read:"), "{err}");
+    assert!(err.contains(f.to_str().unwrap()), "{err}");
+    assert!(err.contains("executed:"), "{err}");
+}
+
+#[test]
+fn json_report_has_every_access() {
+    let f = tmpfile("json-input", "x");
+    let o = hs()
+        .args(["trace", "--json", "--", "cat"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stderr).unwrap();
+    assert_eq!(v["status"], 0);
+    let accesses = v["trace"]["accesses"].as_array().unwrap();
+    let entry = accesses
+        .iter()
+        .find(|a| a["path"] == f.to_str().unwrap())
+        .expect("input traced");
+    assert!(
+        entry["kinds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k == "read"),
+        "{entry}"
+    );
+}
+
+#[test]
+fn exit_status_is_the_commands() {
+    let o = hs()
+        .args(["trace", "--", "sh", "-c", "exit 3"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let o = hs()
+        .args(["trace", "--", "sh", "-c", "kill -9 $$"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
+}
+
+#[test]
+fn missing_command_is_an_error() {
+    let o = hs()
+        .args(["trace", "--", "/nonexistent/hs-cmd"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("failed to start"), "{}", stderr(&o));
+}
+
+#[test]
+fn works_unprivileged() {
+    let f = tmpfile("unpriv-input", "u");
+    std::fs::set_permissions(
+        f.parent().unwrap(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_hs"))
+        .args(["trace", "--", "cat"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout, b"u");
+    assert!(stderr(&o).contains(f.to_str().unwrap()), "{}", stderr(&o));
+}
