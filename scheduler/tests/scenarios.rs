@@ -144,8 +144,14 @@ fn branch_memory_predicts_the_next_iteration() {
     };
     let sim = check(&script, Fs::new(), &[], config(4));
     // Later iterations predict else from the cond's last exit status.
-    for i in 1..4 {
-        assert!(sim.sched.dag().record(&Instance::new(1, &[i])).is_none());
+    for i in 0..4 {
+        let then = sim.sched.dag().record(&Instance::new(1, &[i]));
+        assert!(then.is_none_or(|r| r.outcome == Fate::Dropped));
+        let otherwise = fate(&sim, Instance::new(2, &[i]));
+        assert!(
+            matches!(otherwise.outcome, Fate::Committed(_)),
+            "{otherwise:?}"
+        );
     }
     assert!(sim.sched.stats().committed >= 6, "{:?}", sim.sched.stats());
 }
