@@ -22,7 +22,8 @@ pub enum AccessKind {
     List,
     /// Content replaced (`O_TRUNC`); may create the file. The only write that reads nothing.
     Write,
-    /// Content changed without truncation (append, in-place edit, copy-up).
+    /// Content changed without truncation (append, in-place edit, copy-up); may create the
+    /// file.
     Append,
     /// Metadata changed (`chmod`, `chown`, `utimes`, xattrs).
     Meta,
@@ -51,11 +52,12 @@ impl AccessKind {
         )
     }
 
-    /// Whether the access may change the entry list of the parent directory.
+    /// Whether the access may change the entry list of the parent directory (writes and
+    /// appends may create the file).
     fn changes_listing(self) -> bool {
         matches!(
             self,
-            AccessKind::Write | AccessKind::Create | AccessKind::Delete
+            AccessKind::Write | AccessKind::Append | AccessKind::Create | AccessKind::Delete
         )
     }
 
@@ -331,7 +333,8 @@ mod tests {
         // a created file changes the listing and a failed lookup
         assert!(hazard(&[("/d/f", Write)], &[("/d", List)]));
         assert!(hazard(&[("/d/f", Write)], &[("/d/f", Missing)]));
-        assert!(!hazard(&[("/d/f", Append)], &[("/d", List)]));
+        assert!(hazard(&[("/d/f", Append)], &[("/d", List)]));
+        assert!(!hazard(&[("/d/f", Meta)], &[("/d", List)]));
         // a deleted directory takes its subtree with it
         assert!(hazard(&[("/d", Delete)], &[("/d/x/y", Read)]));
         assert!(hazard(&[("/d", Create)], &[("/d/x", Missing)]));
