@@ -3,9 +3,9 @@
 //! Protocol, one line per message on the request pipe (bash writes each line with a single
 //! `write`, so lines from concurrent subshells do not mix):
 //!
-//! - `g UNIT PID` — process PID reached unit UNIT. When PID is the main shell it then reads
-//!   one reply line: `r` (run it yourself) or `c STATUS` (already committed; its output has
-//!   been replayed, return STATUS). Subshells do not wait for a reply.
+//! - `g UNIT PID` — process PID reached unit UNIT. When PID is the main shell and the run
+//!   speculates, it then reads one reply line: `r` (run it yourself) or `c STATUS` (already
+//!   committed; its output has been replayed, return STATUS). Subshells never wait.
 //! - `l LOOP PID WORDS…` — a `for` loop starts over these words (each `%q`-quoted).
 //! - `x PID` — the main shell is exiting; the server finishes and replies `d`.
 
@@ -54,6 +54,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .write(true)
         .open(format!("/proc/self/fd/{rep_w}"))
         .context("cannot open gate reply pipe")?;
+    let wait = crate::run::gates_wait(&args.run);
     let started = Instant::now();
     let mut events = Vec::new();
     let mut line = Vec::new();
@@ -71,7 +72,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let at = started.elapsed().as_secs_f64();
         match kind {
             "g" => {
-                if pid == args.main_pid {
+                if wait && pid == args.main_pid {
                     replies.write_all(b"r\n")?;
                 }
                 tracing::trace!(unit = id, pid, "gate");

@@ -163,7 +163,8 @@ fn start(
     let spid = child.id();
     let proc_fd = |fd: &OwnedFd| format!("/proc/{spid}/fd/{}", fd.as_raw_fd());
 
-    let prelude = prelude(&proc_fd(&req_w), &proc_fd(&rep_r));
+    let wait = gates_wait(args);
+    let prelude = prelude(&proc_fd(&req_w), &proc_fd(&rep_r), wait);
     let mut cmd = bash(shell);
     cmd.args(flags);
     let preload = match std::env::var_os("LD_PRELOAD") {
@@ -202,17 +203,37 @@ fn start(
 }
 
 /// The gate functions, all on the script's first line so that line numbers do not move.
-fn prelude(request: &str, reply: &str) -> String {
+///
+/// A gate never skips its unit unless the server explicitly answered `c` (committed): if the
+/// server is gone, the unit runs. `__hs_note` (background units, and every gate when nothing
+/// is speculated) only reports and never waits, so it costs one pipe write.
+fn prelude(request: &str, reply: &str, wait: bool) -> String {
+    let note = "builtin printf 'g %s %s\\n' \"$1\" \"$BASHPID\" 2>/dev/null >\"$__hs_q\"";
+    let gate = if wait {
+        format!(
+            "{note}; [[ $BASHPID != \"$$\" ]] || {{ builtin read -r __hs_r __hs_st \
+             2>/dev/null <\"$__hs_a\"; [[ $__hs_r != c ]]; }}"
+        )
+    } else {
+        format!("{note}; return 0")
+    };
     format!(
         "__hs_q={request}; __hs_a={reply}; \
-         __hs_gate() {{ builtin printf 'g %s %s\\n' \"$1\" \"$BASHPID\" >\"$__hs_q\"; \
-         if [[ $BASHPID == \"$$\" ]]; then builtin read -r __hs_r __hs_st <\"$__hs_a\"; \
-         [[ $__hs_r == r ]]; fi; }}; \
+         __hs_note() {{ {note}; return 0; }}; \
+         __hs_gate() {{ {gate}; }}; \
          __hs_replay() {{ return \"$__hs_st\"; }}; \
          __hs_loop() {{ if (($# > 1)); then builtin printf -v __hs_m ' %q' \"${{@:2}}\"; \
          else __hs_m=; fi; \
-         builtin printf 'l %s %s%s\\n' \"$1\" \"$BASHPID\" \"$__hs_m\" >\"$__hs_q\"; }}; "
+         builtin printf 'l %s %s%s\\n' \"$1\" \"$BASHPID\" \"$__hs_m\" 2>/dev/null >\"$__hs_q\"; \
+         return 0; }}; "
     )
+}
+
+/// Whether main-shell gates wait for an answer. Only a speculating run can answer anything
+/// but "run it yourself", and speculation is not wired into the engine yet.
+pub(crate) fn gates_wait(args: &RunArgs) -> bool {
+    const SPECULATION: bool = false;
+    SPECULATION && !args.no_speculate && args.jobs != Some(0)
 }
 
 fn bash(shell: &Path) -> Command {

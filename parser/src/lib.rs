@@ -58,7 +58,7 @@ pub struct Span {
 pub enum Gate {
     /// `if __hs_gate N; then UNIT; else __hs_replay; fi`: the engine may answer with a result.
     Wrap,
-    /// `__hs_gate N; UNIT &`: a background unit; the gate only reports it.
+    /// `__hs_note N; UNIT &`: a background unit; the gate only reports it.
     Prefix,
     /// Left as it is (see [`Unit::why_no_gate`]).
     None,

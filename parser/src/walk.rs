@@ -563,7 +563,7 @@ impl<'s, 'b> Walker<'s, 'b> {
             }
             Gate::Prefix => self
                 .edits
-                .push(Edit::insert(start, format!("__hs_gate {}; ", id.0))),
+                .push(Edit::insert(start, format!("__hs_note {}; ", id.0))),
             Gate::None => {}
         }
         self.units.push(Unit {

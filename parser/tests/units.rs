@@ -1,0 +1,229 @@
+//! Units are cut out byte-exact, and instrumentation keeps the script's meaning and lines.
+
+use std::process::Command;
+
+fn units(src: &str) -> Vec<String> {
+    let s = parser::parse(src.as_bytes()).expect("parses");
+    s.units
+        .iter()
+        .map(|u| {
+            assert_eq!(&src.as_bytes()[u.span.start..u.span.end], &u.text[..]);
+            String::from_utf8(u.text.clone()).unwrap()
+        })
+        .collect()
+}
+
+fn instrumented(src: &str) -> String {
+    let s = parser::parse(src.as_bytes()).expect("parses");
+    String::from_utf8(parser::instrument(src.as_bytes(), &s)).unwrap()
+}
+
+#[test]
+fn simple_commands_and_pipelines() {
+    assert_eq!(
+        units("ls -l\necho hi\ncat a | sort -u > b\n"),
+        ["ls -l", "cat a | sort -u > b"]
+    );
+}
+
+#[test]
+fn and_or_lists_and_negation() {
+    assert_eq!(
+        units("test -f x && grep a x || ! wc -l x; true"),
+        ["grep a x", "wc -l x"]
+    );
+    assert_eq!(
+        instrumented("grep a x && ! wc -l x\n"),
+        "if __hs_gate 0; then grep a x; else __hs_replay; fi && ! if __hs_gate 1; then wc -l x; else __hs_replay; fi\n"
+    );
+}
+
+#[test]
+fn redirections_before_the_command_and_fd_numbers() {
+    assert_eq!(units(">out 2>&1 ls x 3>f\n"), [">out 2>&1 ls x 3>f"]);
+    assert_eq!(units("x=1 2>e sort f\n"), ["x=1 2>e sort f"]);
+}
+
+#[test]
+fn here_documents_stay_after_the_line() {
+    let src = "cat <<EOF | grep -c l # comment\nhello\nEOF\ncat <<-'E2'\n\tx $y\n\tE2\n";
+    assert_eq!(units(src), ["cat <<EOF | grep -c l", "cat <<-'E2'"]);
+    assert_eq!(
+        instrumented(src),
+        "if __hs_gate 0; then cat <<EOF | grep -c l; else __hs_replay; fi # comment\nhello\nEOF\n\
+         if __hs_gate 1; then cat <<-'E2'; else __hs_replay; fi\n\tx $y\n\tE2\n"
+    );
+    let s = parser::parse(src.as_bytes()).unwrap();
+    assert!(s.units[1].vars.names.contains("y"));
+}
+
+#[test]
+fn compound_commands_are_walked_not_units() {
+    let src = "if grep -q a f; then sort f; elif cmp a b; then :; else uniq f; fi\n\
+               while read l; do wc -c $l; done < list\n\
+               case $x in a) tr a b < f;; *) cut -c1 f ;; esac\n\
+               f() { sed 1d \"$@\"; }\nfunction g { head -1; }\n( cd d && make )\n{ ls; }\n";
+    assert_eq!(
+        units(src),
+        [
+            "grep -q a f",
+            "sort f",
+            "cmp a b",
+            "uniq f",
+            "wc -c $l",
+            "tr a b < f",
+            "cut -c1 f",
+            "sed 1d \"$@\"",
+            "head -1",
+            "make",
+            "ls"
+        ]
+    );
+}
+
+#[test]
+fn builtins_functions_and_assignments_are_not_units() {
+    let src =
+        "x=$(ls); cd /; export A=1; f() { :; }; f a; echo hi | read v; command -v ls; exec 3>f\n";
+    assert!(units(src).is_empty());
+    assert_eq!(
+        units("command ls; $cmd a b; \"$@\"\n"),
+        ["command ls", "$cmd a b", "\"$@\""]
+    );
+}
+
+#[test]
+fn pipelines_with_compound_parts_are_one_unit() {
+    assert_eq!(
+        units("cat f | while read l; do echo \"$l\"; done | sort\n"),
+        ["cat f | while read l; do echo \"$l\"; done | sort"]
+    );
+}
+
+#[test]
+fn background_units_get_a_note_before_them() {
+    assert_eq!(
+        instrumented("sleep 1 & wait\n"),
+        "__hs_note 0; sleep 1 & wait\n"
+    );
+}
+
+#[test]
+fn units_that_expand_status_are_not_gated() {
+    let s = parser::parse(b"false; grep $? f; ls $_\n").unwrap();
+    assert!(s.units.iter().all(|u| u.gate == parser::Gate::None));
+    assert_eq!(
+        parser::instrument(b"false; grep $? f; ls $_\n", &s),
+        b"false; grep $? f; ls $_\n"
+    );
+}
+
+#[test]
+fn for_loops_report_their_words() {
+    assert_eq!(
+        instrumented("for f in a \"b c\" *.txt; do wc $f; done\n"),
+        "__hs_w0=(a \"b c\" *.txt); __hs_loop 0 \"${__hs_w0[@]}\"; for f in \"${__hs_w0[@]}\"; do if __hs_gate 0; then wc $f; else __hs_replay; fi; done\n"
+    );
+    assert_eq!(
+        instrumented("for a; do ls $a; done\n"),
+        "__hs_loop 0 \"$@\"; for a; do if __hs_gate 0; then ls $a; else __hs_replay; fi; done\n"
+    );
+    // Words an array assignment would read differently are left alone.
+    assert!(instrumented("for i in $((1+1)) x; do ls; done").starts_with("for i in $((1+1))"));
+}
+
+#[test]
+fn non_utf8_bytes_keep_offsets() {
+    let src = b"touch caf\xe9\ncat \xff\xfe | wc -c\n";
+    let s = parser::parse(src).unwrap();
+    assert_eq!(s.units[0].text, b"touch caf\xe9");
+    assert_eq!(s.units[1].text, b"cat \xff\xfe | wc -c");
+}
+
+#[test]
+fn unsupported_constructs_are_reported() {
+    for src in [
+        "set -x\nls\n",
+        "set -euxo pipefail\nls",
+        "declare -f\n",
+        "trap 'echo' DEBUG\n",
+        "set\n",
+    ] {
+        assert!(
+            parser::parse(src.as_bytes()).unwrap().unsupported.is_some(),
+            "{src}"
+        );
+    }
+    assert!(
+        parser::parse(b"set -euo pipefail\nls\n")
+            .unwrap()
+            .unsupported
+            .is_none()
+    );
+}
+
+#[test]
+fn syntax_errors_are_errors() {
+    assert!(parser::parse(b"if then fi (\n").is_err());
+    assert!(parser::parse(b"echo 'unterminated\n").is_err());
+}
+
+/// Every corpus script (when the corpus is present): the instrumented text is valid bash, and
+/// every unit's text is exactly its span.
+#[test]
+fn corpus_scripts_instrument_to_valid_bash() {
+    let dir = std::env::var_os("HS_CORPUS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus")
+        });
+    let Ok(families) = std::fs::read_dir(&dir) else {
+        eprintln!("corpus not found at {}; skipped", dir.display());
+        return;
+    };
+    let mut n = 0;
+    for fam in families.flatten() {
+        for f in std::fs::read_dir(fam.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let p = f.path();
+            if p.extension().is_none_or(|e| e != "sh") {
+                continue;
+            }
+            let bytes = std::fs::read(&p).unwrap();
+            let Ok(script) = parser::parse(&bytes) else {
+                continue;
+            };
+            for u in &script.units {
+                assert_eq!(
+                    &bytes[u.span.start..u.span.end],
+                    &u.text[..],
+                    "{}",
+                    p.display()
+                );
+            }
+            let out = parser::instrument(&bytes, &script);
+            let tmp =
+                std::env::temp_dir().join(format!("hs-parser-test-{}.sh", std::process::id()));
+            std::fs::write(&tmp, &out).unwrap();
+            let ok = Command::new("bash")
+                .arg("-n")
+                .arg(&tmp)
+                .status()
+                .unwrap()
+                .success();
+            let _ = std::fs::remove_file(&tmp);
+            assert!(ok, "instrumented {} is not valid bash", p.display());
+            assert_eq!(
+                bytes.iter().filter(|&&b| b == b'\n').count(),
+                out.iter().filter(|&&b| b == b'\n').count(),
+                "line count changed in {}",
+                p.display()
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 40, "only {n} corpus scripts found");
+}
