@@ -12,6 +12,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 mod overhead;
+mod trace;
 
 const USAGE: &str = "\
 usage: benchmarks SUBCOMMAND [OPTIONS]
@@ -19,6 +20,7 @@ usage: benchmarks SUBCOMMAND [OPTIONS]
 subcommands:
   overhead    cost of hs's gates with speculation off: 2,000 /bin/true calls and the corpus,
               hs --no-speculate vs bash (see `benchmarks overhead --help`)
+  trace       tracer cost: stat storm, C build, fork/exec loop; untraced vs traced vs strace
 ";
 
 fn main() -> ExitCode {
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
     let rest: Vec<OsString> = args.collect();
     let result = match sub.to_str().unwrap_or("") {
         "overhead" => overhead::main(rest),
+        "trace" => trace::main(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
