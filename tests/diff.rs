@@ -41,6 +41,8 @@
 //! - `HS_BIN=/path/to/runner`: run that instead of the `hs` binary cargo built. Meant for
 //!   checking the harness itself, e.g. with a wrapper that runs `exec bash "$@"`.
 //! - `HS_DIFF_KEEP=1`: keep every case's temporary root.
+//! - `HS_DIFF_ARGS="--no-speculate -j 1"`: options put before every script's own `hs-flags:`
+//!   (split on blanks), to run the whole suite in another mode.
 //! - `HS_LOG`: passed through to hs.
 
 use std::collections::BTreeMap;
@@ -580,6 +582,17 @@ fn invocation(script: &Script, prefix: &[OsString]) -> (Vec<OsString>, Vec<u8>) 
     (args, stdin)
 }
 
+/// The options hs gets before the script: `$HS_DIFF_ARGS`, then the script's `hs-flags:`.
+fn hs_flags(script: &Script) -> Vec<OsString> {
+    let mut flags: Vec<OsString> = std::env::var("HS_DIFF_ARGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(OsString::from)
+        .collect();
+    flags.extend(script.hs_flags.iter().cloned());
+    flags
+}
+
 /// Runs `script` under bash and under `hs_prog`; returns a readable report of every difference.
 fn compare(script: &Script, hs_prog: &OsStr) -> Result<(), String> {
     let root = TempRoot::new(&script.name);
@@ -608,10 +621,11 @@ fn compare(script: &Script, hs_prog: &OsStr) -> Result<(), String> {
         fs::write(setup.join("script.sh"), &script.text).unwrap();
     }
     let work = root.path.join("work");
+    let hs_flags = hs_flags(script);
     let mut outcomes = vec![];
     for (label, program, prefix) in [
         ("bash", OsStr::new("bash"), &[][..]),
-        ("hs", hs_prog, &script.hs_flags[..]),
+        ("hs", hs_prog, &hs_flags[..]),
     ] {
         let _ = fs::remove_dir_all(&work);
         copy_tree(&setup, &work);
@@ -653,7 +667,7 @@ fn compare(script: &Script, hs_prog: &OsStr) -> Result<(), String> {
         bash.elapsed,
         hs.elapsed,
     );
-    let (args, _) = invocation(script, &script.hs_flags);
+    let (args, _) = invocation(script, &hs_flags);
     let shown: Vec<String> = args.iter().map(|a| show_bytes(a.as_bytes())).collect();
     let _ = writeln!(head, "hs args: {}", shown.join(" "));
     let mut root = root;
@@ -838,7 +852,9 @@ fn harness_detects_differences() {
     let root = TempRoot::new("harness_self_test");
     let fake = |name: &str, body: &str| {
         let p = root.path.join(name);
-        fs::write(&p, format!("#!/bin/bash\n{body}\n")).unwrap();
+        // Drop options meant for hs ($HS_DIFF_ARGS), then act as bash would, plus `body`.
+        let strip = r#"while [ $# -gt 0 ] && [ "${1#-}" != "$1" ]; do shift; done"#;
+        fs::write(&p, format!("#!/bin/bash\n{strip}\n{body}\n")).unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
         p
     };
