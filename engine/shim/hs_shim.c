@@ -17,7 +17,9 @@
 #include <string.h>
 #include <unistd.h>
 
-static char *hs_script, *hs_source, *hs_request, *hs_reply;
+static char *hs_script, *hs_request, *hs_reply;
+static int hs_source_fd = -1;
+static char hs_source[32];
 static pid_t hs_main;
 
 extern char **environ;
@@ -64,20 +66,36 @@ __attribute__((constructor)) static void hs_init(void) {
     if (!orig)
         drop("LD_PRELOAD");
     free(orig);
+    char *shim_fd = take("__HS_SHIM_FD");
+    if (shim_fd) {
+        /* The loader has mapped us; our copy of the memfd is no longer needed. */
+        close(atoi(shim_fd));
+        free(shim_fd);
+    }
     hs_script = take("__HS_SCRIPT");
-    hs_source = take("__HS_SOURCE");
+    char *source_fd = take("__HS_SOURCE_FD");
+    if (source_fd) {
+        hs_source_fd = atoi(source_fd);
+        snprintf(hs_source, sizeof hs_source, "/proc/self/fd/%d", hs_source_fd);
+        free(source_fd);
+    }
+    if (hs_source_fd < 0) {
+        free(hs_script);
+        hs_script = NULL;
+    }
     hs_request = take("__HS_REQUEST");
     hs_reply = take("__HS_REPLY");
     hs_main = getpid();
 }
 
-static const char *hs_redirect(const char *path) {
+/* Whether `path` is the script's, the first time only. */
+static int hs_is_script(const char *path) {
     if (hs_script && path && strcmp(path, hs_script) == 0) {
         free(hs_script);
         hs_script = NULL;
-        return hs_source;
+        return 1;
     }
-    return path;
+    return 0;
 }
 
 typedef int (*open_fn)(const char *, int, ...);
@@ -87,7 +105,13 @@ static int hs_open(const char *sym, const char *path, int flags, va_list ap) {
     if (flags & (O_CREAT | O_TMPFILE))
         mode = va_arg(ap, mode_t);
     open_fn real = (open_fn)dlsym(RTLD_NEXT, sym);
-    return real(hs_redirect(path), flags, mode);
+    if (hs_is_script(path)) {
+        int fd = real(hs_source, flags, mode);
+        close(hs_source_fd);
+        hs_source_fd = -1;
+        return fd;
+    }
+    return real(path, flags, mode);
 }
 
 int open(const char *path, int flags, ...) {

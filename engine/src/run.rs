@@ -121,15 +121,76 @@ fn start(
     rest: &[OsString],
     args: &RunArgs,
 ) -> anyhow::Result<Never> {
-    // Pipes and files the server keeps open and bash opens through /proc/SERVER/fd/N.
+    let mut cmd = bash(shell);
+    cmd.args(flags);
+    let prelude = if needs_server(args) {
+        let (request, reply) = start_server(args, &mut cmd)?;
+        prelude(&request, &reply, gates_wait(args))
+    } else {
+        // Nobody listens: every gate answers "run it yourself" in the shell itself.
+        "__hs_gate() { return 0; }; __hs_note() { return 0; }; __hs_loop() { return 0; }; \
+         __hs_replay() { return 0; }; "
+            .to_string()
+    };
+    // Inherited by bash (no close-on-exec); the shim closes them once used, so nothing bash
+    // runs inherits them.
+    let mut keep: Vec<OwnedFd> = Vec::new();
+    let needs_shim = needs_server(args) || matches!(input, Input::Script { .. });
+    if needs_shim {
+        let shim = memfd_create("hs-shim.so", MFdFlags::empty()).context("cannot create memfd")?;
+        File::from(shim.try_clone()?)
+            .write_all(SHIM)
+            .context("cannot write the preload shim")?;
+        let path = format!("/proc/self/fd/{}", shim.as_raw_fd());
+        let preload = match std::env::var_os("LD_PRELOAD") {
+            Some(orig) => {
+                cmd.env("__HS_LD_PRELOAD", &orig);
+                let mut v = OsString::from(&path);
+                v.push(":");
+                v.push(orig);
+                v
+            }
+            None => OsString::from(&path),
+        };
+        cmd.env("LD_PRELOAD", preload)
+            .env("__HS_SHIM_FD", shim.as_raw_fd().to_string());
+        keep.push(shim);
+    }
+    match input {
+        Input::Script { path, text } => {
+            let script =
+                memfd_create("hs-script", MFdFlags::empty()).context("cannot create memfd")?;
+            let mut f = File::from(script.try_clone()?);
+            f.write_all(prelude.as_bytes())?;
+            f.write_all(&text)?;
+            cmd.env("__HS_SCRIPT", &path)
+                .env("__HS_SOURCE_FD", script.as_raw_fd().to_string())
+                .arg(path);
+            keep.push(script);
+        }
+        Input::String { text } => {
+            let mut s = prelude.into_bytes();
+            s.extend_from_slice(&text);
+            cmd.arg("-c").arg(OsString::from_vec(s));
+        }
+    }
+    cmd.args(rest);
+    let err = cmd.exec();
+    drop(keep);
+    Err(err).with_context(|| format!("cannot run {}", shell.display()))
+}
+
+/// Whether the run needs the gate server: for speculation, or to record what the gates saw.
+fn needs_server(args: &RunArgs) -> bool {
+    gates_wait(args) || args.report.is_some() || args.stats
+}
+
+/// Starts `hs __serve`; returns the paths bash writes requests to and reads replies from.
+fn start_server(args: &RunArgs, bash: &mut Command) -> anyhow::Result<(String, String)> {
+    // Pipes the server keeps open and bash opens through /proc/SERVER/fd/N.
     let (req_r, req_w) = nix::unistd::pipe2(OFlag::empty()).context("cannot create gate pipe")?;
     let (rep_r, rep_w) = nix::unistd::pipe2(OFlag::empty()).context("cannot create gate pipe")?;
-    let script_fd = memfd_create("hs-script", MFdFlags::empty()).context("cannot create memfd")?;
-    let shim_fd = memfd_create("hs-shim.so", MFdFlags::empty()).context("cannot create memfd")?;
-    File::from(shim_fd.try_clone()?)
-        .write_all(SHIM)
-        .context("cannot write the preload shim")?;
-    let fds: Vec<String> = [&req_r, &req_w, &rep_r, &rep_w, &script_fd, &shim_fd]
+    let fds: Vec<String> = [&req_r, &req_w, &rep_r, &rep_w]
         .iter()
         .map(|fd| fd.as_raw_fd().to_string())
         .collect();
@@ -162,44 +223,11 @@ fn start(
     let child = server.spawn().context("cannot start the gate server")?;
     let spid = child.id();
     let proc_fd = |fd: &OwnedFd| format!("/proc/{spid}/fd/{}", fd.as_raw_fd());
-
-    let wait = gates_wait(args);
-    let prelude = prelude(&proc_fd(&req_w), &proc_fd(&rep_r), wait);
-    let mut cmd = bash(shell);
-    cmd.args(flags);
-    let preload = match std::env::var_os("LD_PRELOAD") {
-        Some(orig) => {
-            cmd.env("__HS_LD_PRELOAD", &orig);
-            let mut v = OsString::from(proc_fd(&shim_fd));
-            v.push(":");
-            v.push(orig);
-            v
-        }
-        None => OsString::from(proc_fd(&shim_fd)),
-    };
-    cmd.env("LD_PRELOAD", preload)
-        .env("__HS_REQUEST", proc_fd(&req_w))
-        .env("__HS_REPLY", proc_fd(&rep_r));
-    match input {
-        Input::Script { path, text } => {
-            let mut f = File::from(script_fd.try_clone()?);
-            f.write_all(prelude.as_bytes())?;
-            f.write_all(&text)?;
-            cmd.env("__HS_SCRIPT", &path)
-                .env("__HS_SOURCE", proc_fd(&script_fd))
-                .arg(path);
-        }
-        Input::String { text } => {
-            let mut s = prelude.into_bytes();
-            s.extend_from_slice(&text);
-            cmd.arg("-c").arg(OsString::from_vec(s));
-        }
-    }
-    cmd.args(rest);
-    // The server holds its own copies; bash must not inherit ours.
-    drop((req_r, req_w, rep_r, rep_w, script_fd, shim_fd));
-    drop(child);
-    Err(cmd.exec()).with_context(|| format!("cannot run {}", shell.display()))
+    let (request, reply) = (proc_fd(&req_w), proc_fd(&rep_r));
+    bash.env("__HS_REQUEST", &request).env("__HS_REPLY", &reply);
+    // The server holds its own copies; bash must not inherit ours (they are closed here).
+    drop((req_r, req_w, rep_r, rep_w));
+    Ok((request, reply))
 }
 
 /// The gate functions, all on the script's first line so that line numbers do not move.
