@@ -92,9 +92,20 @@ impl Procs {
 
     /// The path of fd `fd` of thread `tid` (for sockets and pipes: `socket:[…]` and the like).
     pub(crate) fn fd_path(&mut self, tid: u32, fd: i32) -> Option<Vec<u8>> {
-        let ours = match self.entry(tid) {
-            Some(e) => sys::pidfd_getfd(e.pidfd.as_fd(), fd).ok(),
-            None => None,
+        // No liveness check needed: `pidfd_getfd` fails with ESRCH if the cached pidfd's
+        // process is gone (its tid now names another one), and we then open a fresh pidfd.
+        let cached = self
+            .map
+            .get(&tid)
+            .map(|e| sys::pidfd_getfd(e.pidfd.as_fd(), fd));
+        let ours = match cached {
+            Some(Ok(ours)) => Some(ours),
+            Some(Err(e)) if e.raw_os_error() != Some(libc::ESRCH) => None,
+            _ => {
+                self.map.remove(&tid);
+                self.entry(tid)
+                    .and_then(|e| sys::pidfd_getfd(e.pidfd.as_fd(), fd).ok())
+            }
         };
         let Some(ours) = ours else {
             return read_link(format!("/proc/{tid}/fd/{fd}"));

@@ -86,30 +86,29 @@ impl Supervisor {
 
     /// Serves notifications until every process using the filter has exited.
     pub(crate) fn run(mut self) -> io::Result<()> {
-        if let Err(e) = sys::notif_set_flags(
-            self.listener.as_fd(),
-            sys::SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
-        ) {
+        let sync = std::env::var_os("HS_TRACE_NOSYNC").is_none();
+        if sync
+            && let Err(e) = sys::notif_set_flags(
+                self.listener.as_fd(),
+                sys::SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
+            )
+        {
             tracing::debug!("seccomp sync wake-up unavailable ({e}); tracing will be slower");
-            eprintln!("SETFLAGS failed {e}");
         }
+        // Block in RECV rather than poll first: one syscall less per notification, and the
+        // wake-up SYNC_WAKE_UP was designed for. RECV fails with ENOENT both when a caller was
+        // interrupted before we got to it and once no process uses the filter any more; a
+        // non-blocking poll tells the two apart.
         loop {
             let fd = self.listener.as_fd();
-            let rev = if std::env::var_os("HS_NOPOLL").is_some() {
-                libc::POLLIN
-            } else {
-                sys::poll_in(&[fd, fd], -1)?[0]
-            };
-            if rev & libc::POLLIN != 0 {
-                match sys::notif_recv(fd) {
-                    Ok(n) => self.handle(&n),
-                    // The caller was interrupted by a signal before we got to it.
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-                    Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                    Err(e) => return Err(e),
+            match sys::notif_recv(fd) {
+                Ok(n) => self.handle(&n),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EINTR)) => {
+                    if sys::hung_up(fd)? {
+                        break;
+                    }
                 }
-            } else if rev & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
-                break;
+                Err(e) => return Err(e),
             }
         }
         let mut t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
@@ -127,10 +126,6 @@ impl Supervisor {
         self.handled += 1;
         debug_assert_eq!(n.arch, crate::filter::ARCH, "the filter kills other ABIs");
         self.pending.clear();
-        if std::env::var_os("HS_TRACE_NOOP").is_some() {
-            self.reply(n.id);
-            return;
-        }
         self.procs.seen(n.pid);
         let flag = self.decode(n);
         let fd = self.listener.as_fd();
@@ -815,11 +810,12 @@ fn interpreters(
     let Ok(file) = std::fs::File::open(std::ffi::OsStr::from_bytes(path)) else {
         return;
     };
-    let mut head = [0u8; 256];
-    let Ok(n) = file.read_at(&mut head, 0) else {
+    // One read covers the `#!` line or the ELF header and, almost always, its program headers.
+    let mut buf = [0u8; 4096];
+    let Ok(n) = file.read_at(&mut buf, 0) else {
         return;
     };
-    let head = &head[..n];
+    let head = &buf[..n];
     let interp: Option<Vec<u8>> = if head.starts_with(b"#!") {
         let line = &head[2..];
         let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
@@ -834,30 +830,7 @@ fn interpreters(
             .unwrap_or(rest.len());
         Some(rest[..end].to_vec()).filter(|p| !p.is_empty())
     } else if head.len() >= 64 && head.starts_with(b"\x7fELF\x02\x01") {
-        let u16_at = |o: usize| u16::from_le_bytes([head[o], head[o + 1]]) as u64;
-        let u64_at =
-            |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
-        let phoff = u64_at(head, 0x20);
-        let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38).min(64));
-        let mut found = None;
-        let mut ph = [0u8; 56];
-        for i in 0..phnum {
-            if phentsize < 56 || file.read_exact_at(&mut ph, phoff + i * phentsize).is_err() {
-                break;
-            }
-            if u32::from_le_bytes(ph[0..4].try_into().expect("4 bytes")) == 3 {
-                let (off, size) = (u64_at(&ph, 8), u64_at(&ph, 32).min(PATH_MAX as u64));
-                let mut name = vec![0u8; size as usize];
-                if file.read_exact_at(&mut name, off).is_ok() {
-                    if let Some(end) = name.iter().position(|&b| b == 0) {
-                        name.truncate(end);
-                    }
-                    found = Some(name);
-                }
-                break;
-            }
-        }
-        found
+        elf_interp(&file, head)
     } else {
         None
     };
@@ -891,4 +864,41 @@ fn interpreters(
     } else {
         out.push((canon, Kinds::MISSING));
     }
+}
+
+/// The `PT_INTERP` path of a 64-bit little-endian ELF file whose first bytes are `head`.
+fn elf_interp(file: &std::fs::File, head: &[u8]) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+    let phoff = usize::try_from(u64_at(head, 0x20)).ok()?;
+    let (phentsize, phnum) = (u16_at(head, 0x36), u16_at(head, 0x38).min(128));
+    if phentsize < 56 {
+        return None;
+    }
+    let table_len = phentsize * phnum;
+    let mut table_buf;
+    let table = if phoff + table_len <= head.len() {
+        &head[phoff..phoff + table_len]
+    } else {
+        table_buf = vec![0u8; table_len];
+        file.read_exact_at(&mut table_buf, phoff as u64).ok()?;
+        &table_buf[..]
+    };
+    for ph in table.chunks_exact(phentsize) {
+        if u32::from_le_bytes(ph[0..4].try_into().expect("4 bytes")) != 3 {
+            continue;
+        }
+        let (off, size) = (u64_at(ph, 8), u64_at(ph, 32).min(PATH_MAX as u64) as usize);
+        let mut name = vec![0u8; size];
+        match head.get(off as usize..off as usize + size) {
+            Some(bytes) => name.copy_from_slice(bytes),
+            None => file.read_exact_at(&mut name, off).ok()?,
+        }
+        if let Some(end) = name.iter().position(|&b| b == 0) {
+            name.truncate(end);
+        }
+        return Some(name);
+    }
+    None
 }

@@ -257,3 +257,19 @@ pub(crate) fn has_exited(pidfd: BorrowedFd<'_>) -> bool {
     let rc = unsafe { libc::poll(&mut p, 1, 0) };
     rc != 0
 }
+
+/// Whether the seccomp listener `fd` reports `POLLHUP`: no process uses its filter any more.
+/// Does not block.
+pub(crate) fn hung_up(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one live pollfd struct.
+    let rc = unsafe { libc::poll(&mut p, 1, 0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(p.revents & libc::POLLIN == 0 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0)
+}
