@@ -17,7 +17,6 @@ struct Entry {
 }
 
 /// Per-thread cache; see the module docs.
-#[derive(Default)]
 pub(crate) struct Procs {
     map: HashMap<u32, Entry>,
     /// Canonical path of directories by (dev, ino); cleared with the resolver's cache.
@@ -25,9 +24,22 @@ pub(crate) struct Procs {
     /// Threads stopped in `chdir`-like calls that may not have taken effect yet: no cwd is
     /// cached until each of them has been seen again (so its call completed).
     chdir_pending: Vec<u32>,
+    /// Whether directory paths may be cached (not while a namespace change is in flight).
+    pub(crate) dir_caching: bool,
 }
 
 const MAX_ENTRIES: usize = 512;
+
+impl Default for Procs {
+    fn default() -> Self {
+        Procs {
+            map: HashMap::new(),
+            dirs: HashMap::new(),
+            chdir_pending: Vec::new(),
+            dir_caching: true,
+        }
+    }
+}
 
 impl Procs {
     fn entry(&mut self, tid: u32) -> Option<&mut Entry> {
@@ -117,7 +129,7 @@ impl Procs {
             return Some(p.clone());
         }
         let p = own_fd_path(ours.as_fd())?;
-        if is_dir && p.first() == Some(&b'/') {
+        if is_dir && self.dir_caching && p.first() == Some(&b'/') {
             if self.dirs.len() > 16_384 {
                 self.dirs.clear();
             }

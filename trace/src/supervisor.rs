@@ -64,6 +64,8 @@ pub(crate) struct Supervisor {
     pending: Vec<Pending>,
     resolver: Resolver,
     procs: Procs,
+    /// Threads stopped in a delete or rename whose effect may not have happened yet.
+    unsettled: Vec<u32>,
     scratch: Vec<u8>,
     /// Pending notification count since the last flush into `trace` (stats).
     handled: u64,
@@ -78,6 +80,7 @@ impl Supervisor {
             pending: Vec::new(),
             resolver: Resolver::default(),
             procs: Procs::default(),
+            unsettled: Vec::new(),
             scratch: vec![0; PATH_MAX],
             handled: 0,
             vanished: 0,
@@ -117,9 +120,12 @@ impl Supervisor {
         Ok(())
     }
 
-    fn reply(&self, id: u64) {
-        // ENOENT: the caller died or was interrupted meanwhile; nothing to do.
-        let _ = sys::notif_send(self.listener.as_fd(), id, 0);
+    /// Lets the call continue. Returns false when the notification is no longer valid (the
+    /// caller died or was interrupted): the kernel checks what `ID_VALID` checks, atomically with
+    /// the reply, so a successful reply also proves that the memory read before it was the
+    /// caller's.
+    fn reply(&self, id: u64) -> bool {
+        sys::notif_send(self.listener.as_fd(), id, 0).is_ok()
     }
 
     fn handle(&mut self, n: &Notif) {
@@ -127,48 +133,66 @@ impl Supervisor {
         debug_assert_eq!(n.arch, crate::filter::ARCH, "the filter kills other ABIs");
         self.pending.clear();
         self.procs.seen(n.pid);
+        if let Some(i) = self.unsettled.iter().position(|&t| t == n.pid) {
+            // Its namespace change has completed: drop what was learnt meanwhile.
+            self.unsettled.swap_remove(i);
+            self.resolver.invalidate();
+            self.procs.invalidate_dirs();
+        }
         let flag = self.decode(n);
-        let fd = self.listener.as_fd();
-        if !sys::notif_id_valid(fd, n.id) {
-            self.vanished += 1;
-            self.pending.clear();
+        let mutating = self
+            .pending
+            .iter()
+            .any(|p| kinds_of(p.class).intersects(Kinds::NAMESPACE));
+        let records = if mutating {
+            // Classify before the call changes the answer; record only if the reply proves the
+            // notification was still valid.
+            let records = self.resolve_all(n.pid);
+            if !self.reply(n.id) {
+                self.vanished += 1;
+                return;
+            }
+            records
+        } else {
+            if !self.reply(n.id) {
+                self.vanished += 1;
+                return;
+            }
+            self.resolve_all(n.pid)
+        };
+        if records.is_empty() && flag.is_none() {
             return;
         }
-        let mut trace_guard = None;
+        let mut t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((flag, note)) = flag {
-            let t = trace_guard
-                .get_or_insert_with(|| self.trace.lock().unwrap_or_else(|e| e.into_inner()));
             t.flag(flag, || note);
         }
-        let mutating = self.pending.iter().any(|p| match p.class {
-            Class::Look {
-                if_exists,
-                if_missing,
-            } => (if_exists | if_missing).intersects(Kinds::NAMESPACE),
-        });
-        drop(trace_guard);
-        if mutating {
-            self.resolve_all(n.pid);
-            self.reply(n.id);
-        } else {
-            self.reply(n.id);
-            self.resolve_all(n.pid);
+        for (path, kinds) in records {
+            t.record(&path, kinds);
         }
     }
 
-    fn resolve_all(&mut self, pid: u32) {
+    fn resolve_all(&mut self, pid: u32) -> Vec<(Vec<u8>, Kinds)> {
         if self.pending.is_empty() {
-            return;
+            return Vec::new();
         }
         let pending = std::mem::take(&mut self.pending);
+        self.resolver.caching = self.unsettled.is_empty();
+        self.procs.dir_caching = self.unsettled.is_empty();
         let mut records: Vec<(Vec<u8>, Kinds)> = Vec::with_capacity(pending.len() + 1);
         for p in &pending {
             let (canon, exists) = self.resolver.resolve(&p.abs, p.follow);
             if kinds_of(p.class).intersects(Kinds::DELETE | Kinds::RENAME_FROM | Kinds::RENAME_TO) {
-                // Deleting or renaming may change what a cached directory path means.
+                // Deleting or renaming may change what a cached directory path means: forget,
+                // and learn nothing new until the caller is seen again (its call completed).
                 self.resolver.invalidate();
                 self.procs.invalidate_dirs();
+                if !self.unsettled.contains(&pid) {
+                    self.unsettled.push(pid);
+                }
             }
+            self.resolver.caching = self.unsettled.is_empty();
+            self.procs.dir_caching = self.unsettled.is_empty();
             let Class::Look {
                 if_exists,
                 if_missing,
@@ -193,10 +217,7 @@ impl Supervisor {
         }
         self.pending = pending;
         self.pending.clear();
-        let mut t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
-        for (path, kinds) in records {
-            t.record(&path, kinds);
-        }
+        records
     }
 
     /// Reads a NUL-terminated string at `addr` in the tracee.
@@ -553,6 +574,11 @@ impl Supervisor {
                 // starts with a msghdr. Only the first message of sendmmsg is checked.
                 let name = self.read_u64(n.pid, a[1])?;
                 let len = self.read_u64(n.pid, a[1] + 8)? & 0xffff_ffff;
+                // The name pointer came from tracee memory: make sure it was this caller's before
+                // following it.
+                if !sys::notif_id_valid(self.listener.as_fd(), n.id) {
+                    return None;
+                }
                 return self.sockaddr(n, "sendmsg", name, len);
             }
             _ => {}
@@ -705,9 +731,19 @@ fn canonical_of(fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
 /// The cache is cleared whenever the traced tree deletes or renames anything (the only ways to
 /// change what an existing directory path resolves to), so it is exact within the tree; a
 /// directory symlink changed by a process outside the tree during the trace may be missed.
-#[derive(Default)]
 pub(crate) struct Resolver {
     dirs: std::collections::HashMap<Vec<u8>, Vec<u8>>,
+    /// Whether new entries may be cached (not while a namespace change is in flight).
+    pub(crate) caching: bool,
+}
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Resolver {
+            dirs: Default::default(),
+            caching: true,
+        }
+    }
 }
 
 impl Resolver {
@@ -738,10 +774,12 @@ impl Resolver {
                 if c.first() != Some(&b'/') {
                     return resolve_slow(abs, follow);
                 }
-                if self.dirs.len() > 16_384 {
-                    self.dirs.clear();
+                if self.caching {
+                    if self.dirs.len() > 16_384 {
+                        self.dirs.clear();
+                    }
+                    self.dirs.insert(parent.to_vec(), c.clone());
                 }
-                self.dirs.insert(parent.to_vec(), c.clone());
                 c
             }
         };
