@@ -238,7 +238,11 @@ impl<T: Copy> WriteIndex<T> {
                 out.push((a.kind, *m));
             }
         }
-        if matches!(a.kind, AccessKind::List | AccessKind::Stat) {
+        // rmdir succeeds only on an empty directory: deleting observes the listing too.
+        if matches!(
+            a.kind,
+            AccessKind::List | AccessKind::Stat | AccessKind::Delete
+        ) {
             if let Some(m) = self.listing.get(&a.path) {
                 if m.seq > seen {
                     out.push((a.kind, *m));
@@ -341,5 +345,7 @@ mod tests {
         assert!(!hazard(&[("/d", Delete)], &[("/dx", Read)]));
         // metadata
         assert!(hazard(&[("/f", Meta)], &[("/f", Stat)]));
+        // removing a directory observes that it is empty
+        assert!(hazard(&[("/d/new", Write)], &[("/d", Delete)]));
     }
 }

@@ -31,7 +31,7 @@ impl Rng {
     }
 }
 
-const PATHS: &[&str] = &["/a", "/b", "/d/x", "/d/y", "/d/$v", "/e"];
+const PATHS: &[&str] = &["/a", "/b", "/d", "/d/x", "/d/y", "/d/$v", "/e"];
 const DIRS: &[&str] = &["/d", "/"];
 
 struct Gen {
@@ -52,6 +52,7 @@ impl Gen {
             5 => Op::Delete(p),
             6 => Op::Mkdir(p),
             7 => Op::FailIfMissing(p),
+            8 if self.rng.chance(10) => Op::Untraced(p),
             _ => Op::Echo,
         }
     }
@@ -93,7 +94,35 @@ impl Gen {
                 Box::new(self.seq(depth - 1)),
                 self.rng.chance(60).then(|| Box::new(self.seq(depth - 1))),
             ),
-            80..=87 => {
+            80..=81 => SimNode::If(
+                Box::new(SimNode::Test(s(self.rng.pick(&["v", "w"])), s("1"))),
+                Box::new(self.seq(depth - 1)),
+                self.rng.chance(60).then(|| Box::new(self.seq(depth - 1))),
+            ),
+            82 => SimNode::Case(
+                s(self.rng.pick(&["v", "w"])),
+                vec![
+                    (s("1"), self.seq(depth - 1)),
+                    (s("2"), self.seq(depth - 1)),
+                    (s("*"), self.seq(depth - 1)),
+                ],
+            ),
+            83 => SimNode::Subshell(Box::new(self.seq(depth - 1))),
+            84 => {
+                let id = self.next_loop;
+                self.next_loop += 1;
+                let cond = if self.rng.chance(50) {
+                    self.unit()
+                } else {
+                    SimNode::Test(s(self.rng.pick(&["v", "w"])), s("1"))
+                };
+                SimNode::While {
+                    id,
+                    cond: Box::new(cond),
+                    body: Box::new(self.seq(depth - 1)),
+                }
+            }
+            85..=90 => {
                 let id = self.next_loop;
                 self.next_loop += 1;
                 let var = format!("i{id}");
@@ -179,6 +208,8 @@ fn speculation_equals_sequential_execution() {
         let want = sequential(&script, fs.clone(), vars);
         let mut sim = Sim::new(&script, config.clone(), fs);
         let got = sim.drive_bounded(&script, vars);
+        let (c, d) = (sim.sched.stats().committed, sim.sched.stats().discarded);
+        let _ = (c, d);
         assert_eq!(
             got,
             want,

@@ -32,6 +32,9 @@ pub enum Op {
     Echo,
     /// Mark the run unsafe (network, tty, ...).
     Unsafe(Flags),
+    /// Like `Write`, but the tracer misses every access of this unit: the trace comes back
+    /// empty with `Flags::UNTRACED`.
+    Untraced(String),
 }
 
 /// A simulated unit.
@@ -63,6 +66,13 @@ pub enum SimNode {
         literal: bool,
         body: Box<SimNode>,
     },
+    /// `[ "$var" = value ]`: a builtin condition.
+    Test(String, String),
+    /// `case $var in v1) ..;; v2) ..;; *) ..;; esac`: the first arm whose value matches,
+    /// else the last arm.
+    Case(String, Vec<(String, SimNode)>),
+    /// `( .. )`: variable and context changes stay inside.
+    Subshell(Box<SimNode>),
     /// `while cond; do body; done`, with a safety cap on iterations.
     While {
         id: u32,
@@ -93,7 +103,11 @@ impl SimNode {
                 id: UnitId(u.id),
                 vars: u.vars.iter().map(|v| v.as_bytes().to_vec()).collect(),
             }),
-            SimNode::Assign(..) | SimNode::Context(_) => Node::Builtin,
+            SimNode::Assign(..) | SimNode::Context(_) | SimNode::Test(..) => Node::Builtin,
+            SimNode::Case(_, arms) => Node::Case {
+                arms: arms.iter().map(|(_, n)| n.to_node()).collect(),
+            },
+            SimNode::Subshell(b) => Node::Subshell(Box::new(b.to_node())),
             SimNode::If(c, t, e) => Node::If {
                 cond: Box::new(c.to_node()),
                 then: Box::new(t.to_node()),
@@ -131,7 +145,9 @@ impl SimNode {
             SimNode::Unit(u) => {
                 out.insert(u.id, u.clone());
             }
-            SimNode::Assign(..) | SimNode::Context(_) => {}
+            SimNode::Assign(..) | SimNode::Context(_) | SimNode::Test(..) => {}
+            SimNode::Case(_, arms) => arms.iter().for_each(|(_, n)| n.units(out)),
+            SimNode::Subshell(b) => b.units(out),
             SimNode::If(c, t, e) => {
                 c.units(out);
                 t.units(out);
@@ -290,7 +306,19 @@ pub fn exec(u: &SimUnit, fs: &Fs, state: &State) -> Exec {
             Op::Delete(p) => {
                 let p = expand(p);
                 if get(&e.changes, &p).is_some() {
+                    // rm -r: the whole subtree goes, the trace names only the top.
                     write(&mut e.trace, p.clone(), AccessKind::Delete);
+                    let mut below = p.clone();
+                    below.push(b'/');
+                    let doomed: Vec<Vec<u8>> = fs
+                        .keys()
+                        .chain(e.changes.keys())
+                        .filter(|k| k.starts_with(&below))
+                        .cloned()
+                        .collect();
+                    for k in doomed {
+                        e.changes.insert(k, None);
+                    }
                     e.changes.insert(p, None);
                 } else {
                     read(&mut e.trace, p, AccessKind::Missing);
@@ -319,7 +347,17 @@ pub fn exec(u: &SimUnit, fs: &Fs, state: &State) -> Exec {
                 e.output.push(b'\n');
             }
             Op::Unsafe(f) => e.trace.flags = e.trace.flags | *f,
+            Op::Untraced(p) => {
+                let p = expand(p);
+                let line = format!("{tag} #{:x}\n", digest(&seen)).into_bytes();
+                e.changes.insert(p, Some(Entry::File(line)));
+                e.trace.flags = e.trace.flags | Flags::UNTRACED;
+            }
         }
+    }
+    if e.trace.flags.contains(Flags::UNTRACED) {
+        e.trace.reads.clear();
+        e.trace.writes.clear();
     }
     e
 }
@@ -331,7 +369,10 @@ pub fn apply(fs: &mut Fs, changes: &BTreeMap<Vec<u8>, Option<Entry>>) {
                 fs.insert(p.clone(), e.clone());
             }
             None => {
-                fs.remove(p);
+                // A whiteout over a directory takes everything below with it.
+                let mut below = p.clone();
+                below.push(b'/');
+                fs.retain(|k, _| k != p && !k.starts_with(&below));
             }
         }
     }
@@ -368,7 +409,7 @@ impl SimShell {
                 .collect(),
             context: "cwd=/".to_string(),
             outputs: Vec::new(),
-            while_cap: 50,
+            while_cap: 4,
         }
     }
 
@@ -417,6 +458,25 @@ impl SimShell {
             SimNode::Context(c) => {
                 self.context = c.clone();
                 0
+            }
+            SimNode::Test(k, v) => (self.vars.get(k) != Some(v)) as i32,
+            SimNode::Case(k, arms) => {
+                let value = self.vars.get(k).cloned().unwrap_or_default();
+                let arm = arms
+                    .iter()
+                    .position(|(v, _)| *v == value)
+                    .unwrap_or(arms.len().saturating_sub(1));
+                match arms.get(arm) {
+                    Some((_, n)) => self.run(n, iters, w),
+                    None => 0,
+                }
+            }
+            SimNode::Subshell(b) => {
+                let (vars, context) = (self.vars.clone(), self.context.clone());
+                let st = self.run(b, iters, w);
+                self.vars = vars;
+                self.context = context;
+                st
             }
             SimNode::If(c, t, e) => {
                 if self.run(c, iters, w) == 0 {
