@@ -130,6 +130,8 @@ bitset! {
         UNTRACEABLE = 2, "untraceable";
         /// Processes of the tree were still running when the trace was taken.
         OUTLIVED = 3, "outlived";
+        /// A device was opened for writing (a terminal, a disk): an effect outside the sandbox.
+        DEVICE = 4, "device";
     }
 }
 

@@ -164,10 +164,21 @@ impl Supervisor {
             return;
         }
         let mut t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
+        t.stats.notifications += std::mem::take(&mut self.handled);
+        t.stats.vanished += std::mem::take(&mut self.vanished);
         if let Some((flag, note)) = flag {
             t.flag(flag, || note);
         }
         for (path, kinds) in records {
+            if kinds.intersects(Kinds::WRITE | Kinds::WRITE_TRUNC) && is_device(&path) {
+                t.flag(Flags::DEVICE, || {
+                    format!(
+                        "write to {} by pid {}",
+                        String::from_utf8_lossy(&path),
+                        n.pid
+                    )
+                });
+            }
             t.record(&path, kinds);
         }
     }
@@ -939,4 +950,20 @@ fn elf_interp(file: &std::fs::File, head: &[u8]) -> Option<Vec<u8>> {
         return Some(name);
     }
     None
+}
+
+/// Devices whose writes have effects outside the sandbox (terminals, disks); the harmless
+/// character devices and the caller's own stdio are not.
+fn is_device(path: &[u8]) -> bool {
+    const HARMLESS: &[&[u8]] = &[
+        b"/dev/null",
+        b"/dev/zero",
+        b"/dev/full",
+        b"/dev/random",
+        b"/dev/urandom",
+    ];
+    path.starts_with(b"/dev/")
+        && !HARMLESS.contains(&path)
+        && !path.starts_with(b"/dev/shm/")
+        && !path.starts_with(b"/dev/mqueue/")
 }

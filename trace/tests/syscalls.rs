@@ -503,3 +503,65 @@ fn spawn_error_is_reported() {
     let err = trace::spawn_traced(&mut cmd).unwrap_err();
     assert!(err.to_string().contains("failed to start"), "{err}");
 }
+
+#[test]
+fn programs_using_ptrace_keep_working() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("strace not installed; skipping");
+        return;
+    }
+    let dir = tmpdir("ptrace");
+    std::fs::write(dir.join("input"), "x").unwrap();
+    let t = run(
+        &dir,
+        &[
+            "strace".as_ref(),
+            "-f".as_ref(),
+            "-o".as_ref(),
+            "/dev/null".as_ref(),
+            "cat".as_ref(),
+            "input".as_ref(),
+        ],
+    );
+    has(&t, &dir.join("input"), Kinds::READ);
+}
+
+#[test]
+fn daemons_that_outlive_the_command_are_flagged() {
+    let dir = tmpdir("daemon");
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c").arg("sleep 2 & exit 0").current_dir(&dir);
+    let tracer = trace::Tracer::new().grace(std::time::Duration::from_millis(100));
+    let start = std::time::Instant::now();
+    let (status, t) = tracer.spawn(&mut cmd).unwrap().wait().unwrap();
+    assert!(status.success());
+    assert!(
+        start.elapsed() < std::time::Duration::from_millis(1500),
+        "waited for the daemon"
+    );
+    assert!(t.flags.contains(Flags::OUTLIVED), "{}", dump(&t));
+    assert!(t.stats.notifications > 0, "{}", dump(&t));
+}
+
+#[test]
+fn device_writes_are_flagged() {
+    let dir = tmpdir("device");
+    let t = run(
+        &dir,
+        &[
+            "/bin/sh".as_ref(),
+            "-c".as_ref(),
+            "echo x > /dev/null; : > /dev/full; true".as_ref(),
+        ],
+    );
+    assert!(!t.flags.contains(Flags::DEVICE), "{}", dump(&t));
+    let t = run(
+        &dir,
+        &[
+            "/bin/sh".as_ref(),
+            "-c".as_ref(),
+            "(echo x > /dev/tty) 2>/dev/null; true".as_ref(),
+        ],
+    );
+    assert!(t.flags.contains(Flags::DEVICE), "{}", dump(&t));
+}
