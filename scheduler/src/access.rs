@@ -71,6 +71,7 @@ impl AccessKind {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Access {
     /// The path.
+    #[serde(serialize_with = "crate::access::lossy")]
     pub path: Vec<u8>,
     /// How it was touched.
     pub kind: AccessKind,
@@ -157,6 +158,11 @@ impl Trace {
     }
 }
 
+/// Serializes bytes as (lossy) text, for reports.
+pub(crate) fn lossy<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(bytes))
+}
+
 /// The parent directory of an absolute path (`/` for `/x`); `None` for `/` or a bare name.
 pub(crate) fn parent(path: &[u8]) -> Option<&[u8]> {
     let i = path.iter().rposition(|&b| b == b'/')?;
@@ -179,6 +185,7 @@ pub(crate) struct Mark<T: Copy> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Hazard<T> {
     /// Path of the observation.
+    #[serde(serialize_with = "crate::access::lossy")]
     pub path: Vec<u8>,
     /// How it was observed.
     pub observed: AccessKind,

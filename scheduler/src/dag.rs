@@ -25,6 +25,7 @@ pub enum Why {
     /// An instance it could not see changed what it observed.
     Conflict {
         /// The observed path.
+        #[serde(serialize_with = "crate::access::lossy")]
         path: Vec<u8>,
         /// How it was observed.
         observed: AccessKind,
@@ -94,6 +95,7 @@ pub enum Edge {
     /// The target observed (`observed`) a path the source changed (`wrote`).
     ReadAfterWrite {
         /// The path.
+        #[serde(serialize_with = "crate::access::lossy")]
         path: Vec<u8>,
         /// How the target observed it.
         observed: AccessKind,
@@ -105,6 +107,19 @@ pub enum Edge {
     /// The shell changed a variable (or the context, `None`) the target expands after the
     /// source ran.
     State(Option<Vec<u8>>),
+}
+
+/// Everything `--report` needs, serializable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Counters.
+    pub stats: crate::Stats,
+    /// One record per instance occurrence, in creation order.
+    pub instances: Vec<InstanceRecord>,
+    /// Longest dependency chain through the DAG, by effective run time.
+    pub critical_path: Duration,
+    /// Sum of effective run times (what a sequential run spends in units).
+    pub total: Duration,
 }
 
 /// Instances as nodes, dependencies as edges. Edges always point forward in time, so the

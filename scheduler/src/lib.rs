@@ -47,7 +47,7 @@ mod state;
 
 pub use crate::{
     access::{Access, AccessKind, Flags, Hazard, Trace},
-    dag::{Dag, Edge, InstanceRecord, Outcome, RunId, RunRecord, Why},
+    dag::{Dag, Edge, InstanceRecord, Outcome, Report, RunId, RunRecord, Why},
     machine::{Action, Config, Event, Scheduler, Stats},
     program::{Connector, LoopId, Node, Program, UnitId, UnitSpec},
     state::{Instance, State},

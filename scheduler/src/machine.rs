@@ -8,7 +8,7 @@ use petgraph::stable_graph::NodeIndex;
 use serde::Serialize;
 
 use crate::access::{Trace, WriteIndex};
-use crate::dag::{Dag, Edge, Outcome, RunId, RunRecord, Why};
+use crate::dag::{Dag, Edge, Outcome, Report, RunId, RunRecord, Why};
 use crate::predict::{Pred, Vars, Walker, in_background, taken_arms};
 use crate::program::{LoopId, Program, UnitId};
 use crate::state::{Instance, LoopKey, State};
@@ -257,6 +257,17 @@ impl Scheduler {
     /// Counters.
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// Per-instance records, counters and the DAG's critical path, for `--report`.
+    pub fn report(&self) -> Report {
+        let (critical_path, total) = self.dag.critical_path();
+        Report {
+            stats: self.stats,
+            instances: self.dag.records().cloned().collect(),
+            critical_path,
+            total,
+        }
     }
 
     /// Speculative runs executing now.

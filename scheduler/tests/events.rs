@@ -1,0 +1,229 @@
+//! Hand-driven event sequences for what the simulated shell does not model.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use scheduler::{
+    Access, AccessKind, Action, Config, Event, Flags, Instance, Node, Outcome, Program, RunId,
+    Scheduler, State, Trace, UnitId, UnitSpec, Why,
+};
+
+fn unit(id: u32) -> Node {
+    Node::Unit(UnitSpec {
+        id: UnitId(id),
+        vars: vec![],
+    })
+}
+
+fn state() -> State {
+    State {
+        vars: Default::default(),
+        context: Arc::from(&b"ctx"[..]),
+    }
+}
+
+struct Driver {
+    s: Scheduler,
+    t0: Instant,
+    ms: u64,
+}
+
+impl Driver {
+    fn new(window: usize, root: Node) -> Driver {
+        let config = Config {
+            window,
+            ..Config::default()
+        };
+        Driver {
+            s: Scheduler::new(config, Program::new(root)),
+            t0: Instant::now(),
+            ms: 0,
+        }
+    }
+
+    fn send(&mut self, e: Event) -> Vec<Action> {
+        self.ms += 1;
+        self.s.handle(self.t0 + Duration::from_millis(self.ms), e);
+        std::iter::from_fn(|| self.s.poll_action()).collect()
+    }
+
+    fn gate(&mut self, unit: u32) -> Vec<Action> {
+        self.send(Event::GateReached {
+            instance: Instance::new(unit, &[]),
+            state: state(),
+        })
+    }
+
+    fn direct_done(&mut self, unit: u32, trace: Trace) -> Vec<Action> {
+        self.send(Event::DirectRunFinished {
+            instance: Instance::new(unit, &[]),
+            trace,
+            exit: 0,
+        })
+    }
+}
+
+fn started(actions: &[Action]) -> Vec<(RunId, u32)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Start { run, instance, .. } => Some((*run, instance.unit.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn writes(path: &str) -> Trace {
+    Trace {
+        reads: vec![],
+        writes: vec![Access::new(path, AccessKind::Write)],
+        flags: Flags::NONE,
+    }
+}
+
+#[test]
+fn background_jobs_are_not_speculated_and_block_commits_while_running() {
+    // slow & ; b ; c
+    let mut d = Driver::new(
+        4,
+        Node::Seq(vec![Node::Background(Box::new(unit(0))), unit(1), unit(2)]),
+    );
+    let a = d.send(Event::Started { state: state() });
+    assert!(started(&a).is_empty(), "prediction stops at `&`: {a:?}");
+    // The background job's gate: run it yourself; the foreground goes on.
+    let a = d.gate(0);
+    assert_eq!(
+        a,
+        vec![Action::AnswerGate {
+            instance: Instance::new(0, &[])
+        }]
+    );
+    // The shell reaches u1 while the job still runs.
+    let a = d.gate(1);
+    assert!(a.contains(&Action::AnswerGate {
+        instance: Instance::new(1, &[])
+    }));
+    let runs = started(&a);
+    assert_eq!(runs.iter().map(|r| r.1).collect::<Vec<_>>(), vec![2]);
+    let a = d.send(Event::RunFinished {
+        run: runs[0].0,
+        trace: Trace::default(),
+        exit: 0,
+    });
+    assert!(a.is_empty());
+    d.direct_done(1, Trace::default());
+    // u2's run finished, but the job may still write what it read: run it for real.
+    let a = d.gate(2);
+    assert!(a.contains(&Action::Discard { run: runs[0].0 }), "{a:?}");
+    assert!(a.contains(&Action::AnswerGate {
+        instance: Instance::new(2, &[])
+    }));
+    let r = d.s.dag().record(&Instance::new(2, &[])).unwrap();
+    assert_eq!(r.runs[0].discarded, Some(Why::Background));
+}
+
+#[test]
+fn gates_inside_functions_predict_the_rest_of_the_body() {
+    // f() { a; b; }; f; c
+    let mut d = Driver::new(
+        4,
+        Node::Seq(vec![
+            Node::Function {
+                name: b"f".to_vec(),
+                body: Box::new(Node::Seq(vec![unit(0), unit(1)])),
+            },
+            Node::Unknown,
+            unit(2),
+        ]),
+    );
+    let a = d.send(Event::Started { state: state() });
+    assert!(started(&a).is_empty(), "stops at the call: {a:?}");
+    let a = d.gate(0);
+    assert_eq!(started(&a).iter().map(|r| r.1).collect::<Vec<_>>(), vec![1]);
+}
+
+#[test]
+fn untraced_direct_runs_invalidate_overlapping_speculation() {
+    let mut d = Driver::new(4, Node::Seq(vec![unit(0), unit(1)]));
+    let a = d.send(Event::Started { state: state() });
+    let runs = started(&a);
+    assert_eq!(runs.len(), 2);
+    d.send(Event::RunFinished {
+        run: runs[1].0,
+        trace: Trace::default(),
+        exit: 0,
+    });
+    // The shell reaches u0 before its run finished: wait for it; it turns out unsafe.
+    let a = d.gate(0);
+    assert!(a.is_empty(), "{a:?}");
+    let a = d.send(Event::RunFinished {
+        run: runs[0].0,
+        trace: Trace {
+            flags: Flags::TTY,
+            ..Trace::default()
+        },
+        exit: 0,
+    });
+    assert!(a.contains(&Action::AnswerGate {
+        instance: Instance::new(0, &[])
+    }));
+    // Run directly, its trace incomplete: u1 could have seen anything.
+    let a = d.direct_done(
+        0,
+        Trace {
+            flags: Flags::UNTRACED,
+            ..Trace::default()
+        },
+    );
+    assert!(a.contains(&Action::Discard { run: runs[1].0 }), "{a:?}");
+    let r = d.s.dag().record(&Instance::new(1, &[])).unwrap();
+    assert!(matches!(
+        r.runs[0].discarded,
+        Some(Why::Conflict { by: None, .. })
+    ));
+}
+
+#[test]
+fn report_and_dot_describe_the_run() {
+    let mut d = Driver::new(2, Node::Seq(vec![unit(0), unit(1)]));
+    let runs = started(&d.send(Event::Started { state: state() }));
+    d.send(Event::RunFinished {
+        run: runs[0].0,
+        trace: writes("/x"),
+        exit: 0,
+    });
+    d.send(Event::RunFinished {
+        run: runs[1].0,
+        trace: Trace {
+            reads: vec![Access::new("/x", AccessKind::Read)],
+            ..Trace::default()
+        },
+        exit: 0,
+    });
+    let a = d.gate(0);
+    assert_eq!(a, vec![Action::Commit { run: runs[0].0 }]);
+    let a = d.send(Event::CommitDone { run: runs[0].0 });
+    // u1 read /x before u0's commit: dropped at once and restarted.
+    assert!(a.contains(&Action::Discard { run: runs[1].0 }));
+    let again = started(&a);
+    assert_eq!(again.len(), 1);
+    d.send(Event::RunFinished {
+        run: again[0].0,
+        trace: Trace {
+            reads: vec![Access::new("/x", AccessKind::Read)],
+            ..Trace::default()
+        },
+        exit: 0,
+    });
+    let a = d.gate(1);
+    assert_eq!(a, vec![Action::Commit { run: again[0].0 }]);
+    d.send(Event::CommitDone { run: again[0].0 });
+    d.send(Event::ShellExited);
+    let report = d.s.report();
+    assert_eq!(report.instances.len(), 2);
+    assert!(matches!(report.instances[1].outcome, Outcome::Committed(_)));
+    assert_eq!(report.stats.committed, 2);
+    let dot = d.s.dag().to_dot();
+    assert!(dot.contains("raw /x"), "{dot}");
+    assert!(d.s.is_idle());
+}
