@@ -1,1 +1,52 @@
-//! sandbox (work in progress).
+//! Copy-on-write sandboxes of the live filesystem, and transactional commit of their changes.
+//!
+//! A [`Sandbox`] lives in a directory. [`Sandbox::create`] reads `/proc/self/mountinfo` and
+//! builds a [`Plan`]: a list of [`Step`]s (unshare, map ids, mount overlays, bind read-only,
+//! build `/dev`, mount `/proc`, `pivot_root`, exec) computed without side effects, printable
+//! (`hs try --plan`), and executed by one loop in the sandbox's init process. Writable real
+//! filesystems get an overlay whose upper dir sits on the same filesystem as the live data, so
+//! that [`Sandbox::commit`] moves files with `rename(2)` instead of copying them; every other
+//! mount is bound read-only, so a write the sandbox cannot capture fails.
+//!
+//! ```no_run
+//! use sandbox::{Command, Options, Sandbox};
+//! let sb = Sandbox::create_temp(&Options::default())?;
+//! let status = sb.run(&Command::shell("echo hi > /tmp/x; rm -f /tmp/y"))?;
+//! print!("{}", sb.changes()?.to_text());
+//! if status == 0 {
+//!     sb.commit()?;
+//! }
+//! # Ok::<(), sandbox::Error>(())
+//! ```
+//!
+//! Namespaces: user (the caller's uid/gid mapped to themselves; as root, entered after the
+//! mounts with the identity map so the sandboxed root cannot unmount its overlays), mount, pid
+//! (own `/proc`), ipc and, unless [`Options::net`], net with only loopback up.
+//!
+//! As root, `/` gets one overlay. Unprivileged, the kernel refuses an overlay whose lower dir
+//! has locked submounts, so the root filesystem is split: a read-only tmpfs skeleton holds the
+//! directories leading to mount points, and every other top-level directory gets its own
+//! overlay.
+//!
+//! All `unsafe` code lives in the private `sys` module.
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+#![deny(unsafe_code)]
+
+mod changes;
+mod commit;
+mod error;
+mod exec;
+mod plan;
+mod sandbox;
+mod sys;
+
+pub use crate::changes::{Change, ChangeKind, ChangeSet, FileKind};
+pub use crate::commit::{CommitReport, recover, recover_all};
+pub use crate::error::Error;
+pub use crate::exec::{Child, Command};
+pub use crate::plan::{
+    Layer, MountInfo, Plan, PlanInput, Step, build as build_plan, parse_mountinfo, read_mountinfo,
+};
+pub use crate::sandbox::{Options, Sandbox, default_base};
+pub use nix::errno::Errno;

@@ -1,0 +1,641 @@
+//! Running a command in a sandbox: the plan runner.
+//!
+//! Process tree: the caller forks a *helper*, which unshares the namespaces (and maps ids when
+//! unprivileged) and forks the namespace's *init* (pid 1). Init runs the mount steps, pivots
+//! into the new root and forks the *command*, then reaps until the command exits and exits
+//! with its status. Setup failures travel back over a close-on-exec pipe as (step index,
+//! errno); end of file on that pipe means the command was exec'd.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use libc::c_ulong;
+
+use crate::error::Error;
+use crate::plan::{Layer, Plan, Step};
+use crate::sys::{self, Errno, Fork};
+
+/// What to run in the sandbox.
+#[derive(Debug)]
+pub struct Command {
+    argv: Vec<OsString>,
+    env: Option<Vec<(OsString, OsString)>>,
+    cwd: Option<PathBuf>,
+    umask: Option<u32>,
+    stdio: [Option<OwnedFd>; 3],
+}
+
+impl Command {
+    /// Run exactly this argv (`argv[0]` searched in `PATH` unless it contains a `/`).
+    pub fn new<I, S>(argv: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Command {
+            argv: argv.into_iter().map(Into::into).collect(),
+            env: None,
+            cwd: None,
+            umask: None,
+            stdio: [None, None, None],
+        }
+    }
+
+    /// Run `bash -c STRING`.
+    pub fn shell(string: impl Into<OsString>) -> Command {
+        Command::new([OsString::from("bash"), OsString::from("-c"), string.into()])
+    }
+
+    /// Replace the environment (default: inherit the caller's).
+    pub fn env(mut self, env: Vec<(OsString, OsString)>) -> Command {
+        self.env = Some(env);
+        self
+    }
+
+    /// Working directory (default: the caller's).
+    pub fn cwd(mut self, cwd: impl Into<PathBuf>) -> Command {
+        self.cwd = Some(cwd.into());
+        self
+    }
+
+    /// File mode creation mask (default: the caller's).
+    pub fn umask(mut self, mask: u32) -> Command {
+        self.umask = Some(mask);
+        self
+    }
+
+    /// Use `fd` as the command's stdin (0), stdout (1) or stderr (2) (default: the caller's).
+    pub fn fd(mut self, which: usize, fd: OwnedFd) -> Command {
+        assert!(which < 3, "only fds 0, 1 and 2 can be redirected");
+        self.stdio[which] = Some(fd);
+        self
+    }
+}
+
+/// A running sandboxed command.
+#[derive(Debug)]
+pub struct Child {
+    pid: libc::pid_t,
+    done: Option<i32>,
+}
+
+impl Child {
+    /// Pid of the sandbox helper process (killing it tears the whole sandbox down).
+    pub fn id(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// Wait for the command; its exit code, or 128 + signal number if it was killed.
+    pub fn wait(&mut self) -> Result<i32, Error> {
+        if let Some(c) = self.done {
+            return Ok(c);
+        }
+        let (_, status) = sys::waitpid(self.pid, 0)
+            .map_err(|e| Error::io("wait for", Path::new("sandbox"), e.into()))?;
+        let code = sys::status_code(status);
+        self.done = Some(code);
+        Ok(code)
+    }
+
+    /// Kill the sandbox (every process in it).
+    pub fn kill(&mut self) {
+        if self.done.is_none() {
+            let _ = sys::kill(self.pid, libc::SIGKILL);
+        }
+    }
+}
+
+fn ovl_escape(p: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &b in p.as_os_str().as_bytes() {
+        if matches!(b, b',' | b':' | b'\\') {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// A step with every string converted ahead of the fork.
+#[derive(Debug)]
+enum Prep {
+    Unshare(libc::c_int),
+    MapIds {
+        uid: u32,
+        gid: u32,
+    },
+    ForkInit,
+    Mount {
+        src: Option<CString>,
+        target: CString,
+        fstype: Option<CString>,
+        flags: c_ulong,
+        data: Option<CString>,
+        ro: Option<bool>,
+    },
+    Mkdir(CString),
+    Symlink(CString, CString),
+    CreateFile(CString),
+    ReadOnly(CString),
+    LoopbackUp,
+    PivotRoot(CString),
+    EnterUserNs,
+    Exec,
+}
+
+/// A plan converted for execution (done once per sandbox, reused by every run).
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    steps: Vec<Prep>,
+    privileged: bool,
+}
+
+fn c(p: &Path) -> Result<CString, Error> {
+    sys::cstr(p.as_os_str()).map_err(|e| Error::io("convert", p, e.into()))
+}
+
+fn c_os(s: &OsStr) -> CString {
+    CString::new(s.as_bytes()).unwrap_or_default()
+}
+
+pub(crate) fn prepare(plan: &Plan) -> Result<Prepared, Error> {
+    let mut steps = Vec::with_capacity(plan.steps.len());
+    let mut privileged = false;
+    for step in &plan.steps {
+        steps.push(match step {
+            Step::Unshare {
+                user,
+                mount,
+                pid_ipc,
+                net,
+            } => {
+                let mut f = 0;
+                if *user {
+                    f |= libc::CLONE_NEWUSER;
+                }
+                if *mount {
+                    f |= libc::CLONE_NEWNS;
+                }
+                if *pid_ipc {
+                    f |= libc::CLONE_NEWPID | libc::CLONE_NEWIPC;
+                }
+                if *net {
+                    f |= libc::CLONE_NEWNET;
+                }
+                Prep::Unshare(f)
+            }
+            Step::MapIds { uid, gid } => Prep::MapIds {
+                uid: *uid,
+                gid: *gid,
+            },
+            Step::ForkInit => Prep::ForkInit,
+            Step::MakePrivate => Prep::Mount {
+                src: None,
+                target: c(Path::new("/"))?,
+                fstype: None,
+                flags: libc::MS_REC | libc::MS_PRIVATE,
+                data: None,
+                ro: None,
+            },
+            Step::MountTmpfs { target } => Prep::Mount {
+                src: Some(c_os("tmpfs".as_ref())),
+                target: c(target)?,
+                fstype: Some(c_os("tmpfs".as_ref())),
+                flags: libc::MS_NOSUID,
+                data: Some(c_os("mode=755".as_ref())),
+                ro: None,
+            },
+            Step::MountOverlay { layer, target } => {
+                let Layer {
+                    target: lower,
+                    upper,
+                    work,
+                } = &plan.layers[*layer];
+                let mut data = b"lowerdir=".to_vec();
+                data.extend(ovl_escape(lower));
+                data.extend(b",upperdir=");
+                data.extend(ovl_escape(upper));
+                data.extend(b",workdir=");
+                data.extend(ovl_escape(work));
+                data.extend(b",userxattr");
+                Prep::Mount {
+                    src: Some(c_os("overlay".as_ref())),
+                    target: c(target)?,
+                    fstype: Some(c_os("overlay".as_ref())),
+                    flags: 0,
+                    data: Some(
+                        CString::new(data).map_err(|_| Error::InvalidCommand("NUL in path"))?,
+                    ),
+                    ro: None,
+                }
+            }
+            Step::Mkdir { path } => Prep::Mkdir(c(path)?),
+            Step::Symlink { target, link } => Prep::Symlink(c(target)?, c(link)?),
+            Step::CreateFile { path } => Prep::CreateFile(c(path)?),
+            Step::BindRo {
+                source,
+                target,
+                recursive,
+            } => Prep::Mount {
+                src: Some(c(source)?),
+                target: c(target)?,
+                fstype: None,
+                flags: libc::MS_BIND | if *recursive { libc::MS_REC } else { 0 },
+                data: None,
+                ro: Some(*recursive),
+            },
+            Step::BindDev { source, target } => Prep::Mount {
+                src: Some(c(source)?),
+                target: c(target)?,
+                fstype: None,
+                flags: libc::MS_BIND,
+                data: None,
+                ro: None,
+            },
+            Step::MountDevpts { target } => Prep::Mount {
+                src: Some(c_os("devpts".as_ref())),
+                target: c(target)?,
+                fstype: Some(c_os("devpts".as_ref())),
+                flags: libc::MS_NOSUID | libc::MS_NOEXEC,
+                data: Some(c_os("newinstance,ptmxmode=0666,mode=620".as_ref())),
+                ro: None,
+            },
+            Step::MountProc { target } => Prep::Mount {
+                src: Some(c_os("proc".as_ref())),
+                target: c(target)?,
+                fstype: Some(c_os("proc".as_ref())),
+                flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                data: None,
+                ro: None,
+            },
+            Step::ReadOnly { target } => Prep::ReadOnly(c(target)?),
+            Step::LoopbackUp => Prep::LoopbackUp,
+            Step::PivotRoot { new_root } => Prep::PivotRoot(c(new_root)?),
+            Step::EnterUserNs => {
+                privileged = true;
+                Prep::EnterUserNs
+            }
+            Step::Exec => Prep::Exec,
+        });
+    }
+    Ok(Prepared { steps, privileged })
+}
+
+/// Everything the command child needs, converted before the first fork.
+struct ExecSpec {
+    argv: Vec<CString>,
+    candidates: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: CString,
+    umask: Option<u32>,
+    stdio: [Option<RawFd>; 3],
+    restore_int: bool,
+    restore_quit: bool,
+}
+
+fn exec_spec(cmd: &Command) -> Result<ExecSpec, Error> {
+    if cmd.argv.is_empty() {
+        return Err(Error::InvalidCommand("empty argv"));
+    }
+    let env: Vec<(OsString, OsString)> = match &cmd.env {
+        Some(e) => e.clone(),
+        None => std::env::vars_os().collect(),
+    };
+    let envp = env
+        .iter()
+        .map(|(k, v)| {
+            let mut b = k.as_bytes().to_vec();
+            b.push(b'=');
+            b.extend(v.as_bytes());
+            CString::new(b).map_err(|_| Error::InvalidCommand("NUL byte in the environment"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let argv = cmd
+        .argv
+        .iter()
+        .map(|a| {
+            CString::new(a.as_bytes()).map_err(|_| Error::InvalidCommand("NUL byte in an argument"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let prog = cmd.argv[0].as_bytes();
+    let candidates = if prog.contains(&b'/') {
+        vec![argv[0].clone()]
+    } else {
+        let path = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_bytes().to_vec())
+            .unwrap_or_else(|| b"/usr/local/bin:/usr/bin:/bin".to_vec());
+        path.split(|&b| b == b':')
+            .map(|d| {
+                let mut p = if d.is_empty() {
+                    b".".to_vec()
+                } else {
+                    d.to_vec()
+                };
+                p.push(b'/');
+                p.extend(prog);
+                CString::new(p).unwrap_or_default()
+            })
+            .collect()
+    };
+    let cwd = match &cmd.cwd {
+        Some(d) => d.clone(),
+        None => std::env::current_dir().map_err(|e| Error::io("get", Path::new("cwd"), e))?,
+    };
+    Ok(ExecSpec {
+        argv,
+        candidates,
+        envp,
+        cwd: c(&cwd)?,
+        umask: cmd.umask,
+        stdio: [0, 1, 2].map(|i| cmd.stdio[i].as_ref().map(AsRawFd::as_raw_fd)),
+        restore_int: !sys::signal_ignored(libc::SIGINT),
+        restore_quit: !sys::signal_ignored(libc::SIGQUIT),
+    })
+}
+
+/// Report a failed step to the parent and exit.
+fn fail(err_fd: RawFd, index: usize, errno: Errno) -> ! {
+    let mut buf = [0u8; 8];
+    buf[..4].copy_from_slice(&(index as u32).to_le_bytes());
+    buf[4..].copy_from_slice(&(errno as i32).to_le_bytes());
+    let _ = sys::write_all(err_fd, &buf);
+    sys::exit(125)
+}
+
+/// Start `cmd` in a sandbox set up by `prep`. Returns once the command was exec'd (or setup
+/// failed).
+pub(crate) fn spawn(plan: &Plan, prep: &Prepared, cmd: &Command) -> Result<Child, Error> {
+    let spec = exec_spec(cmd)?;
+    let (err_r, err_w) =
+        sys::pipe().map_err(|e| Error::io("create", Path::new("pipe"), e.into()))?;
+    let pid =
+        match sys::fork().map_err(|e| Error::io("fork", Path::new("sandbox helper"), e.into()))? {
+            Fork::Child => {
+                drop(err_r);
+                helper(prep, &spec, err_w.as_raw_fd())
+            }
+            Fork::Parent(pid) => pid,
+        };
+    drop(err_w);
+    let mut buf = [0u8; 8];
+    let mut got = 0;
+    while got < 8 {
+        match sys::read(err_r.as_raw_fd(), &mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(_) => break,
+        }
+    }
+    let mut child = Child { pid, done: None };
+    if got == 8 {
+        let _ = child.wait();
+        let index = u32::from_le_bytes(buf[..4].try_into().unwrap_or_default()) as usize;
+        let errno = Errno::from_raw(i32::from_le_bytes(buf[4..].try_into().unwrap_or_default()));
+        let step = plan.steps.get(index).cloned().unwrap_or(Step::Exec);
+        return Err(Error::setup(index, &step, errno));
+    }
+    Ok(child)
+}
+
+/// The helper: unshare, map ids, fork init, wait for it.
+fn helper(prep: &Prepared, spec: &ExecSpec, err: RawFd) -> ! {
+    sys::set_signal(libc::SIGINT, true);
+    sys::set_signal(libc::SIGQUIT, true);
+    let mut i = 0;
+    while i < prep.steps.len() {
+        match &prep.steps[i] {
+            Prep::Unshare(flags) => {
+                if let Err(e) = sys::unshare(*flags) {
+                    fail(err, i, e)
+                }
+            }
+            Prep::MapIds { uid, gid } => {
+                let r = std::fs::write("/proc/self/setgroups", b"deny")
+                    .and_then(|_| std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1\n")))
+                    .and_then(|_| std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1\n")));
+                if let Err(e) = r {
+                    fail(
+                        err,
+                        i,
+                        Errno::from_raw(e.raw_os_error().unwrap_or(libc::EPERM)),
+                    )
+                }
+            }
+            Prep::ForkInit => break,
+            _ => {}
+        }
+        i += 1;
+    }
+    // Handshake pipes for EnterUserNs: init → helper "unshared", helper → init "mapped".
+    let hs = if prep.privileged {
+        match (sys::pipe(), sys::pipe()) {
+            (Ok(a), Ok(b)) => Some((a, b)),
+            (Err(e), _) | (_, Err(e)) => fail(err, i, e),
+        }
+    } else {
+        None
+    };
+    let init = match sys::fork() {
+        Err(e) => fail(err, i, e),
+        Ok(Fork::Child) => {
+            let hs = hs.as_ref().map(|(a, b)| {
+                // Keep only our ends, so that a dead helper gives EOF.
+                sys::close(a.0.as_raw_fd());
+                sys::close(b.1.as_raw_fd());
+                (a.1.as_raw_fd(), b.0.as_raw_fd())
+            });
+            init(prep, spec, err, i + 1, hs)
+        }
+        Ok(Fork::Parent(pid)) => pid,
+    };
+    if let Some((a, b)) = &hs {
+        let mut byte = [0u8; 1];
+        // Close our copies of init's ends so a dead init gives EOF.
+        let (a_r, b_w) = (a.0.as_raw_fd(), b.1.as_raw_fd());
+        sys::close(a.1.as_raw_fd());
+        sys::close(b.0.as_raw_fd());
+        if sys::read(a_r, &mut byte) == Ok(1) {
+            let map = "0 0 4294967295\n";
+            let r = std::fs::write(format!("/proc/{init}/uid_map"), map)
+                .and_then(|_| std::fs::write(format!("/proc/{init}/gid_map"), map));
+            match r {
+                Ok(()) => {
+                    let _ = sys::write_all(b_w, b"k");
+                }
+                Err(e) => {
+                    let msg = format!(
+                        "hs: sandbox: failed to write the uid/gid map of pid {init}: {e}\n"
+                    );
+                    let _ = sys::write_all(2, msg.as_bytes());
+                }
+            }
+        }
+        sys::close(b_w);
+    }
+    sys::close(err);
+    match sys::waitpid(init, 0) {
+        Ok((_, status)) => sys::exit(sys::status_code(status)),
+        Err(_) => sys::exit(125),
+    }
+}
+
+/// Pid 1 of the sandbox: run the mount steps from `start`, then fork the command and reap.
+fn init(
+    prep: &Prepared,
+    spec: &ExecSpec,
+    err: RawFd,
+    start: usize,
+    hs: Option<(RawFd, RawFd)>,
+) -> ! {
+    let _ = sys::die_with_parent();
+    for (i, step) in prep.steps.iter().enumerate().skip(start) {
+        let r = match step {
+            Prep::Mount {
+                src,
+                target,
+                fstype,
+                flags,
+                data,
+                ro,
+            } => sys::mount(
+                src.as_deref(),
+                target,
+                fstype.as_deref(),
+                *flags,
+                data.as_deref(),
+            )
+            .and_then(|_| match ro {
+                Some(rec) => sys::mount_setattr(
+                    target,
+                    *rec,
+                    sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV,
+                    0,
+                ),
+                None => Ok(()),
+            }),
+            Prep::Mkdir(p) => sys::mkdir(p, 0o755),
+            Prep::Symlink(t, l) => sys::symlink(t, l),
+            Prep::CreateFile(p) => sys::create_file(p, 0o644),
+            Prep::ReadOnly(p) => sys::mount_setattr(p, false, sys::MOUNT_ATTR_RDONLY, 0),
+            Prep::LoopbackUp => sys::loopback_up(),
+            Prep::PivotRoot(root) => (|| {
+                sys::chdir(root)?;
+                sys::pivot_root(c".", c".")?;
+                sys::umount2(c".", libc::MNT_DETACH)?;
+                sys::chdir(c"/")
+            })(),
+            Prep::EnterUserNs => (|| {
+                let (to_helper, from_helper) = hs.ok_or(Errno::EINVAL)?;
+                sys::unshare(libc::CLONE_NEWUSER)?;
+                sys::write_all(to_helper, b"u")?;
+                let mut b = [0u8; 1];
+                if sys::read(from_helper, &mut b)? != 1 {
+                    return Err(Errno::EPERM);
+                }
+                Ok(())
+            })(),
+            Prep::Exec => {
+                if let Some((a, b)) = hs {
+                    sys::close(a);
+                    sys::close(b);
+                }
+                let _ = sys::no_new_privs();
+                exec_and_reap(spec, err, i)
+            }
+            Prep::Unshare(flags) => sys::unshare(*flags),
+            Prep::MapIds { .. } | Prep::ForkInit => Ok(()),
+        };
+        if let Err(e) = r {
+            fail(err, i, e)
+        }
+    }
+    fail(err, prep.steps.len(), Errno::EINVAL)
+}
+
+fn exec_and_reap(spec: &ExecSpec, err: RawFd, index: usize) -> ! {
+    let cmd = match sys::fork() {
+        Err(e) => fail(err, index, e),
+        Ok(Fork::Child) => command(spec),
+        Ok(Fork::Parent(pid)) => pid,
+    };
+    sys::close(err);
+    // Close the caller's stdio copies in init so pipes see EOF when the command exits.
+    for fd in spec.stdio.iter().flatten() {
+        sys::close(*fd);
+    }
+    loop {
+        match sys::waitpid(-1, 0) {
+            Ok((pid, status)) if pid == cmd => sys::exit(sys::status_code(status)),
+            Ok(_) => continue,
+            Err(_) => sys::exit(125),
+        }
+    }
+}
+
+/// The command child: fds, cwd, umask, signals, exec.
+fn command(spec: &ExecSpec) -> ! {
+    // Move the requested fds out of the way first, then onto 0, 1, 2.
+    let mut moved = [None; 3];
+    for (i, fd) in spec.stdio.iter().enumerate() {
+        if let Some(fd) = fd {
+            moved[i] = sys::dup_above(*fd, 10).ok();
+        }
+    }
+    for (i, fd) in moved.iter().enumerate() {
+        if let Some(fd) = fd {
+            let _ = sys::dup2(*fd, i as RawFd);
+        }
+    }
+    if spec.restore_int {
+        sys::set_signal(libc::SIGINT, false);
+    }
+    if spec.restore_quit {
+        sys::set_signal(libc::SIGQUIT, false);
+    }
+    sys::unblock_all_signals();
+    if let Some(m) = spec.umask {
+        sys::umask(m);
+    }
+    if sys::chdir(&spec.cwd).is_err() {
+        let msg = format!(
+            "hs: cannot enter {} in the sandbox\n",
+            spec.cwd.to_string_lossy()
+        );
+        let _ = sys::write_all(2, msg.as_bytes());
+        let _ = sys::chdir(c"/");
+    }
+    let mut last = Errno::ENOENT;
+    for cand in &spec.candidates {
+        let e = sys::execve(cand, &spec.argv, &spec.envp);
+        if e != Errno::ENOENT && e != Errno::ENOTDIR {
+            last = e;
+        }
+    }
+    let name = spec.argv[0].to_string_lossy();
+    let (msg, code) = if last == Errno::ENOENT {
+        (format!("hs: {name}: command not found\n"), 127)
+    } else {
+        (format!("hs: {name}: {}\n", last.desc()), 126)
+    };
+    let _ = sys::write_all(2, msg.as_bytes());
+    sys::exit(code)
+}
+
+impl Child {
+    /// Like [`Child::wait`], with SIGINT and SIGQUIT ignored in the caller meanwhile (as
+    /// `system(3)` does), so that ^C at a terminal stops the command, not its caller.
+    pub fn wait_interactive(&mut self) -> Result<i32, Error> {
+        let int = sys::signal_ignored(libc::SIGINT);
+        let quit = sys::signal_ignored(libc::SIGQUIT);
+        sys::set_signal(libc::SIGINT, true);
+        sys::set_signal(libc::SIGQUIT, true);
+        let r = self.wait();
+        sys::set_signal(libc::SIGINT, int);
+        sys::set_signal(libc::SIGQUIT, quit);
+        r
+    }
+}

@@ -1,0 +1,239 @@
+//! The [`Sandbox`] type: a directory holding overlay layers, and the runs over it.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::changes::ChangeSet;
+use crate::commit::{self, CommitReport};
+use crate::error::Error;
+use crate::exec::{self, Child, Command, Prepared};
+use crate::plan::{self, Layer, Plan, PlanInput};
+
+/// How to build a sandbox.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Share the host's network (default: a new network namespace with only loopback).
+    pub net: bool,
+}
+
+/// A copy-on-write sandbox of the live filesystem, kept in a directory.
+///
+/// Layout of the directory: `sandbox.meta` (the layers), `layers/N/{upper,work}` (overlays on
+/// the directory's own filesystem), `root/` (mount point of the new root), `committed` (once
+/// committed), `journal` (while a commit is in flight).
+#[derive(Debug)]
+pub struct Sandbox {
+    dir: PathBuf,
+    layers: Vec<Layer>,
+    plan: Option<(Plan, Prepared)>,
+}
+
+const META: &str = "sandbox.meta";
+const MAGIC: &[u8] = b"hs-sandbox 1\n";
+
+pub(crate) fn read_meta(dir: &Path) -> Result<Vec<Layer>, Error> {
+    let path = dir.join(META);
+    let data = match std::fs::read(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotASandbox {
+                dir: dir.to_path_buf(),
+            });
+        }
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    let Some(rest) = data.strip_prefix(MAGIC) else {
+        return Err(Error::NotASandbox {
+            dir: dir.to_path_buf(),
+        });
+    };
+    let fields: Vec<&[u8]> = rest.split(|&b| b == 0).collect();
+    let mut layers = Vec::new();
+    for f in fields.chunks_exact(3) {
+        let p = |b: &[u8]| PathBuf::from(OsString::from_vec(b.to_vec()));
+        layers.push(Layer {
+            target: p(f[0]),
+            upper: p(f[1]),
+            work: p(f[2]),
+        });
+    }
+    Ok(layers)
+}
+
+fn write_meta(dir: &Path, layers: &[Layer]) -> Result<(), Error> {
+    let mut data = MAGIC.to_vec();
+    for l in layers {
+        for p in [&l.target, &l.upper, &l.work] {
+            data.extend(p.as_os_str().as_bytes());
+            data.push(0);
+        }
+    }
+    let tmp = dir.join("sandbox.meta.tmp");
+    std::fs::write(&tmp, &data).map_err(|e| Error::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, dir.join(META)).map_err(|e| Error::io("write", &dir.join(META), e))
+}
+
+fn mkdir_p(p: &Path) -> Result<(), Error> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(p)
+        .map_err(|e| Error::io("create", p, e))
+}
+
+/// Whether the caller is root in the initial user namespace.
+pub(crate) fn privileged() -> bool {
+    let (_, _, euid) = crate::sys::ids();
+    euid == 0
+        && std::fs::read_to_string("/proc/self/uid_map")
+            .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+}
+
+/// Default parent directory for temporary sandboxes: one on the root filesystem, so that
+/// commits of files under `/` rename instead of copying.
+pub fn default_base() -> PathBuf {
+    let root_dev = std::fs::metadata("/").map(|m| m.dev()).ok();
+    for cand in ["/var/tmp", "/tmp"] {
+        let p = Path::new(cand);
+        if std::fs::metadata(p).map(|m| m.dev()).ok() == root_dev
+            && nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok()
+        {
+            return p.to_path_buf();
+        }
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let p = Path::new(&home).join(".cache/hs");
+        if std::fs::create_dir_all(&p).is_ok() {
+            return p;
+        }
+    }
+    std::env::temp_dir()
+}
+
+impl Sandbox {
+    /// Create a sandbox in `dir` (created if missing; an existing sandbox there is reused, so
+    /// successive runs see each other's changes). Computes the setup plan; no namespace is
+    /// entered until [`Sandbox::spawn`].
+    pub fn create(dir: &Path, opts: &Options) -> Result<Sandbox, Error> {
+        mkdir_p(dir)?;
+        let dir = std::fs::canonicalize(dir).map_err(|e| Error::io("resolve", dir, e))?;
+        if dir.join("committed").exists() {
+            return Err(Error::AlreadyCommitted { dir });
+        }
+        if dir.join(commit::JOURNAL).exists() {
+            return Err(Error::CommitPending { dir });
+        }
+        let existing = match read_meta(&dir) {
+            Ok(l) => l,
+            Err(Error::NotASandbox { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let (uid, gid, _) = crate::sys::ids();
+        let input = PlanInput {
+            dir: dir.clone(),
+            uid,
+            gid,
+            privileged: privileged(),
+            net: opts.net,
+            existing: existing.clone(),
+        };
+        let plan = plan::build(&input, &plan::read_mountinfo()?)?;
+        // Keep layers of earlier runs that this plan does not mount, so their changes survive.
+        let mut layers = plan.layers.clone();
+        for l in existing {
+            if !layers.iter().any(|x| x.target == l.target) {
+                layers.push(l);
+            }
+        }
+        for l in &plan.layers {
+            mkdir_p(&l.upper)?;
+            mkdir_p(&l.work)?;
+        }
+        mkdir_p(&dir.join("root"))?;
+        write_meta(&dir, &layers)?;
+        let prepared = exec::prepare(&plan)?;
+        Ok(Sandbox {
+            dir,
+            layers,
+            plan: Some((plan, prepared)),
+        })
+    }
+
+    /// Create a sandbox in a new temporary directory under [`default_base`].
+    pub fn create_temp(opts: &Options) -> Result<Sandbox, Error> {
+        let base = default_base();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let dir = base.join(format!(
+            "hs-sandbox-{}-{}",
+            std::process::id(),
+            now.as_nanos()
+        ));
+        Sandbox::create(&dir, opts)
+    }
+
+    /// Open an existing sandbox directory to inspect or commit it (cannot run commands).
+    pub fn open(dir: &Path) -> Result<Sandbox, Error> {
+        let dir = std::fs::canonicalize(dir).map_err(|e| Error::io("resolve", dir, e))?;
+        let layers = read_meta(&dir)?;
+        Ok(Sandbox {
+            dir,
+            layers,
+            plan: None,
+        })
+    }
+
+    /// The sandbox directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The overlay layers.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// The setup plan (`None` for a sandbox opened with [`Sandbox::open`]).
+    pub fn plan(&self) -> Option<&Plan> {
+        self.plan.as_ref().map(|(p, _)| p)
+    }
+
+    /// Start `cmd` in the sandbox. Returns when the command has been exec'd.
+    pub fn spawn(&self, cmd: &Command) -> Result<Child, Error> {
+        let (plan, prep) = self
+            .plan
+            .as_ref()
+            .ok_or(Error::InvalidCommand("sandbox opened read-only"))?;
+        exec::spawn(plan, prep, cmd)
+    }
+
+    /// Run `cmd` in the sandbox and wait for it: its exit code (128 + signal if killed).
+    pub fn run(&self, cmd: &Command) -> Result<i32, Error> {
+        self.spawn(cmd)?.wait()
+    }
+
+    /// What the sandbox changed, compared with the live filesystem now.
+    pub fn changes(&self) -> Result<ChangeSet, Error> {
+        crate::changes::collect(&self.layers)
+    }
+
+    /// Commit the changes into the live filesystem (once; see [`crate::commit`]).
+    pub fn commit(&self) -> Result<CommitReport, Error> {
+        commit::commit(&self.dir, &self.layers)
+    }
+
+    /// Throw the sandbox away: remove its directory and upper dirs.
+    pub fn discard(self) -> Result<(), Error> {
+        for l in &self.layers {
+            if !l.upper.starts_with(&self.dir) {
+                if let Some(parent) = l.upper.parent() {
+                    commit::remove_tree(parent)?;
+                }
+            }
+        }
+        commit::remove_tree(&self.dir)
+    }
+}
