@@ -227,10 +227,10 @@ impl<T: Copy> WriteIndex<T> {
                 who,
             };
             self.path.insert(a.path.clone(), mark);
-            if a.kind.changes_listing() {
-                if let Some(p) = parent(&a.path) {
-                    self.listing.insert(p.to_vec(), mark);
-                }
+            if a.kind.changes_listing()
+                && let Some(p) = parent(&a.path)
+            {
+                self.listing.insert(p.to_vec(), mark);
             }
             if a.kind.replaces_subtree() {
                 self.subtree.insert(a.path.clone(), mark);
@@ -240,29 +240,27 @@ impl<T: Copy> WriteIndex<T> {
 
     /// Every change newer than `seen` that one observation depends on.
     fn hits(&self, a: &Access, seen: u64, out: &mut Vec<(AccessKind, Mark<T>)>) {
-        if let Some(m) = self.path.get(&a.path) {
-            if m.seq > seen {
-                out.push((a.kind, *m));
-            }
+        if let Some(m) = self.path.get(&a.path)
+            && m.seq > seen
+        {
+            out.push((a.kind, *m));
         }
         // rmdir succeeds only on an empty directory: deleting observes the listing too.
         if matches!(
             a.kind,
             AccessKind::List | AccessKind::Stat | AccessKind::Delete
-        ) {
-            if let Some(m) = self.listing.get(&a.path) {
-                if m.seq > seen {
-                    out.push((a.kind, *m));
-                }
-            }
+        ) && let Some(m) = self.listing.get(&a.path)
+            && m.seq > seen
+        {
+            out.push((a.kind, *m));
         }
         if !self.subtree.is_empty() {
             let mut p: &[u8] = &a.path;
             while let Some(up) = parent(p) {
-                if let Some(m) = self.subtree.get(up) {
-                    if m.seq > seen {
-                        out.push((a.kind, *m));
-                    }
+                if let Some(m) = self.subtree.get(up)
+                    && m.seq > seen
+                {
+                    out.push((a.kind, *m));
                 }
                 p = up;
             }

@@ -224,10 +224,10 @@ impl Dag {
     /// The node of the current occurrence of `instance`, creating one if there is none or the
     /// last one is decided.
     pub(crate) fn node(&mut self, instance: &Instance) -> NodeIndex {
-        if let Some(&n) = self.current.get(instance) {
-            if self.graph[n].outcome == Outcome::Pending {
-                return n;
-            }
+        if let Some(&n) = self.current.get(instance)
+            && self.graph[n].outcome == Outcome::Pending
+        {
+            return n;
         }
         let n = self.graph.add_node(InstanceRecord {
             instance: instance.clone(),

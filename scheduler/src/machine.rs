@@ -508,19 +508,19 @@ impl Scheduler {
             self.unsafe_units.insert(x.unit);
         }
         let trace = Arc::new(trace);
-        if !trace.flags.any() {
-            if let Some(spec) = self.program.unit(x.unit) {
-                let vars = spec
-                    .vars
-                    .iter()
-                    .map(|v| (v.clone(), self.known.get(v).cloned().flatten()))
-                    .collect();
-                let state = State {
-                    vars,
-                    context: self.context.clone().unwrap_or_else(|| Arc::from(&[][..])),
-                };
-                self.history.insert(x.unit, (state, trace.clone()));
-            }
+        if !trace.flags.any()
+            && let Some(spec) = self.program.unit(x.unit)
+        {
+            let vars = spec
+                .vars
+                .iter()
+                .map(|v| (v.clone(), self.known.get(v).cloned().flatten()))
+                .collect();
+            let state = State {
+                vars,
+                context: self.context.clone().unwrap_or_else(|| Arc::from(&[][..])),
+            };
+            self.history.insert(x.unit, (state, trace.clone()));
         }
         self.effect(&x, node, &trace, exit);
         self.refresh();
@@ -586,10 +586,10 @@ impl Scheduler {
 
     fn predict(&self) -> Vec<Pred> {
         let status = |i: &Instance| -> Option<bool> {
-            if let Some(id) = self.by_instance.get(i) {
-                if let Some((_, exit)) = &self.runs[id].finished {
-                    return Some(*exit == 0);
-                }
+            if let Some(id) = self.by_instance.get(i)
+                && let Some((_, exit)) = &self.runs[id].finished
+            {
+                return Some(*exit == 0);
             }
             self.last_exit.get(&i.unit).map(|&e| e == 0)
         };
@@ -649,10 +649,10 @@ impl Scheduler {
         // Expected writes of everything between the shell and each candidate.
         let mut pending: WriteIndex<()> = WriteIndex::default();
         let expect = |s: &Self, x: &Instance, vars: Option<&Vars>| -> Option<Arc<Trace>> {
-            if let Some(id) = s.by_instance.get(x) {
-                if let Some((t, _)) = &s.runs[id].finished {
-                    return Some(t.clone());
-                }
+            if let Some(id) = s.by_instance.get(x)
+                && let Some((t, _)) = &s.runs[id].finished
+            {
+                return Some(t.clone());
             }
             let (state, trace) = s.history.get(&x.unit)?;
             (Some(&state.vars) == vars && state.context == context).then(|| trace.clone())
@@ -662,10 +662,10 @@ impl Scheduler {
                 pending.add(t, 1, ());
             }
         }
-        if let Some(id) = self.waiting {
-            if let Some((_, t)) = self.history.get(&self.runs[&id].instance.unit) {
-                pending.add(t, 1, ());
-            }
+        if let Some(id) = self.waiting
+            && let Some((_, t)) = self.history.get(&self.runs[&id].instance.unit)
+        {
+            pending.add(t, 1, ());
         }
         let mut running = self.running();
         for pred in &path {

@@ -305,14 +305,14 @@ impl Walker<'_> {
                     Flat::Background(_) | Flat::Unknown => c.stack.clear(),
                 },
                 Work::SeqNext { node, next } => {
-                    if let Flat::Seq(children) = &p.nodes[node] {
-                        if let Some(&k) = children.get(next) {
-                            c.stack.push(Work::SeqNext {
-                                node,
-                                next: next + 1,
-                            });
-                            c.stack.push(Work::Exec(k));
-                        }
+                    if let Flat::Seq(children) = &p.nodes[node]
+                        && let Some(&k) = children.get(next)
+                    {
+                        c.stack.push(Work::SeqNext {
+                            node,
+                            next: next + 1,
+                        });
+                        c.stack.push(Work::Exec(k));
                     }
                 }
                 Work::IfNext { node, arm } => {
