@@ -59,6 +59,7 @@ mod procs;
 mod spawn;
 mod supervisor;
 mod sys;
+mod view;
 
 pub use crate::error::Error;
 pub use crate::filter::{ARCH, Action, Filter, Rule, default_rules, simulate};

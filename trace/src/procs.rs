@@ -10,6 +10,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 
 use crate::sys;
+use crate::view::View;
 
 struct Entry {
     pidfd: OwnedFd,
@@ -26,13 +27,15 @@ pub(crate) struct Procs {
     chdir_pending: Vec<u32>,
     /// Whether directory paths may be cached (not while a namespace change is in flight).
     pub(crate) dir_caching: bool,
+    view: View,
 }
 
 const MAX_ENTRIES: usize = 512;
 
-impl Default for Procs {
-    fn default() -> Self {
+impl Procs {
+    pub(crate) fn new(view: View) -> Self {
         Procs {
+            view,
             map: HashMap::new(),
             dirs: HashMap::new(),
             chdir_pending: Vec::new(),
@@ -89,13 +92,14 @@ impl Procs {
     /// The cwd of thread `tid`.
     pub(crate) fn cwd(&mut self, tid: u32) -> Option<Vec<u8>> {
         let cacheable = self.chdir_pending.is_empty();
+        let view = self.view.clone();
         let Some(e) = self.entry(tid) else {
-            return read_link(format!("/proc/{tid}/cwd"));
+            return read_link(format!("/proc/{tid}/cwd")).map(|c| view.translate(c));
         };
         if let Some(c) = &e.cwd {
             return Some(c.clone());
         }
-        let c = read_link(format!("/proc/{tid}/cwd"))?;
+        let c = view.translate(read_link(format!("/proc/{tid}/cwd"))?);
         if cacheable {
             e.cwd = Some(c.clone());
         }
@@ -120,7 +124,7 @@ impl Procs {
             }
         };
         let Some(ours) = ours else {
-            return read_link(format!("/proc/{tid}/fd/{fd}"));
+            return read_link(format!("/proc/{tid}/fd/{fd}")).map(|p| self.view.translate(p));
         };
         let st = nix::sys::stat::fstat(ours.as_fd()).ok()?;
         let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
@@ -128,7 +132,7 @@ impl Procs {
         if is_dir && let Some(p) = self.dirs.get(&key) {
             return Some(p.clone());
         }
-        let p = own_fd_path(ours.as_fd())?;
+        let p = self.view.fd_path(ours.as_fd())?;
         if is_dir && self.dir_caching && p.first() == Some(&b'/') {
             if self.dirs.len() > 16_384 {
                 self.dirs.clear();

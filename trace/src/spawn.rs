@@ -14,12 +14,14 @@ use crate::filter::Filter;
 use crate::model::{Flags, Trace};
 use crate::supervisor::Supervisor;
 use crate::sys;
+use crate::view::View;
 
 /// Configures and starts traces.
 #[derive(Clone, Debug)]
 pub struct Tracer {
     filter: Arc<Filter>,
     grace: Duration,
+    view: View,
 }
 
 impl Default for Tracer {
@@ -39,6 +41,7 @@ impl Tracer {
         Tracer {
             filter: Arc::new(filter),
             grace: Duration::from_millis(500),
+            view: View::default(),
         }
     }
 
@@ -46,6 +49,14 @@ impl Tracer {
     /// it left behind before returning the trace flagged [`Flags::OUTLIVED`].
     pub fn grace(mut self, grace: Duration) -> Tracer {
         self.grace = grace;
+        self
+    }
+
+    /// Resolves the tracee's paths under `root`, an fd of the directory that is `/` for the
+    /// tracee (for a tracee in another mount namespace, e.g. the sandbox's new root). Paths are
+    /// recorded as the tracee sees them.
+    pub fn root(mut self, root: OwnedFd) -> Tracer {
+        self.view = View::under(root);
         self
     }
 
@@ -68,11 +79,11 @@ impl Tracer {
         let trace = Arc::new(Mutex::new(Trace::new()));
         let (done_tx, done) = mpsc::channel();
         let thread = {
-            let (stop, trace) = (Arc::clone(&stop), Arc::clone(&trace));
+            let (stop, trace, view) = (Arc::clone(&stop), Arc::clone(&trace), self.view.clone());
             std::thread::Builder::new()
                 .name("hs-trace".into())
                 .spawn(move || {
-                    let r = supervise(read, &stop, trace);
+                    let r = supervise(read, &stop, trace, view);
                     let _ = done_tx.send(());
                     r
                 })
@@ -186,7 +197,12 @@ impl Session {
 }
 
 /// Waits for the child's report, takes its listener, and serves it.
-fn supervise(read: OwnedFd, stop: &OwnedFd, trace: Arc<Mutex<Trace>>) -> io::Result<()> {
+fn supervise(
+    read: OwnedFd,
+    stop: &OwnedFd,
+    trace: Arc<Mutex<Trace>>,
+    view: View,
+) -> io::Result<()> {
     let rev = sys::poll_in(&[read.as_fd(), stop.as_fd()], -1)?;
     if rev[0] == 0 {
         return Ok(()); // aborted
@@ -205,7 +221,7 @@ fn supervise(read: OwnedFd, stop: &OwnedFd, trace: Arc<Mutex<Trace>>) -> io::Res
             return Err(e);
         }
     };
-    Supervisor::new(listener, trace).run()
+    Supervisor::new(listener, trace, view).run()
 }
 
 /// A command running under the tracer.

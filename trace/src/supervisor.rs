@@ -13,15 +13,14 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, Mutex};
 
 use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
 
 use crate::model::{Flags, Kinds, Trace};
-use crate::procs::{Procs, own_fd_path, read_link};
+use crate::procs::{Procs, read_link};
 use crate::sys::{self, Notif};
+use crate::view::View;
 
 /// How to classify one path once we know whether it exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,13 +72,13 @@ pub(crate) struct Supervisor {
 }
 
 impl Supervisor {
-    pub(crate) fn new(listener: OwnedFd, trace: Arc<Mutex<Trace>>) -> Supervisor {
+    pub(crate) fn new(listener: OwnedFd, trace: Arc<Mutex<Trace>>, view: View) -> Supervisor {
         Supervisor {
             listener,
             trace,
             pending: Vec::new(),
-            resolver: Resolver::default(),
-            procs: Procs::default(),
+            resolver: Resolver::new(view.clone()),
+            procs: Procs::new(view),
             unsettled: Vec::new(),
             scratch: vec![0; PATH_MAX],
             handled: 0,
@@ -722,19 +721,19 @@ pub(crate) fn normalize(path: &[u8]) -> Vec<u8> {
     out
 }
 
-fn open_path(path: &[u8], follow: bool, dir: bool) -> nix::Result<OwnedFd> {
-    let mut flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
+fn open_path(view: &View, path: &[u8], follow: bool, dir: bool) -> nix::Result<OwnedFd> {
+    let mut flags = OFlag::O_PATH;
     if !follow {
         flags |= OFlag::O_NOFOLLOW;
     }
     if dir {
         flags |= OFlag::O_DIRECTORY;
     }
-    nix::fcntl::open(path, flags, Mode::empty())
+    view.open(path, flags)
 }
 
-fn canonical_of(fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
-    own_fd_path(fd)
+fn canonical_of(view: &View, fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
+    view.fd_path(fd)
 }
 
 /// Resolves paths, caching the canonical path of directories.
@@ -743,21 +742,21 @@ fn canonical_of(fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
 /// change what an existing directory path resolves to), so it is exact within the tree; a
 /// directory symlink changed by a process outside the tree during the trace may be missed.
 pub(crate) struct Resolver {
+    pub(crate) view: View,
     dirs: std::collections::HashMap<Vec<u8>, Vec<u8>>,
     /// Whether new entries may be cached (not while a namespace change is in flight).
     pub(crate) caching: bool,
 }
 
-impl Default for Resolver {
-    fn default() -> Self {
+impl Resolver {
+    pub(crate) fn new(view: View) -> Resolver {
         Resolver {
+            view,
             dirs: Default::default(),
             caching: true,
         }
     }
-}
 
-impl Resolver {
     pub(crate) fn invalidate(&mut self) {
         self.dirs.clear();
     }
@@ -767,23 +766,23 @@ impl Resolver {
         let lexical = normalize(abs);
         let dotdot = abs.split(|&b| b == b'/').any(|c| c == b"..");
         let Some(slash) = lexical.iter().rposition(|&b| b == b'/') else {
-            return resolve_slow(abs, follow);
+            return resolve_slow(&self.view, abs, follow);
         };
         if dotdot || lexical.len() == 1 {
-            return resolve_slow(abs, follow);
+            return resolve_slow(&self.view, abs, follow);
         }
         let (parent, name) = (&lexical[..slash.max(1)], &lexical[slash + 1..]);
         let parent_canon = match self.dirs.get(parent) {
             Some(c) => c.clone(),
             None => {
-                let Some(c) = open_path(parent, true, true)
+                let Some(c) = open_path(&self.view, parent, true, true)
                     .ok()
-                    .and_then(|fd| canonical_of(fd.as_fd()))
+                    .and_then(|fd| canonical_of(&self.view, fd.as_fd()))
                 else {
-                    return resolve_slow(abs, follow);
+                    return resolve_slow(&self.view, abs, follow);
                 };
                 if c.first() != Some(&b'/') {
-                    return resolve_slow(abs, follow);
+                    return resolve_slow(&self.view, abs, follow);
                 }
                 if self.caching {
                     if self.dirs.len() > 16_384 {
@@ -799,9 +798,9 @@ impl Resolver {
             full.push(b'/');
         }
         full.extend_from_slice(name);
-        match nix::sys::stat::lstat(&full[..]) {
+        match self.view.lstat(&full) {
             Ok(st) if follow && st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
-                resolve_slow(&full, true)
+                resolve_slow(&self.view, &full, true)
             }
             Ok(_) => (full, true),
             Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => (full, false),
@@ -813,9 +812,9 @@ impl Resolver {
 /// Resolves `abs` in the supervisor's view of the filesystem: the canonical path (symlinks
 /// resolved; for a missing path, its parent's canonical path plus the last name) and whether
 /// it exists.
-pub(crate) fn resolve_slow(abs: &[u8], follow: bool) -> (Vec<u8>, bool) {
-    match open_path(abs, follow, false) {
-        Ok(fd) => match canonical_of(fd.as_fd()) {
+pub(crate) fn resolve_slow(view: &View, abs: &[u8], follow: bool) -> (Vec<u8>, bool) {
+    match open_path(view, abs, follow, false) {
+        Ok(fd) => match canonical_of(view, fd.as_fd()) {
             Some(c) if c.first() == Some(&b'/') => (c, true),
             _ => (normalize(abs), true),
         },
@@ -825,9 +824,9 @@ pub(crate) fn resolve_slow(abs: &[u8], follow: bool) -> (Vec<u8>, bool) {
                 return (lexical, false);
             };
             let (parent, name) = (&lexical[..slash.max(1)], &lexical[slash + 1..]);
-            let parent_canon = open_path(parent, true, true)
+            let parent_canon = open_path(view, parent, true, true)
                 .ok()
-                .and_then(|fd| canonical_of(fd.as_fd()))
+                .and_then(|fd| canonical_of(view, fd.as_fd()))
                 .filter(|c| c.first() == Some(&b'/'));
             match parent_canon {
                 Some(mut c) if !name.is_empty() => {
@@ -856,7 +855,11 @@ fn interpreters(
     if depth > 4 {
         return;
     }
-    let Ok(file) = std::fs::File::open(std::ffi::OsStr::from_bytes(path)) else {
+    let Ok(file) = resolver
+        .view
+        .open(path, OFlag::O_RDONLY)
+        .map(std::fs::File::from)
+    else {
         return;
     };
     // One read covers the `#!` line or the ELF header and, almost always, its program headers.
@@ -888,7 +891,9 @@ fn interpreters(
         interp
     } else {
         // A relative interpreter is looked up from the caller's cwd.
-        let Some(mut cwd) = read_link(format!("/proc/{pid}/cwd")) else {
+        let Some(mut cwd) =
+            read_link(format!("/proc/{pid}/cwd")).map(|c| resolver.view.translate(c))
+        else {
             return;
         };
         cwd.push(b'/');

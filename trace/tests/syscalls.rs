@@ -565,3 +565,58 @@ fn device_writes_are_flagged() {
     );
     assert!(t.flags.contains(Flags::DEVICE), "{}", dump(&t));
 }
+
+const IN_ROOT: &str = r#"
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+int main(void) {
+    struct stat st;
+    int fd = open("/link", O_RDONLY);
+    if (fd < 0) return 1;
+    close(fd);
+    stat("/data/missing", &st);
+    if (chdir("/data") != 0) return 2;
+    fd = open("file", O_RDONLY);
+    if (fd < 0) return 3;
+    return 0;
+}
+"#;
+
+#[test]
+fn paths_resolve_under_a_foreign_root() {
+    let dir = tmpdir("root");
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    std::fs::write(root.join("data/file"), "in root").unwrap();
+    // An absolute symlink: it must resolve inside the root, not on the host.
+    std::os::unix::fs::symlink("/data/file", root.join("link")).unwrap();
+    let bins = cc(&dir, "inroot", IN_ROOT);
+    std::fs::copy(&bins[1], root.join("bin/helper")).unwrap();
+    let mut cmd = if nix::unistd::geteuid().is_root() {
+        Command::new("chroot")
+    } else {
+        let mut c = Command::new("unshare");
+        c.arg("-r").arg("chroot");
+        c
+    };
+    cmd.arg(&root).arg("/bin/helper");
+    let rootfd = std::os::fd::OwnedFd::from(std::fs::File::open(&root).unwrap());
+    let (status, t) = trace::Tracer::new()
+        .root(rootfd)
+        .spawn(&mut cmd)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert!(status.success(), "{status}\n{}", dump(&t));
+    has(&t, Path::new("/data/file"), Kinds::READ);
+    has(&t, Path::new("/link"), Kinds::EXISTS);
+    has(&t, Path::new("/data/missing"), Kinds::MISSING);
+    assert!(
+        t.get(root.join("data/file").as_os_str().as_bytes())
+            .is_none(),
+        "{}",
+        dump(&t)
+    );
+}
