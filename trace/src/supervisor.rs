@@ -221,7 +221,21 @@ impl Supervisor {
                 ));
             }
             if exists && p.exec {
-                interpreters(&mut self.resolver, &canon, pid, &mut records, 0);
+                // Interpreters of an unchanged file (same inode and ctime) are the same.
+                let key = self
+                    .resolver
+                    .last_stat
+                    .map(|st| (st.st_dev, st.st_ino, st.st_ctime, st.st_ctime_nsec));
+                match key.and_then(|k| self.resolver.interps.get(&k)) {
+                    Some(cached) => records.extend(cached.iter().cloned()),
+                    None => {
+                        let start = records.len();
+                        interpreters(&mut self.resolver, &canon, pid, &mut records, 0);
+                        if let Some(k) = key {
+                            self.resolver.interps.insert(k, records[start..].to_vec());
+                        }
+                    }
+                }
             }
             records.push((canon, kinds));
         }
@@ -743,6 +757,10 @@ fn canonical_of(view: &View, fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
 /// directory symlink changed by a process outside the tree during the trace may be missed.
 pub(crate) struct Resolver {
     pub(crate) view: View,
+    /// `lstat` of the last path resolved by the fast path (not a symlink), if any.
+    pub(crate) last_stat: Option<nix::sys::stat::FileStat>,
+    /// Interpreter records by (dev, ino, ctime) of the executed file.
+    pub(crate) interps: std::collections::HashMap<(u64, u64, i64, i64), Vec<(Vec<u8>, Kinds)>>,
     dirs: std::collections::HashMap<Vec<u8>, Vec<u8>>,
     /// Whether new entries may be cached (not while a namespace change is in flight).
     pub(crate) caching: bool,
@@ -752,6 +770,8 @@ impl Resolver {
     pub(crate) fn new(view: View) -> Resolver {
         Resolver {
             view,
+            last_stat: None,
+            interps: Default::default(),
             dirs: Default::default(),
             caching: true,
         }
@@ -759,10 +779,12 @@ impl Resolver {
 
     pub(crate) fn invalidate(&mut self) {
         self.dirs.clear();
+        self.interps.clear();
     }
 
     /// Resolves `abs` (see [`resolve_slow`]) with one `lstat` when the parent is cached.
     pub(crate) fn resolve(&mut self, abs: &[u8], follow: bool) -> (Vec<u8>, bool) {
+        self.last_stat = None;
         let lexical = normalize(abs);
         let dotdot = abs.split(|&b| b == b'/').any(|c| c == b"..");
         let Some(slash) = lexical.iter().rposition(|&b| b == b'/') else {
@@ -802,7 +824,10 @@ impl Resolver {
             Ok(st) if follow && st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
                 resolve_slow(&self.view, &full, true)
             }
-            Ok(_) => (full, true),
+            Ok(st) => {
+                self.last_stat = Some(st);
+                (full, true)
+            }
             Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => (full, false),
             Err(_) => (full, true),
         }
