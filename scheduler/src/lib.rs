@@ -49,6 +49,6 @@ pub use crate::{
     access::{Access, AccessKind, Flags, Hazard, Trace},
     dag::{Dag, Edge, InstanceRecord, Outcome, Report, RunId, RunRecord, Why},
     machine::{Action, Config, Event, Scheduler, Stats},
-    program::{Connector, LoopId, Node, Program, UnitId, UnitSpec},
+    program::{Connector, LoopId, Node, Piece, Program, UnitId, UnitSpec},
     state::{Instance, State},
 };

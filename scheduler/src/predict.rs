@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::program::{Connector, Flat, Program};
+use crate::program::{Connector, Flat, Piece, Program};
 use crate::state::{Instance, LoopKey};
 
 /// Variable values by name (`None`: unset).
@@ -52,6 +52,8 @@ enum Work {
         iter: u32,
         depth: usize,
     },
+    /// Leaving a subshell: its assignments are forgotten.
+    Restore(BTreeMap<Vec<u8>, Option<Option<Vec<u8>>>>),
     Stop,
 }
 
@@ -60,7 +62,8 @@ enum Work {
 pub(crate) struct Cursor {
     stack: Vec<Work>,
     iters: Vec<u32>,
-    bound: Vars,
+    /// Values set on the predicted path; `None`: set to something unknown.
+    bound: BTreeMap<Vec<u8>, Option<Option<Vec<u8>>>>,
     status: Option<bool>,
     decider: Option<Instance>,
     control: Option<Instance>,
@@ -120,7 +123,7 @@ impl Walker<'_> {
         Cursor {
             stack: vec![Work::Exec(0)],
             iters: Vec::new(),
-            bound: Vars::new(),
+            bound: BTreeMap::new(),
             status: None,
             decider: None,
             control: None,
@@ -133,7 +136,7 @@ impl Walker<'_> {
         let unit_node = *p.units.get(&x.unit)?;
         let chain = p.ancestry(unit_node);
         let mut stack = Vec::new();
-        let mut bound = Vars::new();
+        let mut bound = BTreeMap::new();
         let mut d = 0usize;
         for w in chain.windows(2) {
             let (n, c) = (w[0], w[1]);
@@ -168,7 +171,7 @@ impl Walker<'_> {
                     match words {
                         Some(words) => {
                             if let Some(w) = words.get(iter as usize) {
-                                bound.insert(var.clone(), Some(w.clone()));
+                                bound.insert(var.clone(), Some(Some(w.clone())));
                             }
                             stack.push(Work::ForNext {
                                 node: n,
@@ -247,8 +250,11 @@ impl Walker<'_> {
                             .vars
                             .iter()
                             .map(|v| {
-                                let value = c.bound.get(v).or_else(|| self.known.get(v))?;
-                                Some((v.clone(), value.clone()))
+                                let value = match c.bound.get(v) {
+                                    Some(b) => b.clone()?,
+                                    None => self.known.get(v)?.clone(),
+                                };
+                                Some((v.clone(), value))
                             })
                             .collect::<Option<Vars>>();
                         c.status = (self.status)(&instance);
@@ -262,6 +268,27 @@ impl Walker<'_> {
                     Flat::Builtin => {
                         c.status = None;
                         c.decider = None;
+                    }
+                    Flat::Assign { var, value } => {
+                        let computed = value.as_ref().and_then(|pieces| {
+                            let mut out = Vec::new();
+                            for piece in pieces {
+                                match piece {
+                                    Piece::Lit(b) => out.extend_from_slice(b),
+                                    Piece::Var(v) => {
+                                        let value = match c.bound.get(v) {
+                                            Some(b) => b.clone()?,
+                                            None => self.known.get(v)?.clone(),
+                                        };
+                                        out.extend(value.unwrap_or_default());
+                                    }
+                                }
+                            }
+                            Some(out)
+                        });
+                        c.status = computed.as_ref().map(|_| true);
+                        c.decider = None;
+                        c.bound.insert(var.clone(), computed.map(Some));
                     }
                     Flat::If { conds, .. } => {
                         c.stack.push(Work::IfNext { node: n, arm: 0 });
@@ -301,7 +328,11 @@ impl Walker<'_> {
                         depth: c.iters.len(),
                     }),
                     Flat::Function(_) => c.status = Some(true),
-                    Flat::Group(k) | Flat::Subshell(k) => c.stack.push(Work::Exec(*k)),
+                    Flat::Group(k) => c.stack.push(Work::Exec(*k)),
+                    Flat::Subshell(k) => {
+                        c.stack.push(Work::Restore(c.bound.clone()));
+                        c.stack.push(Work::Exec(*k));
+                    }
                     Flat::Background(_) | Flat::Unknown => c.stack.clear(),
                 },
                 Work::SeqNext { node, next } => {
@@ -374,7 +405,7 @@ impl Walker<'_> {
                     c.iters.truncate(depth);
                     if let Some(w) = words.get(iter as usize) {
                         c.iters.push(iter);
-                        c.bound.insert(var.clone(), Some(w.clone()));
+                        c.bound.insert(var.clone(), Some(Some(w.clone())));
                         c.stack.push(Work::ForNext {
                             node,
                             iter: iter + 1,
@@ -413,6 +444,7 @@ impl Walker<'_> {
                         c.status = Some(true);
                     }
                 }
+                Work::Restore(bound) => c.bound = bound,
                 Work::Stop => c.stack.clear(),
             }
         }

@@ -21,6 +21,15 @@ pub struct UnitSpec {
     pub vars: Vec<Vec<u8>>,
 }
 
+/// Part of an assigned value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// Literal bytes.
+    Lit(Vec<u8>),
+    /// The value of a variable (empty when unset).
+    Var(Vec<u8>),
+}
+
 /// How two items of an and-or list are joined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Connector {
@@ -37,9 +46,18 @@ pub enum Node {
     Seq(Vec<Node>),
     /// A unit: gated, may be speculated.
     Unit(UnitSpec),
-    /// A command the shell runs itself (assignment, `cd`, `test`, `echo` without files...).
+    /// A command the shell runs itself that changes no variable (`cd`, `test`, `:`, ...).
     /// Prediction walks past it; its exit status is unknown.
     Builtin,
+    /// `var=value` (also `read var`, `let`, `var=$(..)`, loop-external assignments).
+    /// With `value`, prediction computes the new value; without it, units expanding `var`
+    /// are not speculated until the shell reports the value.
+    Assign {
+        /// The variable.
+        var: Vec<u8>,
+        /// The value, when it is a concatenation of literals and plain variables.
+        value: Option<Vec<Piece>>,
+    },
     /// `if cond; then ..; elif cond; then ..; else ..; fi`.
     If {
         /// First condition.
@@ -109,6 +127,10 @@ pub(crate) enum Flat {
     Seq(Vec<usize>),
     Unit(UnitSpec),
     Builtin,
+    Assign {
+        var: Vec<u8>,
+        value: Option<Vec<Piece>>,
+    },
     If {
         conds: Vec<usize>,
         bodies: Vec<usize>,
@@ -181,6 +203,7 @@ impl Program {
                 Flat::Unit(spec)
             }
             Node::Builtin => Flat::Builtin,
+            Node::Assign { var, value } => Flat::Assign { var, value },
             Node::If {
                 cond,
                 then,

@@ -84,11 +84,25 @@ impl Gen {
             return self.unit();
         }
         match roll {
-            55..=64 => SimNode::Assign(
+            55..=60 => SimNode::Assign(
                 s(self.rng.pick(&["v", "w"])),
                 s(self.rng.pick(&["1", "2", "x"])),
             ),
-            65..=67 => SimNode::Context(format!("cwd=/{}", self.rng.below(2))),
+            61..=62 => {
+                let mut from = vec!["v", "w"];
+                let loop_vars = self.loop_vars.clone();
+                from.extend(loop_vars.iter().map(|v| v.as_str()));
+                SimNode::AssignVar(s(self.rng.pick(&["v", "w"])), s(self.rng.pick(&from)))
+            }
+            63..=64 => SimNode::AssignUnknown(
+                s(self.rng.pick(&["v", "w"])),
+                s(self.rng.pick(&["1", "2", "x"])),
+            ),
+            65 => SimNode::Sneaky(
+                s(self.rng.pick(&["v", "w"])),
+                s(self.rng.pick(&["1", "2", "x"])),
+            ),
+            66..=67 => SimNode::Context(format!("cwd=/{}", self.rng.below(2))),
             68..=79 => SimNode::If(
                 Box::new(self.unit()),
                 Box::new(self.seq(depth - 1)),

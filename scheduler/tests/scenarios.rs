@@ -211,11 +211,11 @@ fn literal_loop_words_are_predicted_before_the_loop() {
 
 #[test]
 fn state_mismatch_runs_directly() {
-    // x=1; echo $x; x=2; echo $x   (x=0 in the environment)
+    // x=1; echo $x; x=2; echo $x   (x=0 in the environment), assignments the parser missed
     let script = SimNode::Seq(vec![
-        SimNode::Assign(s("x"), s("1")),
+        SimNode::Sneaky(s("x"), s("1")),
         unit(0, &["x"], vec![Op::Echo], 5),
-        SimNode::Assign(s("x"), s("2")),
+        SimNode::Sneaky(s("x"), s("2")),
         unit(1, &["x"], vec![Op::Echo], 5),
     ]);
     let sim = check(&script, Fs::new(), &[("x", "0")], config(2));
@@ -226,6 +226,39 @@ fn state_mismatch_runs_directly() {
     );
     assert_eq!(first.outcome, Fate::Direct);
     assert_eq!(fate(&sim, Instance::new(1, &[])).outcome, Fate::Direct);
+    let dot = sim.sched.dag().to_dot();
+    assert!(dot.contains("state $x"), "{dot}");
+}
+
+#[test]
+fn assignments_are_predicted() {
+    // x=1; echo $x; y=$x; echo $y
+    let script = SimNode::Seq(vec![
+        SimNode::Assign(s("x"), s("1")),
+        unit(0, &["x"], vec![Op::Echo], 5),
+        SimNode::AssignVar(s("y"), s("x")),
+        unit(1, &["y"], vec![Op::Echo], 5),
+    ]);
+    let sim = check(&script, Fs::new(), &[("x", "0")], config(2));
+    assert_eq!(sim.sched.stats().committed, 2);
+    assert_eq!(sim.sched.stats().discarded, 0);
+}
+
+#[test]
+fn unknown_assignments_hold_dependents_back() {
+    // read x; echo $x; echo other
+    let script = SimNode::Seq(vec![
+        SimNode::AssignUnknown(s("x"), s("7")),
+        unit(0, &["x"], vec![Op::Echo], 5),
+        unit(1, &[], vec![Op::Echo], 5),
+    ]);
+    let sim = check(&script, Fs::new(), &[("x", "0")], config(2));
+    let r = fate(&sim, Instance::new(0, &[]));
+    assert!(r.runs.is_empty(), "{r:?}");
+    assert!(matches!(
+        fate(&sim, Instance::new(1, &[])).outcome,
+        Fate::Committed(_)
+    ));
 }
 
 #[test]

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use scheduler::{
-    Access, AccessKind, Action, Config, Connector, Event, Flags, Instance, LoopId, Node, Program,
-    RunId, Scheduler, State, Trace, UnitId, UnitSpec,
+    Access, AccessKind, Action, Config, Connector, Event, Flags, Instance, LoopId, Node, Piece,
+    Program, RunId, Scheduler, State, Trace, UnitId, UnitSpec,
 };
 
 /// One thing a simulated unit does. Paths may contain `$var`, expanded with the unit's state.
@@ -54,6 +54,13 @@ pub enum SimNode {
     Unit(SimUnit),
     /// `var=value` (a builtin).
     Assign(String, String),
+    /// `var=value` that the parser missed: reported as a plain builtin.
+    Sneaky(String, String),
+    /// `var=$from`.
+    AssignVar(String, String),
+    /// `var=value`, but reported to the scheduler as an assignment of unknown value
+    /// (`read var`, `var=$(..)`).
+    AssignUnknown(String, String),
     /// `export`/`cd`: changes the context.
     Context(String),
     If(Box<SimNode>, Box<SimNode>, Option<Box<SimNode>>),
@@ -103,7 +110,23 @@ impl SimNode {
                 id: UnitId(u.id),
                 vars: u.vars.iter().map(|v| v.as_bytes().to_vec()).collect(),
             }),
-            SimNode::Assign(..) | SimNode::Context(_) | SimNode::Test(..) => Node::Builtin,
+            SimNode::Context(_) | SimNode::Test(..) | SimNode::Sneaky(..) => Node::Builtin,
+            SimNode::Assign(var, value) => Node::Assign {
+                var: var.as_bytes().to_vec(),
+                value: Some(vec![Piece::Lit(value.as_bytes().to_vec())]),
+            },
+            SimNode::AssignVar(var, from) => Node::Assign {
+                var: var.as_bytes().to_vec(),
+                value: Some(vec![
+                    Piece::Lit(b"<".to_vec()),
+                    Piece::Var(from.as_bytes().to_vec()),
+                    Piece::Lit(b">".to_vec()),
+                ]),
+            },
+            SimNode::AssignUnknown(var, _) => Node::Assign {
+                var: var.as_bytes().to_vec(),
+                value: None,
+            },
             SimNode::Case(_, arms) => Node::Case {
                 arms: arms.iter().map(|(_, n)| n.to_node()).collect(),
             },
@@ -145,7 +168,12 @@ impl SimNode {
             SimNode::Unit(u) => {
                 out.insert(u.id, u.clone());
             }
-            SimNode::Assign(..) | SimNode::Context(_) | SimNode::Test(..) => {}
+            SimNode::Assign(..)
+            | SimNode::Sneaky(..)
+            | SimNode::AssignVar(..)
+            | SimNode::AssignUnknown(..)
+            | SimNode::Context(_)
+            | SimNode::Test(..) => {}
             SimNode::Case(_, arms) => arms.iter().for_each(|(_, n)| n.units(out)),
             SimNode::Subshell(b) => b.units(out),
             SimNode::If(c, t, e) => {
@@ -451,8 +479,13 @@ impl SimShell {
                 self.outputs.push((x, out, st));
                 st
             }
-            SimNode::Assign(k, v) => {
+            SimNode::Assign(k, v) | SimNode::AssignUnknown(k, v) | SimNode::Sneaky(k, v) => {
                 self.vars.insert(k.clone(), v.clone());
+                0
+            }
+            SimNode::AssignVar(k, from) => {
+                let v = format!("<{}>", self.vars.get(from).cloned().unwrap_or_default());
+                self.vars.insert(k.clone(), v);
                 0
             }
             SimNode::Context(c) => {
