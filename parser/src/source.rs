@@ -7,6 +7,8 @@ pub(crate) struct Source<'a> {
     pub(crate) text: String,
     /// `offsets[i]` is the byte offset of char `i`; `offsets[len]` is `bytes.len()`.
     offsets: Vec<usize>,
+    /// Byte offsets where lines start.
+    line_starts: Vec<usize>,
 }
 
 impl<'a> Source<'a> {
@@ -38,10 +40,20 @@ impl<'a> Source<'a> {
             rest = &bytes[at..];
         }
         offsets.push(bytes.len());
+        let line_starts = std::iter::once(0)
+            .chain(
+                bytes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect();
         Source {
             bytes,
             text,
             offsets,
+            line_starts,
         }
     }
 
@@ -50,12 +62,9 @@ impl<'a> Source<'a> {
         self.offsets[i.min(self.offsets.len() - 1)]
     }
 
-    /// 1-based line number of a byte offset.
+    /// 1-based line number of a byte offset (binary search over line starts).
     pub(crate) fn line_of(&self, byte: usize) -> usize {
-        1 + self.bytes[..byte.min(self.bytes.len())]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
+        self.line_starts.partition_point(|&s| s <= byte)
     }
 
     /// Skips blanks and backslash-newline continuations forward from byte `at`.
@@ -86,5 +95,14 @@ mod tests {
         assert_eq!(src.byte(3), 4);
         assert_eq!(src.byte(4), 5);
         assert_eq!(src.byte(5), 6);
+    }
+
+    #[test]
+    fn line_numbers() {
+        let src = Source::new(b"a\nbc\n\nd");
+        assert_eq!(
+            [0, 1, 2, 4, 5, 6, 7].map(|b| src.line_of(b)),
+            [1, 1, 2, 2, 3, 4, 4]
+        );
     }
 }

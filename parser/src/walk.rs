@@ -610,7 +610,7 @@ impl<'s, 'b> Walker<'s, 'b> {
         };
         // Walk back over redirections written before the first located word.
         loop {
-            let Some(pos) = self.ordered.iter().position(|&i| i == idx) else {
+            let Ok(pos) = self.ordered.binary_search(&idx) else {
                 break;
             };
             if pos == 0 {
@@ -665,7 +665,17 @@ impl<'s, 'b> Walker<'s, 'b> {
                     && !prog.complete_commands[0].0[0].0.first.bang
             })
         };
-        for k in start + 1..self.toks.len() {
+        // No boundary before the end of the last command as brush locates it can end the
+        // pipeline (its spans may stop short, never run long), so trials start there.
+        let known_end = p
+            .seq
+            .iter()
+            .filter_map(|c| c.location())
+            .map(|l| l.end.index)
+            .max()
+            .unwrap_or(0);
+        let from = self.token_ending_at(known_end).unwrap_or(start).max(start);
+        for k in from + 1..self.toks.len() {
             let t = &self.toks[k];
             if t.op && t.here == HereRole::None && BOUNDARIES.contains(&t.text.as_str()) && ok(k) {
                 return Some(k);
