@@ -744,7 +744,10 @@ impl<'s, 'b> Walker<'s, 'b> {
                     delete_to: end,
                     text: format!("\"${{{var}[@]}}\""),
                 });
-                format!("{var}=({text}); __hs_loop {} \"${{{var}[@]}}\"; ", id.0)
+                format!(
+                    "{var}=({text}) || builtin :; __hs_loop {} \"${{{var}[@]}}\"; ",
+                    id.0
+                )
             }
         };
         self.edits.push(Edit::insert(for_at, prefix));

@@ -122,12 +122,21 @@ fn units_that_expand_status_are_not_gated() {
 fn for_loops_report_their_words() {
     assert_eq!(
         instrumented("for f in a \"b c\" *.txt; do wc $f; done\n"),
-        "__hs_w0=(a \"b c\" *.txt); __hs_loop 0 \"${__hs_w0[@]}\"; for f in \"${__hs_w0[@]}\"; do if __hs_gate 0; then wc $f; else __hs_replay; fi; done\n"
+        "__hs_w0=(a \"b c\" *.txt) || builtin :; __hs_loop 0 \"${__hs_w0[@]}\"; for f in \"${__hs_w0[@]}\"; do if __hs_gate 0; then wc $f; else __hs_replay; fi; done\n"
     );
     assert_eq!(
         instrumented("for a; do ls $a; done\n"),
         "__hs_loop 0 \"$@\"; for a; do if __hs_gate 0; then ls $a; else __hs_replay; fi; done\n"
     );
+    // A failing substitution in the words must not trip `set -e` or an ERR trap.
+    let script =
+        "set -e\ntrap 'echo trapped' ERR\nfor x in $(false) a; do echo $x; done\necho end\n";
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(instrumented(script).replace("__hs_loop", ":"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a\nend\n");
     // Words an array assignment would read differently are left alone.
     assert!(instrumented("for i in $((1+1)) x; do ls; done").starts_with("for i in $((1+1))"));
 }
