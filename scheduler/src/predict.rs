@@ -52,8 +52,8 @@ enum Work {
         iter: u32,
         depth: usize,
     },
-    /// Leaving a subshell: its assignments are forgotten.
-    Restore(BTreeMap<Vec<u8>, Option<Option<Vec<u8>>>>),
+    /// Leaving a subshell: its assignments and context changes are forgotten.
+    Restore(BTreeMap<Vec<u8>, Option<Option<Vec<u8>>>>, bool),
     Stop,
 }
 
@@ -67,6 +67,8 @@ pub(crate) struct Cursor {
     status: Option<bool>,
     decider: Option<Instance>,
     control: Option<Instance>,
+    /// A context change was passed: nothing more can be predicted.
+    context_changed: bool,
 }
 
 /// What the walk knows besides the program.
@@ -127,6 +129,7 @@ impl Walker<'_> {
             status: None,
             decider: None,
             control: None,
+            context_changed: false,
         }
     }
 
@@ -220,6 +223,7 @@ impl Walker<'_> {
             status: (self.status)(x),
             decider: Some(x.clone()),
             control: None,
+            context_changed: false,
         })
     }
 
@@ -246,17 +250,18 @@ impl Walker<'_> {
                             unit: spec.id,
                             iters: c.iters.clone(),
                         };
-                        let vars = spec
-                            .vars
-                            .iter()
-                            .map(|v| {
-                                let value = match c.bound.get(v) {
-                                    Some(b) => b.clone()?,
-                                    None => self.known.get(v)?.clone(),
-                                };
-                                Some((v.clone(), value))
-                            })
-                            .collect::<Option<Vars>>();
+                        let vars = (!c.context_changed).then_some(()).and_then(|()| {
+                            spec.vars
+                                .iter()
+                                .map(|v| {
+                                    let value = match c.bound.get(v) {
+                                        Some(b) => b.clone()?,
+                                        None => self.known.get(v)?.clone(),
+                                    };
+                                    Some((v.clone(), value))
+                                })
+                                .collect::<Option<Vars>>()
+                        });
                         c.status = (self.status)(&instance);
                         c.decider = Some(instance.clone());
                         out.push(Pred {
@@ -268,6 +273,11 @@ impl Walker<'_> {
                     Flat::Builtin => {
                         c.status = None;
                         c.decider = None;
+                    }
+                    Flat::ContextChange => {
+                        c.status = None;
+                        c.decider = None;
+                        c.context_changed = true;
                     }
                     Flat::Assign { var, value } => {
                         let computed = value.as_ref().and_then(|pieces| {
@@ -330,7 +340,8 @@ impl Walker<'_> {
                     Flat::Function(_) => c.status = Some(true),
                     Flat::Group(k) => c.stack.push(Work::Exec(*k)),
                     Flat::Subshell(k) => {
-                        c.stack.push(Work::Restore(c.bound.clone()));
+                        c.stack
+                            .push(Work::Restore(c.bound.clone(), c.context_changed));
                         c.stack.push(Work::Exec(*k));
                     }
                     Flat::Background(_) | Flat::Unknown => c.stack.clear(),
@@ -444,7 +455,10 @@ impl Walker<'_> {
                         c.status = Some(true);
                     }
                 }
-                Work::Restore(bound) => c.bound = bound,
+                Work::Restore(bound, changed) => {
+                    c.bound = bound;
+                    c.context_changed = changed;
+                }
                 Work::Stop => c.stack.clear(),
             }
         }

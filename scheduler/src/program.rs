@@ -49,6 +49,10 @@ pub enum Node {
     /// A command the shell runs itself that changes no variable (`cd`, `test`, `:`, ...).
     /// Prediction walks past it; its exit status is unknown.
     Builtin,
+    /// A builtin that changes what every unit observes: the exported environment, cwd,
+    /// umask or expansion options (`cd`, `export`, `umask`, `set -f`, `IFS=..`). Nothing
+    /// after it is speculated until the shell reports the new context at a gate.
+    ContextChange,
     /// `var=value` (also `read var`, `let`, `var=$(..)`, loop-external assignments).
     /// With `value`, prediction computes the new value; without it, units expanding `var`
     /// are not speculated until the shell reports the value.
@@ -127,6 +131,7 @@ pub(crate) enum Flat {
     Seq(Vec<usize>),
     Unit(UnitSpec),
     Builtin,
+    ContextChange,
     Assign {
         var: Vec<u8>,
         value: Option<Vec<Piece>>,
@@ -203,6 +208,7 @@ impl Program {
                 Flat::Unit(spec)
             }
             Node::Builtin => Flat::Builtin,
+            Node::ContextChange => Flat::ContextChange,
             Node::Assign { var, value } => Flat::Assign { var, value },
             Node::If {
                 cond,

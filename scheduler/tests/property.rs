@@ -102,7 +102,8 @@ impl Gen {
                 s(self.rng.pick(&["v", "w"])),
                 s(self.rng.pick(&["1", "2", "x"])),
             ),
-            66..=67 => SimNode::Context(format!("cwd=/{}", self.rng.below(2))),
+            66 => SimNode::Context(format!("cwd=/{}", self.rng.below(2))),
+            67 => SimNode::SneakyContext(format!("cwd=/{}", self.rng.below(2))),
             68..=79 => SimNode::If(
                 Box::new(self.unit()),
                 Box::new(self.seq(depth - 1)),

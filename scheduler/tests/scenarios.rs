@@ -262,14 +262,21 @@ fn unknown_assignments_hold_dependents_back() {
 }
 
 #[test]
-fn context_change_is_a_state_mismatch() {
+fn context_change_stops_prediction_until_reported() {
+    // cd /tmp; a; b
     let script = SimNode::Seq(vec![
         SimNode::Context(s("cwd=/tmp")),
         unit(0, &[], vec![Op::Echo], 5),
+        unit(1, &[], vec![Op::Echo], 5),
     ]);
     let sim = check(&script, Fs::new(), &[], config(2));
     let r = fate(&sim, Instance::new(0, &[]));
-    assert_eq!(r.runs[0].discarded, Some(Why::State(None)));
+    assert!(r.runs.is_empty(), "{r:?}");
+    assert_eq!(r.outcome, Fate::Direct);
+    assert!(matches!(
+        fate(&sim, Instance::new(1, &[])).outcome,
+        Fate::Committed(_)
+    ));
 }
 
 #[test]

@@ -63,6 +63,8 @@ pub enum SimNode {
     AssignUnknown(String, String),
     /// `export`/`cd`: changes the context.
     Context(String),
+    /// A context change the parser missed: reported as a plain builtin.
+    SneakyContext(String),
     If(Box<SimNode>, Box<SimNode>, Option<Box<SimNode>>),
     AndOr(Box<SimNode>, Vec<(Connector, SimNode)>),
     /// `for var in words`; `literal` says whether the parser could see the words.
@@ -110,7 +112,8 @@ impl SimNode {
                 id: UnitId(u.id),
                 vars: u.vars.iter().map(|v| v.as_bytes().to_vec()).collect(),
             }),
-            SimNode::Context(_) | SimNode::Test(..) | SimNode::Sneaky(..) => Node::Builtin,
+            SimNode::Test(..) | SimNode::Sneaky(..) | SimNode::SneakyContext(_) => Node::Builtin,
+            SimNode::Context(_) => Node::ContextChange,
             SimNode::Assign(var, value) => Node::Assign {
                 var: var.as_bytes().to_vec(),
                 value: Some(vec![Piece::Lit(value.as_bytes().to_vec())]),
@@ -173,6 +176,7 @@ impl SimNode {
             | SimNode::AssignVar(..)
             | SimNode::AssignUnknown(..)
             | SimNode::Context(_)
+            | SimNode::SneakyContext(_)
             | SimNode::Test(..) => {}
             SimNode::Case(_, arms) => arms.iter().for_each(|(_, n)| n.units(out)),
             SimNode::Subshell(b) => b.units(out),
@@ -488,7 +492,7 @@ impl SimShell {
                 self.vars.insert(k.clone(), v);
                 0
             }
-            SimNode::Context(c) => {
+            SimNode::Context(c) | SimNode::SneakyContext(c) => {
                 self.context = c.clone();
                 0
             }
