@@ -37,7 +37,7 @@ fn recover_pending() {
 }
 
 fn open_or_create(dir: Option<&Path>, net: bool) -> anyhow::Result<(Sandbox, bool)> {
-    let opts = Options { net };
+    let opts = Options { net, ..Options::default() };
     Ok(match dir {
         Some(d) => (Sandbox::create(d, &opts).with_context(|| format!("failed to set up sandbox {}", d.display()))?, true),
         None => (Sandbox::create_temp(&opts).context("failed to set up a sandbox")?, false),

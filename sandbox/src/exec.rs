@@ -611,7 +611,9 @@ fn command(spec: &ExecSpec) -> ! {
     let mut last = Errno::ENOENT;
     for cand in &spec.candidates {
         let e = sys::execve(cand, &spec.argv, &spec.envp);
-        if e != Errno::ENOENT && e != Errno::ENOTDIR {
+        let exists =
+            || std::fs::symlink_metadata(std::ffi::OsStr::from_bytes(cand.as_bytes())).is_ok();
+        if e != Errno::ENOENT && e != Errno::ENOTDIR && (e != Errno::EACCES || exists()) {
             last = e;
         }
     }

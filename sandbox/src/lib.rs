@@ -47,6 +47,7 @@ pub use crate::error::Error;
 pub use crate::exec::{Child, Command};
 pub use crate::plan::{
     Layer, MountInfo, Plan, PlanInput, Step, build as build_plan, parse_mountinfo, read_mountinfo,
+    writable_roots,
 };
 pub use crate::sandbox::{Options, Sandbox, default_base};
 pub use nix::errno::Errno;

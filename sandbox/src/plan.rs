@@ -322,6 +322,29 @@ pub struct PlanInput {
     pub net: bool,
     /// Layers already allocated (reused sandbox dir): same target → same upper dir.
     pub existing: Vec<Layer>,
+    /// Unprivileged only: directories that must be layer roots because their ancestors
+    /// belong to users outside the sandbox's id map (overlayfs cannot copy those up, so a
+    /// write below them would fail with EOVERFLOW). See [`writable_roots`].
+    pub writable_roots: Vec<PathBuf>,
+}
+
+/// For an unprivileged caller: the topmost writable directory on the way to each of `paths`
+/// (e.g. `/tmp` for `/tmp/a/b`, `/home/me` for `/home/me/src`).
+pub fn writable_roots(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        let mut acc = PathBuf::from("/");
+        for comp in p.components().skip(1) {
+            acc.push(comp);
+            if writable(&acc) {
+                if acc.is_dir() && !roots.contains(&acc) {
+                    roots.push(acc.clone());
+                }
+                break;
+            }
+        }
+    }
+    roots
 }
 
 fn under(path: &Path, root: &Path) -> bool {
@@ -388,7 +411,13 @@ impl Builder<'_> {
     /// in `children`: directories free of them get one overlay each, the others become
     /// read-only skeleton directories holding their entries.
     fn split(&mut self, path: &Path, mountpoint: &Path, dev: u64, children: &[PathBuf]) {
-        if !children.iter().any(|c| c.starts_with(path)) {
+        let point_below = self.input.writable_roots.iter().any(|w| under(w, path));
+        if !point_below && !children.iter().any(|c| c.starts_with(path)) {
+            if path != mountpoint {
+                self.steps.push(Step::Mkdir {
+                    path: join(&self.new_root, path),
+                });
+            }
             self.overlay(path, mountpoint, dev);
             return;
         }

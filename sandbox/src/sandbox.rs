@@ -16,6 +16,9 @@ use crate::plan::{self, Layer, Plan, PlanInput};
 pub struct Options {
     /// Share the host's network (default: a new network namespace with only loopback).
     pub net: bool,
+    /// Unprivileged only: more directories the command will write below (the sandbox makes
+    /// `/tmp`, `/var/tmp`, `$HOME` and the cwd writable already; see [`PlanInput`]).
+    pub writable: Vec<PathBuf>,
 }
 
 /// A copy-on-write sandbox of the live filesystem, kept in a directory.
@@ -112,6 +115,31 @@ pub fn default_base() -> PathBuf {
     std::env::temp_dir()
 }
 
+/// Give a new upper dir the attributes of the live directory it covers: the overlay's root
+/// shows the upper dir's owner, mode and times. An unprivileged caller cannot give away
+/// ownership, so where it cannot write the live directory the owner-write bit is dropped
+/// instead: permission checks then match the live directory's.
+fn init_upper_root(upper: &Path, target: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let md = std::fs::metadata(target).map_err(|e| Error::io("stat", target, e))?;
+    let mut mode = md.mode() & 0o7777;
+    if std::os::unix::fs::chown(upper, Some(md.uid()), Some(md.gid())).is_err()
+        && nix::unistd::access(target, nix::unistd::AccessFlags::W_OK).is_err()
+    {
+        mode &= !0o200;
+    }
+    std::fs::set_permissions(upper, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("set the mode of", upper, e))?;
+    let c =
+        crate::sys::cstr(upper.as_os_str()).map_err(|e| Error::io("convert", upper, e.into()))?;
+    crate::sys::lutimens(
+        &c,
+        (md.atime(), md.atime_nsec()),
+        (md.mtime(), md.mtime_nsec()),
+    )
+    .map_err(|e| Error::io("set the times of", upper, e.into()))
+}
+
 impl Sandbox {
     /// Create a sandbox in `dir` (created if missing; an existing sandbox there is reused, so
     /// successive runs see each other's changes). Computes the setup plan; no namespace is
@@ -131,13 +159,24 @@ impl Sandbox {
             Err(e) => return Err(e),
         };
         let (uid, gid, _) = crate::sys::ids();
+        let privileged = privileged();
+        let writable_roots = if privileged {
+            Vec::new()
+        } else {
+            let mut cands: Vec<PathBuf> = vec!["/tmp".into(), "/var/tmp".into(), dir.clone()];
+            cands.extend(std::env::var_os("HOME").map(PathBuf::from));
+            cands.extend(std::env::current_dir().ok());
+            cands.extend(opts.writable.iter().cloned());
+            plan::writable_roots(&cands)
+        };
         let input = PlanInput {
             dir: dir.clone(),
             uid,
             gid,
-            privileged: privileged(),
+            privileged,
             net: opts.net,
             existing: existing.clone(),
+            writable_roots,
         };
         let plan = plan::build(&input, &plan::read_mountinfo()?)?;
         // Keep layers of earlier runs that this plan does not mount, so their changes survive.
@@ -148,7 +187,10 @@ impl Sandbox {
             }
         }
         for l in &plan.layers {
-            mkdir_p(&l.upper)?;
+            if !l.upper.exists() {
+                mkdir_p(&l.upper)?;
+                init_upper_root(&l.upper, &l.target)?;
+            }
             mkdir_p(&l.work)?;
         }
         mkdir_p(&dir.join("root"))?;

@@ -1,0 +1,472 @@
+//! Integration tests of `hs try`, `hs summary`, `hs commit`, `hs explore` and `hs recover`,
+//! driving the real `hs` binary over real namespaces, overlays and files.
+//!
+//! Every case runs as the current user and, when that is root, again as an unprivileged user
+//! (uid/gid 65534 through `setpriv`), since the two build different mount plans.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const NOBODY: u32 = 65534;
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// One test environment: a live directory `live` to change, a place for sandbox dirs, and the
+/// identity to run `hs` as.
+struct Env {
+    root: PathBuf,
+    unpriv: bool,
+}
+
+impl Env {
+    fn new(name: &str, unpriv: bool) -> Env {
+        let root = PathBuf::from(format!(
+            "/var/tmp/hs-test-{name}-{}-{}",
+            if unpriv { "u" } else { "r" },
+            std::process::id()
+        ));
+        let _ = Command::new("rm").arg("-rf").arg(&root).status();
+        std::fs::create_dir_all(root.join("live")).unwrap();
+        let env = Env { root, unpriv };
+        env.chown_all();
+        env
+    }
+
+    fn live(&self) -> PathBuf {
+        self.root.join("live")
+    }
+
+    fn sbx(&self, n: &str) -> PathBuf {
+        self.root.join(format!("sbx-{n}"))
+    }
+
+    /// Make everything under the test root belong to the user hs runs as.
+    fn chown_all(&self) {
+        if self.unpriv {
+            let st = Command::new("chown").arg("-R").arg(format!("{NOBODY}:{NOBODY}")).arg(&self.root).status().unwrap();
+            assert!(st.success());
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let hs = env!("CARGO_BIN_EXE_hs");
+        let mut c = if self.unpriv {
+            let mut c = Command::new("setpriv");
+            c.args([format!("--reuid={NOBODY}"), format!("--regid={NOBODY}"), "--clear-groups".into(), hs.into()]);
+            c
+        } else {
+            Command::new(hs)
+        };
+        c.env("HOME", &self.root).current_dir(&self.root).stdin(Stdio::null());
+        c
+    }
+
+    fn hs<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
+        let out = self.cmd().args(args).output().unwrap();
+        eprintln!(
+            "$ hs {:?}\n--- status {:?}\n--- stdout\n{}--- stderr\n{}",
+            args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>(),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// `hs try ARGS... -- sh -c SCRIPT` with `$L` set to the live dir.
+    fn try_sh(&self, flags: &[&str], script: &str) -> Output {
+        let mut args: Vec<std::ffi::OsString> = vec!["try".into()];
+        args.extend(flags.iter().map(Into::into));
+        args.extend(["--".into(), "sh".into(), "-c".into(), format!("L='{}'; {script}", self.live().display()).into()]);
+        self.hs(&args)
+    }
+
+    /// Run a shell script directly (as the test user) to set up or inspect live state.
+    fn sh(&self, script: &str) -> Output {
+        let mut c = if self.unpriv {
+            let mut c = Command::new("setpriv");
+            c.args([format!("--reuid={NOBODY}"), format!("--regid={NOBODY}"), "--clear-groups".into(), "sh".into()]);
+            c
+        } else {
+            Command::new("sh")
+        };
+        let out = c.arg("-c").arg(format!("L='{}'; {script}", self.live().display())).output().unwrap();
+        assert!(out.status.success(), "setup script failed: {script}\n{}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = Command::new("rm").arg("-rf").arg(&self.root).status();
+        }
+    }
+}
+
+/// Run `case` as the current user and, when root, also unprivileged.
+fn both(name: &str, case: fn(&Env)) {
+    case(&Env::new(name, false));
+    if is_root() {
+        case(&Env::new(name, true));
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn no_overlay_xattrs(root: &Path) {
+    let out = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(
+            "import os,sys\n\
+             bad=[]\n\
+             for d,ds,fs in os.walk(sys.argv[1]):\n\
+             \tfor n in ds+fs+['.']:\n\
+             \t\tp=os.path.join(d,n)\n\
+             \t\ttry: xs=os.listxattr(p, follow_symlinks=False)\n\
+             \t\texcept OSError: continue\n\
+             \t\tbad+=[(p,x) for x in xs if 'overlay' in x]\n\
+             print(bad)",
+        )
+        .arg(root)
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout).trim(), "[]", "overlay xattrs leaked");
+}
+
+#[test]
+fn exit_status_and_output_pass_through() {
+    both("status", |e| {
+        let out = e.try_sh(&["-n"], "echo out; echo err >&2; exit 3");
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(text(&out.stdout), "out\n");
+        assert!(text(&out.stderr).starts_with("err\n"));
+        let out = e.try_sh(&["-n"], "kill -TERM $$");
+        assert_eq!(out.status.code(), Some(128 + 15));
+    });
+}
+
+#[test]
+fn exact_argv_and_shell_strings() {
+    both("argv", |e| {
+        let out = e.hs(&["try", "-n", "--", "printf", "%s|", "a b", "", "c*", "$HOME"]);
+        assert_eq!(text(&out.stdout), "a b||c*|$HOME|");
+        assert_eq!(out.status.code(), Some(0));
+        let out = e.hs(&["try", "-n", "-c", "seq 1 5 | tail -n 2; exit 4"]);
+        assert_eq!(text(&out.stdout), "4\n5\n");
+        assert_eq!(out.status.code(), Some(4));
+        let out = e.hs(&["try", "-n", "--", "no-such-command-hs"]);
+        assert_eq!(out.status.code(), Some(127));
+        assert!(text(&out.stderr).contains("command not found"));
+    });
+}
+
+#[test]
+fn summary_of_touch_rm_unzip_and_live_untouched() {
+    both("summary", |e| {
+        e.sh("echo old > $L/old; mkdir $L/tree; echo 1 > $L/tree/a; echo 22 > $L/tree/b; \
+              cd $L && zip -qr z.zip tree && rm -r tree");
+        let s = e.sbx("s");
+        let out = e.try_sh(&["-n", "-D", s.to_str().unwrap()], "touch $L/new; rm $L/old; cd $L && unzip -q z.zip");
+        assert_eq!(out.status.code(), Some(0));
+        assert!(e.live().join("old").exists() && !e.live().join("new").exists() && !e.live().join("tree").exists());
+        let sum = e.hs(&["summary".as_ref(), s.as_os_str()]);
+        let t = text(&sum.stdout);
+        let l = e.live().display().to_string();
+        assert!(t.contains(&format!("created      {l}/new\n")), "{t}");
+        assert!(t.contains(&format!("deleted      {l}/old\n")), "{t}");
+        assert!(t.contains(&format!("created      {l}/tree/ (2 entries, 5 B)\n")), "{t}");
+        let json = e.hs(&["summary".as_ref(), s.as_os_str(), "--json".as_ref()]);
+        let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        let kinds: Vec<(String, String)> = v["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["path"].as_str().unwrap().to_string(), c["kind"].as_str().unwrap().to_string()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (format!("{l}/new"), "created".to_string()),
+                (format!("{l}/old"), "deleted".to_string()),
+                (format!("{l}/tree"), "created".to_string()),
+            ]
+        );
+    });
+}
+
+fn make(kind: &str, p: &Path) -> String {
+    let q = format!("'{}'", p.display());
+    match kind {
+        "none" => String::new(),
+        "file" => format!("echo content > {q}"),
+        "dir" => format!("mkdir {q} && echo inner > {q}/inner"),
+        "symlink" => format!("ln -s target-of-link {q}"),
+        "fifo" => format!("mkfifo {q}"),
+        "socket" => format!("/usr/bin/python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' {q}"),
+        _ => unreachable!(),
+    }
+}
+
+fn kind_of(p: &Path) -> &'static str {
+    match std::fs::symlink_metadata(p) {
+        Err(_) => "none",
+        Ok(m) => {
+            let t = m.file_type();
+            if t.is_dir() {
+                "dir"
+            } else if t.is_symlink() {
+                "symlink"
+            } else if t.is_fifo() {
+                "fifo"
+            } else if t.is_socket() {
+                "socket"
+            } else {
+                "file"
+            }
+        }
+    }
+}
+
+#[test]
+fn commit_every_type_pair() {
+    both("types", |e| {
+        let kinds = ["none", "file", "dir", "symlink", "fifo", "socket"];
+        let mut setup = Vec::new();
+        let mut change = Vec::new();
+        for from in kinds {
+            for to in kinds {
+                if from == "none" && to == "none" {
+                    continue;
+                }
+                let p = e.live().join(format!("{from}-{to}"));
+                if from != "none" {
+                    setup.push(make(from, &p));
+                }
+                if from != "none" {
+                    change.push(format!("rm -rf '{}'", p.display()));
+                }
+                if to != "none" {
+                    change.push(make(to, &p));
+                }
+            }
+        }
+        e.sh(&setup.join(" && "));
+        let out = e.try_sh(&["-y"], &change.join(" && "));
+        assert_eq!(out.status.code(), Some(0));
+        for from in kinds {
+            for to in kinds {
+                if from == "none" && to == "none" {
+                    continue;
+                }
+                let p = e.live().join(format!("{from}-{to}"));
+                assert_eq!(kind_of(&p), to, "{from} -> {to}");
+                if to == "dir" {
+                    let names: Vec<_> = std::fs::read_dir(&p).unwrap().map(|d| d.unwrap().file_name()).collect();
+                    assert_eq!(names, vec![std::ffi::OsString::from("inner")], "{from} -> {to}");
+                }
+                if to == "symlink" {
+                    assert_eq!(std::fs::read_link(&p).unwrap(), Path::new("target-of-link"));
+                }
+            }
+        }
+        no_overlay_xattrs(&e.live());
+    });
+}
+
+#[test]
+fn opaque_directories_and_whiteouts() {
+    both("opaque", |e| {
+        e.sh("mkdir -p $L/d/sub && touch $L/d/a $L/d/sub/b $L/keep $L/gone && mkdir -p $L/n/m && touch $L/n/m/x");
+        let out = e.try_sh(&["-y"], "rm -r $L/d && mkdir $L/d && touch $L/d/c && rm $L/gone && rm -r $L/n/m && touch $L/n/y");
+        assert_eq!(out.status.code(), Some(0));
+        let names = |p: PathBuf| {
+            let mut v: Vec<_> = std::fs::read_dir(p).unwrap().map(|d| d.unwrap().file_name().into_string().unwrap()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(e.live().join("d")), vec!["c"]);
+        assert_eq!(names(e.live()), vec!["d", "keep", "n"]);
+        assert_eq!(names(e.live().join("n")), vec!["y"]);
+        no_overlay_xattrs(&e.live());
+        // No whiteouts or leftovers anywhere.
+        let out = Command::new("find").arg(&e.live()).args(["-type", "c", "-o", "-name", ".hs-*"]).output().unwrap();
+        assert_eq!(text(&out.stdout), "");
+    });
+}
+
+#[test]
+fn metadata_is_committed() {
+    both("meta", |e| {
+        e.sh("mkdir $L/d && touch $L/d/f && chmod 600 $L/d/f");
+        let out = e.try_sh(&["-y"], "chmod 751 $L/d && chmod 640 $L/d/f && touch -d 2001-02-03T04:05:06Z $L/d/f $L/d");
+        assert_eq!(out.status.code(), Some(0));
+        let d = std::fs::metadata(e.live().join("d")).unwrap();
+        let f = std::fs::metadata(e.live().join("d/f")).unwrap();
+        assert_eq!(d.mode() & 0o7777, 0o751);
+        assert_eq!(f.mode() & 0o7777, 0o640);
+        assert_eq!(f.mtime(), 981173106);
+        assert_eq!(d.mtime(), 981173106);
+        let uid = if e.unpriv { NOBODY } else { 0 };
+        assert_eq!(f.uid(), uid);
+    });
+}
+
+#[test]
+fn odd_file_names() {
+    both("names", |e| {
+        let s = e.sbx("n");
+        let out = e.try_sh(&["-n", "-D", s.to_str().unwrap()], "touch \"$L/$(printf 'a\\nb')\" \"$L/$(printf '\\377x')\" \"$L/sp ace\"");
+        assert_eq!(out.status.code(), Some(0));
+        let sum = e.hs(&["summary".as_ref(), s.as_os_str()]);
+        let t = text(&sum.stdout);
+        assert!(t.contains("/a\\nb\n"), "{t}");
+        assert!(t.contains("/\\xffx\n"), "{t}");
+        let json = e.hs(&["summary".as_ref(), s.as_os_str(), "--json".as_ref()]);
+        let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        assert!(v["changes"].as_array().unwrap().iter().any(|c| c["path_bytes"].is_array()));
+        let out = e.hs(&["commit".as_ref(), s.as_os_str()]);
+        assert_eq!(out.status.code(), Some(0));
+        assert!(e.live().join("a\nb").exists());
+        assert!(e.live().join(OsStr::from_bytes(b"\xffx")).exists());
+        assert!(e.live().join("sp ace").exists());
+        // Never twice.
+        let out = e.hs(&["commit".as_ref(), s.as_os_str()]);
+        assert_ne!(out.status.code(), Some(0));
+        assert!(text(&out.stderr).contains("already committed"));
+    });
+}
+
+#[test]
+fn network_is_isolated() {
+    both("net", |e| {
+        let out = e.hs(&["try", "-n", "--", "cat", "/proc/net/dev"]);
+        let ifaces: Vec<String> = text(&out.stdout)
+            .lines()
+            .skip(2)
+            .map(|l| l.split(':').next().unwrap().trim().to_string())
+            .collect();
+        assert_eq!(ifaces, vec!["lo"]);
+        let out = e.hs(&["try", "-n", "--net", "--", "cat", "/proc/net/dev"]);
+        assert!(text(&out.stdout).lines().count() > 3 || !Path::new("/sys/class/net/eth0").exists());
+    });
+}
+
+#[test]
+fn writes_outside_the_overlays_fail() {
+    both("ro", |e| {
+        let out = e.try_sh(&["-n"], "echo x > /sys/kernel/hs-test 2>/dev/null && echo wrote; echo x > /dev/hs-test 2>/dev/null && echo wrote; echo ok");
+        assert_eq!(text(&out.stdout), "ok\n");
+        // The sandbox's pid namespace and /proc.
+        let out = e.hs(&["try", "-n", "--", "sh", "-c", "echo $$"]);
+        assert_eq!(text(&out.stdout).trim().parse::<u32>().unwrap() < 10, true);
+    });
+}
+
+#[test]
+fn reusing_a_sandbox_dir() {
+    both("reuse", |e| {
+        let s = e.sbx("r");
+        let s = s.to_str().unwrap();
+        e.try_sh(&["-n", "-D", s], "echo 1 > $L/a");
+        let out = e.try_sh(&["-n", "-D", s], "cat $L/a; echo 2 >> $L/a; rm -f $L/b");
+        assert_eq!(text(&out.stdout), "1\n");
+        assert!(!e.live().join("a").exists());
+        let out = e.hs(&["commit", s]);
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(std::fs::read_to_string(e.live().join("a")).unwrap(), "1\n2\n");
+    });
+}
+
+#[test]
+fn explore_runs_a_shell_in_the_sandbox() {
+    both("explore", |e| {
+        let s = e.sbx("e");
+        let mut c = e.cmd();
+        c.args(["explore".as_ref(), s.as_os_str()]).env("SHELL", "/bin/sh").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        let script = format!("echo hello > '{}/e'\necho in-sandbox\nexit 0\n", e.live().display());
+        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(text(&out.stdout).contains("in-sandbox"), "{}", text(&out.stderr));
+        assert!(!e.live().join("e").exists());
+        let sum = e.hs(&["summary".as_ref(), s.as_os_str()]);
+        assert!(text(&sum.stdout).contains("/e\n"));
+    });
+}
+
+#[test]
+fn plan_is_printable() {
+    both("plan", |e| {
+        let out = e.hs(&["try", "--plan", "true"]);
+        let t = text(&out.stdout);
+        assert!(t.contains("mount-overlay") && t.contains("pivot-root") && t.contains("mount-proc"), "{t}");
+    });
+}
+
+/// Kill a commit after each of its operations, then recover: every path is before or after,
+/// and after recovery all are after.
+#[test]
+fn crash_at_every_commit_step_then_recover() {
+    both("crash", |e| {
+        let setup = "mkdir -p $L/d/s && echo a > $L/d/a && echo b > $L/f && echo g > $L/g && mkdir $L/od && touch $L/od/old";
+        let change = "echo B > $L/f && rm $L/g && echo n > $L/new && mkdir $L/nd && echo x > $L/nd/x \
+                      && rm -r $L/od && mkdir $L/od && touch $L/od/fresh && chmod 700 $L/d && rm -r $L/d/s";
+        // Expected states: path → (before, after) as "kind:content".
+        let probe = |e: &Env| -> Vec<String> {
+            ["d/s", "d/a", "f", "g", "new", "nd/x", "od/old", "od/fresh"]
+                .iter()
+                .map(|p| {
+                    let p = e.live().join(p);
+                    match std::fs::symlink_metadata(&p) {
+                        Err(_) => "none".to_string(),
+                        Ok(m) if m.is_dir() => "dir".to_string(),
+                        Ok(_) => format!("file:{}", std::fs::read_to_string(&p).unwrap()),
+                    }
+                })
+                .collect()
+        };
+        e.sh(setup);
+        let before = probe(e);
+        let mut after: Option<Vec<String>> = None;
+        for k in 0..20 {
+            e.sh("rm -rf $L/* && true");
+            e.sh(setup);
+            let s = e.sbx(&format!("c{k}"));
+            let out = e.try_sh(&["-n", "-D", s.to_str().unwrap()], change);
+            assert_eq!(out.status.code(), Some(0));
+            let out = e.cmd().args(["commit".as_ref(), s.as_os_str()]).env("HS_COMMIT_CRASH_AFTER", k.to_string()).output().unwrap();
+            let crashed = out.status.code().is_none();
+            let mid = probe(e);
+            if let Some(a) = &after {
+                for (i, m) in mid.iter().enumerate() {
+                    assert!(m == &before[i] || m == &a[i], "k={k} path {i}: {m} is neither {} nor {}", before[i], a[i]);
+                }
+            }
+            let out = e.hs(&["recover"]);
+            assert_eq!(out.status.code(), Some(0));
+            let fin = probe(e);
+            if after.is_none() {
+                after = Some(fin.clone());
+            }
+            assert_eq!(Some(&fin), after.as_ref(), "k={k}");
+            assert!(s.join("committed").exists());
+            if !crashed {
+                break;
+            }
+        }
+        let after = after.unwrap();
+        assert_eq!(after, vec!["none", "file:a\n", "file:B\n", "none", "file:n\n", "file:x\n", "none", "file:"]);
+        no_overlay_xattrs(&e.live());
+    });
+}
