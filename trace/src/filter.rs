@@ -286,16 +286,17 @@ impl Filter {
     }
 
     /// Installs the filter in the calling process (with `no_new_privs`) and hands the listener
-    /// to the supervisor by writing `(pid: i32, fd: i32)` (native endian) to `report_fd`; the
-    /// supervisor then takes the fd with `pidfd_getfd`. The listener stays open (close-on-exec)
-    /// until `exec`, and `execve` itself is trapped, so the supervisor always gets it in time.
+    /// to the supervisor by writing `(pid: i32, fd: i32)` (native endian) to `report_fd`, a unix
+    /// socket whose peer has `SO_PASSCRED`, so that the kernel also tells the supervisor the
+    /// pid as it sees it (`getpid()` is wrong in a new pid namespace); the supervisor then takes
+    /// the fd with `pidfd_getfd`. The listener stays open (close-on-exec) until `exec`, and
+    /// `execve` itself is trapped, so the supervisor always gets it in time.
     ///
     /// Async-signal-safe: call it from a `pre_exec` closure or after `clone`, as the last step
-    /// before `exec`. `pid` is the child's pid as the supervisor sees it; pass `None` to use
-    /// `getpid()` (right unless the child is in a new pid namespace).
-    pub fn install_in_child(&self, report_fd: RawFd, pid: Option<i32>) -> io::Result<()> {
+    /// before `exec`.
+    pub fn install_in_child(&self, report_fd: RawFd) -> io::Result<()> {
         let fd = sys::install_filter(&self.prog)?;
-        let pid = pid.unwrap_or_else(sys::getpid_raw);
+        let pid = sys::getpid_raw();
         let mut msg = [0u8; 8];
         msg[..4].copy_from_slice(&pid.to_ne_bytes());
         msg[4..].copy_from_slice(&fd.to_ne_bytes());

@@ -33,8 +33,9 @@
 //!   measured at 1.36× on a C build against 9× for strace (DESIGN §7). Only path syscalls trap;
 //!   `fstat`-like `newfstatat`/`statx` with `AT_EMPTY_PATH` pass in BPF (their file was
 //!   recorded when it was opened).
-//! - **Listener hand-over by `pidfd_getfd`**, not SCM_RIGHTS: the child writes `(pid, fd)` to a
-//!   pipe with plain `write(2)` and the supervisor copies the fd out of it. The child's
+//! - **Listener hand-over by `pidfd_getfd`**, not SCM_RIGHTS: the child writes `(pid, fd)` with
+//!   plain `write(2)` to a unix socket whose peer has `SO_PASSCRED` (the kernel adds the pid as
+//!   the supervisor sees it, across pid namespaces) and the supervisor copies the fd out of it. The child's
 //!   `execve` is itself trapped, so the listener is still open when the supervisor takes it,
 //!   and `sendmsg` stays free to trap (network detection).
 //! - **Existence is decided by the supervisor**, because with `CONTINUE` the result of the call

@@ -1,7 +1,6 @@
 //! Starting a traced command: the listener hand-over and the supervisor thread.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::process::{Child, Command, ExitStatus};
 use std::sync::mpsc;
@@ -67,11 +66,26 @@ impl Tracer {
     /// `exec`, then [`Session::finish`] after the child exited (or [`Session::abort`] if it never
     /// got to `install`). Drop the parent's [`ChildHook`] once the child exists.
     pub fn start(&self) -> Result<(Session, ChildHook), Error> {
-        let (read, write) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Setup {
-                action: "create the listener pipe",
-                source: e.into(),
-            })?;
+        use nix::sys::socket::{
+            AddressFamily, SockFlag, SockType, setsockopt, socketpair, sockopt,
+        };
+        let (read, write) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| Error::Setup {
+            action: "create the listener socket pair",
+            source: e.into(),
+        })?;
+        // With SO_PASSCRED on our end, the kernel attaches the writer's pid, translated into our
+        // pid namespace, even to a plain write(2): a child in a new pid namespace need not know
+        // its pid as we see it.
+        setsockopt(&read, sockopt::PassCred, &true).map_err(|e| Error::Setup {
+            action: "set SO_PASSCRED",
+            source: e.into(),
+        })?;
         let stop = Arc::new(sys::eventfd().map_err(|source| Error::Setup {
             action: "create an eventfd",
             source,
@@ -112,7 +126,7 @@ impl Tracer {
     /// everything the command starts.
     pub fn spawn(&self, cmd: &mut Command) -> Result<TracedChild, Error> {
         let (session, hook) = self.start()?;
-        sys::set_pre_exec(cmd, move || hook.install(None));
+        sys::set_pre_exec(cmd, move || hook.install());
         match cmd.spawn() {
             Ok(child) => Ok(TracedChild { child, session }),
             Err(source) => {
@@ -135,9 +149,10 @@ pub struct ChildHook {
 
 impl ChildHook {
     /// Installs the filter in the calling process and hands the listener to the supervisor
-    /// (see [`Filter::install_in_child`]). Async-signal-safe; call it last before `exec`.
-    pub fn install(&self, pid: Option<i32>) -> io::Result<()> {
-        self.filter.install_in_child(self.report.as_raw_fd(), pid)
+    /// (see [`Filter::install_in_child`]). Async-signal-safe; call it last before `exec`. Works
+    /// in a new pid namespace: the supervisor learns the child's pid from the kernel.
+    pub fn install(&self) -> io::Result<()> {
+        self.filter.install_in_child(self.report.as_raw_fd())
     }
 
     /// The report fd (close-on-exec), for callers that need to keep it open across `clone`.
@@ -207,10 +222,7 @@ fn supervise(
     if rev[0] == 0 {
         return Ok(()); // aborted
     }
-    let mut msg = [0u8; 8];
-    File::from(read).read_exact(&mut msg)?;
-    let pid = i32::from_ne_bytes(msg[..4].try_into().expect("4 bytes"));
-    let fd = i32::from_ne_bytes(msg[4..].try_into().expect("4 bytes"));
+    let (pid, fd) = recv_report(&read)?;
     let listener = sys::pidfd_open(pid).and_then(|pidfd| sys::pidfd_getfd(pidfd.as_fd(), fd));
     let listener = match listener {
         Ok(l) => l,
@@ -253,4 +265,39 @@ impl TracedChild {
 /// Spawns `cmd` under a default [`Tracer`].
 pub fn spawn_traced(cmd: &mut Command) -> Result<TracedChild, Error> {
     Tracer::new().spawn(cmd)
+}
+
+/// Reads the child's `(pid, fd)` report and the kernel's credentials for it; the credentials'
+/// pid wins (it is in our pid namespace).
+fn recv_report(sock: &OwnedFd) -> io::Result<(i32, i32)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixAddr, UnixCredentials, recvmsg};
+    let mut msg = [0u8; 8];
+    let mut got = 0;
+    let mut cred_pid = None;
+    while got < msg.len() {
+        let mut cmsg = nix::cmsg_space!(UnixCredentials);
+        let mut iov = [io::IoSliceMut::new(&mut msg[got..])];
+        let r = recvmsg::<UnixAddr>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(io::Error::from)?;
+        if r.bytes == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the child exited before installing the filter",
+            ));
+        }
+        for c in r.cmsgs().map_err(io::Error::from)? {
+            if let ControlMessageOwned::ScmCredentials(cred) = c {
+                cred_pid.get_or_insert(cred.pid());
+            }
+        }
+        got += r.bytes;
+    }
+    let pid = i32::from_ne_bytes(msg[..4].try_into().expect("4 bytes"));
+    let fd = i32::from_ne_bytes(msg[4..].try_into().expect("4 bytes"));
+    Ok((cred_pid.filter(|&p| p > 0).unwrap_or(pid), fd))
 }
