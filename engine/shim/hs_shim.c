@@ -1,5 +1,7 @@
 /* hs_shim: preloaded into the real bash by `hs`, and only into it.
  *
+ * 0. Opening "/dev/null/hs-replay:OUT:ERR" replays a committed unit's output (see hs_replay).
+ *
  * 1. The first open() of the script path ($__HS_SCRIPT) opens the instrumented copy
  *    ($__HS_SOURCE, a memfd of the hs server seen through /proc) instead, so bash keeps the
  *    user's path for $0, BASH_SOURCE and its error messages.
@@ -10,11 +12,14 @@
  * its environment, so nothing bash runs can see them. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static char *hs_script, *hs_request, *hs_reply;
@@ -100,11 +105,72 @@ static int hs_is_script(const char *path) {
 
 typedef int (*open_fn)(const char *, int, ...);
 
+/* Copies file `path` to `fd`; returns 0, or -1 with EPIPE when the reader is gone. */
+static int hs_copy(open_fn real, const char *path, int fd) {
+    if (!*path)
+        return 0;
+    int in = real(path, O_RDONLY | O_CLOEXEC, 0);
+    if (in < 0)
+        return 0;
+    char buf[65536];
+    ssize_t n;
+    int rc = 0;
+    while (rc == 0 && ((n = read(in, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))) {
+        for (ssize_t off = 0; n > 0 && off < n;) {
+            ssize_t w = write(fd, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                rc = -1;
+                break;
+            }
+            off += w;
+        }
+    }
+    close(in);
+    return rc;
+}
+
+/* `__hs_replay` opens "/dev/null/hs-replay:OUT:ERR" (a path that cannot exist): copy a
+ * committed unit's captured output to bash's current fds 1 and 2, exactly where the unit's own
+ * writes would have gone. SIGPIPE is blocked meanwhile so that bash itself never dies of it;
+ * a broken pipe is reported as ENXIO to the caller, which returns status 141 as the unit would
+ * have. Returns an fd of /dev/null otherwise. */
+#define HS_REPLAY "/dev/null/hs-replay:"
+
+static int hs_replay(open_fn real, const char *spec) {
+    char out[4096], *err;
+    snprintf(out, sizeof out, "%s", spec);
+    err = strchr(out, ':');
+    if (!err) {
+        errno = EINVAL;
+        return -1;
+    }
+    *err++ = 0;
+    sigset_t pipe, old;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    sigprocmask(SIG_BLOCK, &pipe, &old);
+    int broken = hs_copy(real, out, 1) < 0 || hs_copy(real, err, 2) < 0;
+    /* Drop a SIGPIPE raised meanwhile, then restore the mask. */
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&pipe, NULL, &zero) > 0)
+        ;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (broken) {
+        errno = ENXIO;
+        return -1;
+    }
+    return real("/dev/null", O_RDONLY | O_CLOEXEC, 0);
+}
+
 static int hs_open(const char *sym, const char *path, int flags, va_list ap) {
     mode_t mode = 0;
     if (flags & (O_CREAT | O_TMPFILE))
         mode = va_arg(ap, mode_t);
     open_fn real = (open_fn)dlsym(RTLD_NEXT, sym);
+    if (path && strncmp(path, HS_REPLAY, sizeof HS_REPLAY - 1) == 0)
+        return hs_replay(real, path + sizeof HS_REPLAY - 1);
     if (hs_is_script(path)) {
         int fd = real(hs_source, flags, mode);
         close(hs_source_fd);

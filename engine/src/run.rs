@@ -239,7 +239,7 @@ fn prelude(request: &str, reply: &str, wait: bool) -> String {
     let note = "builtin printf 'g %s %s\\n' \"$1\" \"$BASHPID\" 2>/dev/null >\"$__hs_q\"";
     let gate = if wait {
         format!(
-            "{note}; [[ $BASHPID != \"$$\" ]] || {{ builtin read -r __hs_r __hs_st \
+            "{note}; [[ $BASHPID != \"$$\" ]] || {{ builtin read -r __hs_r __hs_st __hs_o __hs_e \
              2>/dev/null <\"$__hs_a\"; [[ $__hs_r != c ]]; }}"
         )
     } else {
@@ -249,7 +249,8 @@ fn prelude(request: &str, reply: &str, wait: bool) -> String {
         "__hs_q={request}; __hs_a={reply}; \
          __hs_note() {{ {note}; return 0; }}; \
          __hs_gate() {{ {gate}; }}; \
-         __hs_replay() {{ return \"$__hs_st\"; }}; \
+         __hs_replay() {{ builtin : 2>/dev/null <\"/dev/null/hs-replay:$__hs_o:$__hs_e\" \
+         || return 141; return \"$__hs_st\"; }}; \
          __hs_loop() {{ if (($# > 1)); then builtin printf -v __hs_m ' %q' \"${{@:2}}\"; \
          else __hs_m=; fi; \
          builtin printf 'l %s %s%s\\n' \"$1\" \"$BASHPID\" \"$__hs_m\" 2>/dev/null >\"$__hs_q\"; \
@@ -285,4 +286,56 @@ fn find_shell(shell: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `script` under bash with the shim preloaded.
+    fn with_shim(script: &str) -> std::process::Output {
+        let dir = std::env::temp_dir().join(format!("hs-shim-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let so = dir.join("hs_shim.so");
+        std::fs::write(&so, SHIM).unwrap();
+        std::fs::write(dir.join("out"), b"o\0ut\n").unwrap();
+        std::fs::write(dir.join("err"), b"err\n").unwrap();
+        std::fs::write(dir.join("big"), vec![b'x'; 1 << 20]).unwrap();
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&dir)
+            .env("LD_PRELOAD", &so)
+            .env("D", &dir)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        out
+    }
+
+    #[test]
+    fn shim_replays_output_into_the_shells_fds() {
+        let out = with_shim(
+            r#": <"/dev/null/hs-replay:$D/out:$D/err"; echo " rc=$?"; env | grep -c LD_PRELOAD"#,
+        );
+        assert_eq!(out.stdout, b"o\0ut\n rc=0\n0\n");
+        assert_eq!(out.stderr, b"err\n");
+    }
+
+    #[test]
+    fn shim_replay_follows_redirections() {
+        let out = with_shim(r#"{ : <"/dev/null/hs-replay:$D/out:"; } > f; od -c f | head -1"#);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "0000000   o  \\0   u   t  \\n\n"
+        );
+    }
+
+    #[test]
+    fn shim_replay_survives_a_closed_pipe() {
+        let out = with_shim(
+            r#"exec 3>&1; { : 2>/dev/null <"/dev/null/hs-replay:$D/big:"; echo "rc=$?" >&3; } | head -c 1 >/dev/null; echo alive"#,
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "rc=1\nalive\n");
+    }
 }
