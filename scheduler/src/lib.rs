@@ -15,9 +15,43 @@
 //! A speculative run of instance J is committed at J's gate iff (DESIGN §3): the variables J
 //! expands and the context equal what the run used; no effect completed after the run
 //! started changed anything it observed (read-after-write only: listings, failed lookups,
-//! metadata and appends are observations); its trace has no unsafe flag; and the shell is at
-//! J. Prediction walks the tree from the shell's last gate; a misprediction drops only the
-//! runs off the new path.
+//! metadata, appends, creations and deletions are observations; creating, writing, appending
+//! or deleting in a directory changes its listing; deleting a directory observes that it was
+//! empty; creating or deleting a path replaces everything below it); its trace has no unsafe
+//! flag; and the shell is at J. Prediction walks the tree from the shell's last gate, with
+//! `for` words as reported (or literal), branches from the condition's speculative or last
+//! exit status (else the arm taken last time, else taken), assignments computed when they are
+//! plain; it stops at [`Node::Unknown`], `&` and context changes. A misprediction drops only
+//! the runs off the new path; an effect drops only the finished runs that observed what it
+//! changed, and those are restarted. Earlier traces of a unit with the same state hold back
+//! speculations that would conflict (Rattle's idea), so the window is not wasted.
+//!
+//! # Driving it
+//!
+//! The engine's obligations, in the order things happen:
+//!
+//! 1. Build a [`Program`] from the parser's tree and a [`Scheduler`] with a [`Config`]
+//!    (`window` = `-j`, 0 for `--no-speculate`). Send [`Event::Started`] with the shell's
+//!    initial variables and context.
+//! 2. Carry out every [`Action`] in order as soon as it is polled. [`Action::Start`]: set a
+//!    sandbox up over the live file system *as it is at that moment* (every earlier commit
+//!    complete), run the unit with the given state, report [`Event::RunFinished`].
+//!    [`Action::Kill`] and [`Action::Discard`]: throw the sandbox away; no event follows.
+//! 3. At a gate, send [`Event::GateReached`]. The scheduler answers with exactly one of
+//!    [`Action::Commit`] (commit the upper layer, then answer the gate with the run's
+//!    exit status and replay its output, then send [`Event::CommitDone`]) or
+//!    [`Action::AnswerGate`] (the shell runs the unit itself, traced; send
+//!    [`Event::DirectRunFinished`] when it exits, before the next gate). The answer may come
+//!    only after a later [`Event::RunFinished`], when the run is still executing.
+//! 4. Send [`Event::LoopStarted`] when a `for` loop has expanded its words, before the first
+//!    gate inside it. [`Instance::iters`] holds one 0-based index per enclosing loop.
+//! 5. Send [`Event::ShellExited`] at the end; everything still live is killed or discarded.
+//!    [`Scheduler::report`] and [`Dag::to_dot`] give `--report` and `--dag`.
+//!
+//! Traces: `reads` from the tracer, `writes` from the overlay's upper layer (or the tracer
+//! for direct runs), paths absolute and normalized. A run whose trace may miss accesses must
+//! carry [`Flags::UNTRACED`]: a direct run with it invalidates every speculation that
+//! overlapped it.
 //!
 //! ```
 //! use scheduler::{Action, Config, Event, Instance, Node, Program, Scheduler, State, UnitSpec, UnitId};
