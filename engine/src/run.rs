@@ -294,7 +294,9 @@ mod tests {
 
     /// Runs `script` under bash with the shim preloaded.
     fn with_shim(script: &str) -> std::process::Output {
-        let dir = std::env::temp_dir().join(format!("hs-shim-test-{}", std::process::id()));
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("hs-shim-test-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let so = dir.join("hs_shim.so");
         std::fs::write(&so, SHIM).unwrap();
