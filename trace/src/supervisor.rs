@@ -192,22 +192,27 @@ impl Supervisor {
         let mut records: Vec<(Vec<u8>, Kinds)> = Vec::with_capacity(pending.len() + 1);
         for p in &pending {
             let (canon, exists) = self.resolver.resolve(&p.abs, p.follow);
-            if kinds_of(p.class).intersects(Kinds::DELETE | Kinds::RENAME_FROM | Kinds::RENAME_TO) {
-                // Deleting or renaming may change what a cached directory path means: forget,
-                // and learn nothing new until the caller is seen again (its call completed).
-                self.resolver.invalidate();
-                self.procs.invalidate_dirs();
+            let Class::Look {
+                if_exists,
+                if_missing,
+            } = p.class;
+            let kinds = if exists { if_exists } else { if_missing };
+            if kinds.intersects(Kinds::NAMESPACE) {
+                // A new entry invalidates cached missing directories; a deleted or renamed one
+                // may change what a cached directory path means. Forget, and learn nothing new
+                // until the caller is seen again (its call completed).
+                if kinds.intersects(Kinds::DELETE | Kinds::RENAME_FROM | Kinds::RENAME_TO) {
+                    self.resolver.invalidate();
+                    self.procs.invalidate_dirs();
+                } else {
+                    self.resolver.missing.clear();
+                }
                 if !self.unsettled.contains(&pid) {
                     self.unsettled.push(pid);
                 }
             }
             self.resolver.caching = self.unsettled.is_empty();
             self.procs.dir_caching = self.unsettled.is_empty();
-            let Class::Look {
-                if_exists,
-                if_missing,
-            } = p.class;
-            let kinds = if exists { if_exists } else { if_missing };
             let lexical = normalize(&p.abs);
             if lexical != canon {
                 // A symlink on the way (or `..` through one): its lookup is an observation.
@@ -757,6 +762,8 @@ fn canonical_of(view: &View, fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
 /// directory symlink changed by a process outside the tree during the trace may be missed.
 pub(crate) struct Resolver {
     pub(crate) view: View,
+    /// Directories (as written, normalized) known not to exist.
+    pub(crate) missing: std::collections::HashSet<Vec<u8>>,
     /// `lstat` of the last path resolved by the fast path (not a symlink), if any.
     pub(crate) last_stat: Option<nix::sys::stat::FileStat>,
     /// Interpreter records by (dev, ino, ctime) of the executed file.
@@ -771,6 +778,7 @@ impl Resolver {
         Resolver {
             view,
             last_stat: None,
+            missing: Default::default(),
             interps: Default::default(),
             dirs: Default::default(),
             caching: true,
@@ -779,6 +787,7 @@ impl Resolver {
 
     pub(crate) fn invalidate(&mut self) {
         self.dirs.clear();
+        self.missing.clear();
         self.interps.clear();
     }
 
@@ -794,13 +803,27 @@ impl Resolver {
             return resolve_slow(&self.view, abs, follow);
         }
         let (parent, name) = (&lexical[..slash.max(1)], &lexical[slash + 1..]);
+        if self.missing.contains(parent) {
+            return (lexical, false);
+        }
         let parent_canon = match self.dirs.get(parent) {
             Some(c) => c.clone(),
             None => {
-                let Some(c) = open_path(&self.view, parent, true, true)
-                    .ok()
-                    .and_then(|fd| canonical_of(&self.view, fd.as_fd()))
-                else {
+                let c = match open_path(&self.view, parent, true, true) {
+                    Ok(fd) => canonical_of(&self.view, fd.as_fd()),
+                    Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => {
+                        // Same answer as the slow path: the path as written, missing.
+                        if self.caching {
+                            if self.missing.len() > 16_384 {
+                                self.missing.clear();
+                            }
+                            self.missing.insert(parent.to_vec());
+                        }
+                        return (lexical, false);
+                    }
+                    Err(_) => None,
+                };
+                let Some(c) = c else {
                     return resolve_slow(&self.view, abs, follow);
                 };
                 if c.first() != Some(&b'/') {
