@@ -57,6 +57,7 @@ pub struct Span {
 #[serde(rename_all = "snake_case")]
 pub enum Gate {
     /// `if __hs_gate N; then UNIT; else __hs_replay; fi`: the engine may answer with a result.
+    /// Units that expand positional parameters pass them on: `__hs_gate N "$@"`.
     Wrap,
     /// `__hs_note N; UNIT &`: a background unit; the gate only reports it.
     Prefix,

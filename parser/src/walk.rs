@@ -554,10 +554,14 @@ impl<'s, 'b> Walker<'s, 'b> {
         } else {
             (Gate::Wrap, None)
         };
+        // A function cannot see its caller's positional parameters: pass them along.
+        let args = if vars.positional { " \"$@\"" } else { "" };
         match gate {
             Gate::Wrap => {
-                self.edits
-                    .push(Edit::insert(start, format!("if __hs_gate {}; then ", id.0)));
+                self.edits.push(Edit::insert(
+                    start,
+                    format!("if __hs_gate {}{}; then ", id.0, args),
+                ));
                 self.edits
                     .push(Edit::insert(end, "; else __hs_replay; fi".to_string()));
             }

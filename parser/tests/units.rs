@@ -128,6 +128,10 @@ fn for_loops_report_their_words() {
         instrumented("for a; do ls $a; done\n"),
         "__hs_loop 0 \"$@\"; for a; do if __hs_gate 0; then ls $a; else __hs_replay; fi; done\n"
     );
+    assert_eq!(
+        instrumented("f() { sort \"$1\"; }\n"),
+        "f() { if __hs_gate 0 \"$@\"; then sort \"$1\"; else __hs_replay; fi; }\n"
+    );
     // A failing substitution in the words must not trip `set -e` or an ERR trap.
     let script =
         "set -e\ntrap 'echo trapped' ERR\nfor x in $(false) a; do echo $x; done\necho end\n";
