@@ -620,3 +620,61 @@ fn paths_resolve_under_a_foreign_root() {
         dump(&t)
     );
 }
+
+const CACHES: &str = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+int main(void) {
+    struct stat st;
+    if (stat("nd/x", &st) == 0) return 1;          /* missing parent */
+    mkdir("nd", 0755);
+    close(open("nd/x", O_CREAT | O_WRONLY, 0644));
+    if (stat("nd/x", &st) != 0) return 2;          /* now exists */
+    mkdir("a", 0755);
+    close(open("a/f", O_CREAT | O_WRONLY, 0644));
+    if (stat("a/f", &st) != 0) return 3;
+    if (rename("a", "b") != 0) return 4;
+    if (stat("b/f", &st) != 0) return 5;
+    if (stat("a/f", &st) == 0) return 6;           /* gone with its directory */
+    if (stat("l/f", &st) != 0) return 7;           /* l -> d1 */
+    unlink("l");
+    if (symlink("d2", "l") != 0) return 8;
+    if (stat("l/f", &st) != 0) return 9;           /* l -> d2 now */
+    return 0;
+}
+"#;
+
+#[test]
+fn caches_follow_changes_made_by_the_tree() {
+    let dir = tmpdir("caches");
+    for bin in cc(&dir, "caches", CACHES) {
+        for d in ["nd", "a", "b", "d1", "d2"] {
+            let _ = std::fs::remove_dir_all(dir.join(d));
+        }
+        let _ = std::fs::remove_file(dir.join("l"));
+        std::fs::create_dir(dir.join("d1")).unwrap();
+        std::fs::create_dir(dir.join("d2")).unwrap();
+        std::fs::write(dir.join("d1/f"), "1").unwrap();
+        std::fs::write(dir.join("d2/f"), "2").unwrap();
+        std::os::unix::fs::symlink("d1", dir.join("l")).unwrap();
+        let t = run_bin(&dir, &bin);
+        has(
+            &t,
+            &dir.join("nd/x"),
+            Kinds::MISSING | Kinds::CREATE | Kinds::STAT,
+        );
+        has(
+            &t,
+            &dir.join("a/f"),
+            Kinds::CREATE | Kinds::STAT | Kinds::MISSING,
+        );
+        has(&t, &dir.join("a"), Kinds::RENAME_FROM);
+        has(&t, &dir.join("b"), Kinds::RENAME_TO);
+        has(&t, &dir.join("b/f"), Kinds::STAT);
+        has(&t, &dir.join("d1/f"), Kinds::STAT);
+        has(&t, &dir.join("d2/f"), Kinds::STAT);
+        has(&t, &dir.join("l"), Kinds::DELETE | Kinds::CREATE);
+    }
+}
