@@ -16,8 +16,9 @@ use crate::state::{Instance, LoopKey, State};
 /// Tuning knobs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Most speculative runs executing at once. 0 turns speculation off: every gate is
-    /// answered with [`Action::AnswerGate`].
+    /// Most speculative runs executing at once, not counting the one the shell is waiting
+    /// for at its gate (that one does the shell's own work). 0 turns speculation off: every
+    /// gate is answered with [`Action::AnswerGate`].
     pub window: usize,
     /// How many instances ahead of the shell prediction looks.
     pub lookahead: usize,
@@ -667,7 +668,8 @@ impl Scheduler {
         {
             pending.add(t, 1, ());
         }
-        let mut running = self.running();
+        // The run the shell waits for does the shell's own work: it takes no window slot.
+        let mut running = self.running() - usize::from(self.waiting.is_some());
         for pred in &path {
             if running >= self.config.window {
                 break;

@@ -400,3 +400,56 @@ fn dag_critical_path_is_shorter_than_total() {
     let (critical, total) = sim.sched.dag().critical_path();
     assert!(critical < total, "{critical:?} {total:?}");
 }
+
+#[test]
+fn fully_sequential_overwrites_reach_the_window() {
+    // 40 CPU-bound commands that all overwrite one file (benchmarks' fully_seq).
+    let script = SimNode::Seq(
+        (0..40)
+            .map(|i| unit(i, &[], vec![Op::Read(s("/in")), Op::Write(s("/out"))], 100))
+            .collect(),
+    );
+    for (window, bound) in [(1, 2100), (2, 1450), (4, 850)] {
+        let sim = check(&script, fs_with(&["/in"]), &[], config(window));
+        let st = sim.sched.stats();
+        assert_eq!(st.discarded, 0, "{st:?}");
+        assert!(
+            sim.elapsed_ms() <= bound,
+            "window {window}: {} ms for 4000 ms of work",
+            sim.elapsed_ms()
+        );
+    }
+}
+
+#[test]
+fn a_chain_of_dependencies_runs_sequentially_without_waste() {
+    // a > f1; cat f1 > f2; cat f2 > f3; ... with history from a previous loop iteration,
+    // hold-back keeps the window from being burnt on runs that must conflict.
+    let body = SimNode::Seq(
+        (0..5)
+            .map(|i| {
+                unit(
+                    i,
+                    &[],
+                    vec![
+                        Op::Read(format!("/f{i}")),
+                        Op::Write(format!("/f{}", i + 1)),
+                    ],
+                    10,
+                )
+            })
+            .collect(),
+    );
+    let script = SimNode::For {
+        id: 0,
+        var: s("round"),
+        words: vec![s("1"), s("2"), s("3")],
+        literal: true,
+        body: Box::new(body),
+    };
+    let sim = check(&script, fs_with(&["/f0"]), &[], config(4));
+    let st = sim.sched.stats();
+    assert!(st.held > 0, "{st:?}");
+    // First round learns; later rounds waste at most a few runs.
+    assert!(st.discarded <= 8, "{st:?}");
+}
