@@ -4,6 +4,8 @@
 pub mod cli;
 mod gate;
 mod run;
+#[allow(dead_code)] // used once speculation is wired in (docs/engine.md)
+mod state;
 mod trace_cmd;
 mod try_cmd;
 
