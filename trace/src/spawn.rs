@@ -21,6 +21,7 @@ pub struct Tracer {
     filter: Arc<Filter>,
     grace: Duration,
     view: View,
+    root_from_tracee: bool,
 }
 
 impl Default for Tracer {
@@ -41,6 +42,7 @@ impl Tracer {
             filter: Arc::new(filter),
             grace: Duration::from_millis(500),
             view: View::default(),
+            root_from_tracee: false,
         }
     }
 
@@ -56,6 +58,15 @@ impl Tracer {
     /// recorded as the tracee sees them.
     pub fn root(mut self, root: OwnedFd) -> Tracer {
         self.view = View::under(root);
+        self.root_from_tracee = false;
+        self
+    }
+
+    /// Resolves the tracee's paths under its own root as it is when the filter is installed
+    /// (`/proc/PID/root`): the sandbox's case, where [`ChildHook::install`] runs after
+    /// `pivot_root` in a new mount namespace.
+    pub fn root_from_tracee(mut self) -> Tracer {
+        self.root_from_tracee = true;
         self
     }
 
@@ -94,10 +105,11 @@ impl Tracer {
         let (done_tx, done) = mpsc::channel();
         let thread = {
             let (stop, trace, view) = (Arc::clone(&stop), Arc::clone(&trace), self.view.clone());
+            let root_from_tracee = self.root_from_tracee;
             std::thread::Builder::new()
                 .name("hs-trace".into())
                 .spawn(move || {
-                    let r = supervise(read, &stop, trace, view);
+                    let r = supervise(read, &stop, trace, view, root_from_tracee);
                     let _ = done_tx.send(());
                     r
                 })
@@ -216,7 +228,8 @@ fn supervise(
     read: OwnedFd,
     stop: &OwnedFd,
     trace: Arc<Mutex<Trace>>,
-    view: View,
+    mut view: View,
+    root_from_tracee: bool,
 ) -> io::Result<()> {
     let rev = sys::poll_in(&[read.as_fd(), stop.as_fd()], -1)?;
     if rev[0] == 0 {
@@ -233,6 +246,25 @@ fn supervise(
             return Err(e);
         }
     };
+    if root_from_tracee {
+        let flags = nix::fcntl::OFlag::O_PATH
+            | nix::fcntl::OFlag::O_DIRECTORY
+            | nix::fcntl::OFlag::O_CLOEXEC;
+        match nix::fcntl::open(
+            format!("/proc/{pid}/root").as_str(),
+            flags,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            Ok(root) => view = View::under(root),
+            Err(e) => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::SIGKILL,
+                );
+                return Err(e.into());
+            }
+        }
+    }
     Supervisor::new(listener, trace, view).run()
 }
 
