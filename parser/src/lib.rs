@@ -236,11 +236,17 @@ pub enum Node {
         name: String,
         /// Its line.
         line: usize,
+        /// Variables it may assign, as far as its words show (`read a b`, `local x=1`,
+        /// `printf -v v`, `x=1 cmd` prefixes do not count). `*` when unknowable (`eval`,
+        /// `source`, names computed at run time).
+        assigns: Vec<String>,
     },
     /// Assignments and redirections without a command.
     Assign {
         /// Its line.
         line: usize,
+        /// The variables assigned (array elements by array name).
+        assigns: Vec<String>,
     },
     /// Something hs does not look into (a coprocess, a unit it could not cut out).
     Opaque {

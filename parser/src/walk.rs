@@ -294,8 +294,15 @@ impl<'s, 'b> Walker<'s, 'b> {
             ast::Command::Simple(s) => {
                 let line = s.location().map_or(0, |l| l.start.line);
                 match self.kind(s) {
-                    Kind::Nothing => Node::Assign { line },
-                    Kind::Builtin(name) => Node::Builtin { name, line },
+                    Kind::Nothing => Node::Assign {
+                        line,
+                        assigns: prefix_assignments(s),
+                    },
+                    Kind::Builtin(name) => Node::Builtin {
+                        assigns: builtin_assignments(&name, s),
+                        name,
+                        line,
+                    },
                     Kind::Function(name) => Node::Call { name, line },
                     // A single external command is always a unit; reached only for pipelines.
                     Kind::External | Kind::Dynamic => Node::Opaque { line },
@@ -310,6 +317,7 @@ impl<'s, 'b> Walker<'s, 'b> {
                 }
             }
             ast::Command::ExtendedTest(..) => Node::Builtin {
+                assigns: vec![],
                 name: "[[".into(),
                 line: c.location().map_or(0, |l| l.start.line),
             },
@@ -326,12 +334,18 @@ impl<'s, 'b> Walker<'s, 'b> {
         use ast::CompoundCommand as C;
         match cc {
             C::Arithmetic(a) => Node::Builtin {
+                assigns: arithmetic_assignments(&a.expr.value),
                 name: "((".into(),
                 line: a.loc.start.line,
             },
             C::ArithmeticForClause(f) => Node::While {
                 until: false,
                 cond: Box::new(Node::Builtin {
+                    assigns: [&f.initializer, &f.condition, &f.updater]
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|e| arithmetic_assignments(&e.value))
+                        .collect(),
                     name: "((".into(),
                     line: f.loc.start.line,
                 }),
@@ -881,4 +895,138 @@ fn collect_functions(list: &ast::CompoundList, out: &mut HashSet<String>) {
             }
         }
     }
+}
+
+/// Names assigned by `x=1 y[2]=3` words (a command's prefix, or a whole assignment statement).
+fn prefix_assignments(s: &ast::SimpleCommand) -> Vec<String> {
+    s.prefix
+        .iter()
+        .flat_map(|p| p.0.iter())
+        .filter_map(|i| match i {
+            ast::CommandPrefixOrSuffixItem::AssignmentWord(a, _) => Some(match &a.name {
+                ast::AssignmentName::VariableName(n) => n.clone(),
+                ast::AssignmentName::ArrayElementName(n, _) => n.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Variables a builtin may assign, from its words.
+fn builtin_assignments(name: &str, s: &ast::SimpleCommand) -> Vec<String> {
+    let words: Vec<&str> = s
+        .suffix
+        .iter()
+        .flat_map(|x| x.0.iter())
+        .filter_map(|i| match i {
+            ast::CommandPrefixOrSuffixItem::Word(w) => Some(w.value.as_str()),
+            ast::CommandPrefixOrSuffixItem::AssignmentWord(_, w) => Some(w.value.as_str()),
+            _ => None,
+        })
+        .collect();
+    let var = |w: &str| -> String {
+        let n: String = w
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if n.is_empty() || w.starts_with(|c: char| c.is_ascii_digit()) || w.contains('$') {
+            "*".to_string()
+        } else {
+            n
+        }
+    };
+    let operands = || words.iter().filter(|w| !w.starts_with('-')).copied();
+    let mut out: Vec<String> = match name {
+        "read" => {
+            // `-a name`, `-u fd`, `-d delim`, … take an argument; names are the rest.
+            let mut v = Vec::new();
+            let mut i = 0;
+            while i < words.len() {
+                let w = words[i];
+                if w.starts_with('-') {
+                    if w.ends_with('a') && w.len() > 1 {
+                        if let Some(n) = words.get(i + 1) {
+                            v.push(var(n));
+                        }
+                        i += 1;
+                    } else if w.len() > 1
+                        && w[1..].chars().last().is_some_and(|c| "dinNptu".contains(c))
+                    {
+                        i += 1;
+                    }
+                } else {
+                    v.push(var(w));
+                }
+                i += 1;
+            }
+            if v.is_empty() {
+                v.push("REPLY".into());
+            }
+            v
+        }
+        "mapfile" | "readarray" => vec![operands().last().map_or("MAPFILE".to_string(), var)],
+        "local" | "declare" | "typeset" | "export" | "readonly" | "unset" => {
+            operands().map(var).collect()
+        }
+        "let" => words
+            .iter()
+            .flat_map(|w| arithmetic_assignments(w))
+            .collect(),
+        "getopts" => operands()
+            .nth(1)
+            .map(var)
+            .into_iter()
+            .chain(["OPTIND".into(), "OPTARG".into()])
+            .collect(),
+        "printf" => words
+            .iter()
+            .position(|w| *w == "-v")
+            .and_then(|i| words.get(i + 1))
+            .map(|n| var(n))
+            .into_iter()
+            .collect(),
+        "shift" | "set" => vec!["@".into()],
+        "cd" | "pushd" | "popd" => vec!["PWD".into(), "OLDPWD".into()],
+        "eval" | "source" | "." | "exec" | "builtin" | "command" | "enable" => vec!["*".into()],
+        _ => vec![],
+    };
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Variables an arithmetic expression assigns (`x=1`, `x+=2`, `x++`, `--x`).
+fn arithmetic_assignments(expr: &str) -> Vec<String> {
+    let b = expr.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_alphabetic() || b[i] == b'_' {
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                i += 1;
+            }
+            let name = &expr[start..i];
+            let mut j = i;
+            if j < b.len() && b[j] == b'[' {
+                j = expr[j..].find(']').map_or(b.len(), |k| j + k + 1);
+            }
+            let rest = expr[j..].trim_start();
+            let before = expr[..start].trim_end();
+            let assigned = rest.starts_with("++")
+                || rest.starts_with("--")
+                || before.ends_with("++")
+                || before.ends_with("--")
+                || (rest.starts_with('=') && !rest.starts_with("=="))
+                || ["+=", "-=", "*=", "/=", "%=", "<<=", ">>=", "&=", "|=", "^="]
+                    .iter()
+                    .any(|op| rest.starts_with(op));
+            if assigned {
+                out.push(name.to_string());
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
 }

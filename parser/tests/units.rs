@@ -240,3 +240,44 @@ fn corpus_scripts_instrument_to_valid_bash() {
     }
     assert!(n >= 40, "only {n} corpus scripts found");
 }
+
+fn assigns(src: &str) -> Vec<String> {
+    fn walk(n: &parser::Node, out: &mut Vec<String>) {
+        use parser::Node as N;
+        match n {
+            N::Builtin { assigns, .. } | N::Assign { assigns, .. } => {
+                out.extend(assigns.iter().cloned())
+            }
+            N::Seq { items } => items.iter().for_each(|i| walk(i, out)),
+            N::AndOr { first, rest } => {
+                walk(first, out);
+                rest.iter().for_each(|(_, n)| walk(n, out));
+            }
+            N::While { cond, body, .. } => {
+                walk(cond, out);
+                walk(body, out);
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(&parser::parse(src.as_bytes()).unwrap().body, &mut out);
+    out
+}
+
+#[test]
+fn assigned_variables_are_reported() {
+    assert_eq!(assigns("x=1 y[2]=3\n"), ["x", "y"]);
+    assert_eq!(assigns("read -r -d '' a b\n"), ["a", "b"]);
+    assert_eq!(assigns("read -a arr\n"), ["arr"]);
+    assert_eq!(assigns("read\n"), ["REPLY"]);
+    assert_eq!(assigns("local x=1 y; export Z=2\n"), ["x", "y", "Z"]);
+    assert_eq!(assigns("(( i++, j += 2, k == 1 ))\n"), ["i", "j"]);
+    assert_eq!(assigns("for ((n=0; n<3; n++)); do :; done\n"), ["n", "n"]);
+    assert_eq!(
+        assigns("printf -v out %s x; mapfile -t lines\n"),
+        ["out", "lines"]
+    );
+    assert_eq!(assigns("declare $name=1; eval x=1\n"), ["*", "*"]);
+    assert_eq!(assigns("cd /tmp\n"), ["OLDPWD", "PWD"]);
+}
