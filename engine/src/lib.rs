@@ -3,6 +3,8 @@
 
 pub mod cli;
 mod gate;
+#[allow(dead_code)] // used once speculation is wired in (docs/engine.md)
+mod program;
 mod run;
 #[allow(dead_code)] // used once speculation is wired in (docs/engine.md)
 mod state;

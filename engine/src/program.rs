@@ -1,0 +1,192 @@
+//! The parser's view of a script, translated into the scheduler's control-flow tree.
+
+use parser::{Node as P, Script};
+use scheduler::{Connector, LoopId, Node as S, Program, UnitId, UnitSpec};
+
+/// Builtins after which every unit sees a different context (cwd, exported environment, umask
+/// or expansion options).
+const CONTEXT: &[&str] = &[
+    "cd", "pushd", "popd", "export", "umask", "set", "shopt", "unset", "declare", "typeset",
+    "readonly", "enable", "alias", "unalias", "hash",
+];
+
+/// Builtins prediction cannot see past (they leave the current flow, or run unknown code).
+const OPAQUE: &[&str] = &[
+    "exit",
+    "return",
+    "break",
+    "continue",
+    "exec",
+    "eval",
+    "source",
+    ".",
+    "wait",
+    "trap",
+    "builtin",
+    "command",
+    "read",
+    "mapfile",
+    "readarray",
+    "coproc",
+];
+
+/// The scheduler's program for `script`.
+pub fn program(script: &Script) -> Program {
+    let mut next_loop = script.loops.len() as u32;
+    Program::new(node(script, &script.body, &mut next_loop))
+}
+
+fn node(script: &Script, n: &P, next_loop: &mut u32) -> S {
+    if let P::While { .. } = n {
+        return while_node(script, n, next_loop);
+    }
+    let mut go = |n: &P| node(script, n, next_loop);
+    match n {
+        P::Seq { items } => S::Seq(items.iter().map(&mut go).collect()),
+        P::Unit { id } => {
+            let u = &script.units[id.0 as usize];
+            if u.gate != parser::Gate::Wrap {
+                // Not answered by the engine: the shell always runs it.
+                return S::Unknown;
+            }
+            let mut vars: Vec<Vec<u8>> =
+                u.vars.names.iter().map(|v| v.as_bytes().to_vec()).collect();
+            if u.vars.positional {
+                vars.push(b"@".to_vec());
+            }
+            if u.vars.all {
+                return S::Unknown;
+            }
+            S::Unit(UnitSpec {
+                id: UnitId(id.0),
+                vars,
+            })
+        }
+        P::Pipeline { .. } | P::Call { .. } | P::Opaque { .. } => S::Unknown,
+        P::AndOr { first, rest } => S::AndOr {
+            first: Box::new(go(first)),
+            rest: rest
+                .iter()
+                .map(|(op, n)| {
+                    let c = match op {
+                        parser::Op::And => Connector::And,
+                        parser::Op::Or => Connector::Or,
+                    };
+                    (c, go(n))
+                })
+                .collect(),
+        },
+        // The negation only flips the status; prediction of what follows stays the same.
+        P::Not { body } => go(body),
+        P::If {
+            branches,
+            otherwise,
+        } => {
+            let mut bs = branches.iter().map(|(c, b)| (go(c), go(b)));
+            let (cond, then) = bs.next().unwrap_or((S::Seq(vec![]), S::Seq(vec![])));
+            S::If {
+                cond: Box::new(cond),
+                then: Box::new(then),
+                elifs: bs.collect(),
+                otherwise: otherwise.as_ref().map(|o| Box::new(go(o))),
+            }
+        }
+        P::Case { arms } => {
+            if arms.iter().any(|a| a.fallthrough) {
+                return S::Unknown;
+            }
+            S::Case {
+                arms: arms.iter().map(|a| go(&a.body)).collect(),
+            }
+        }
+        P::For { id, var, body } => S::For {
+            id: LoopId(id.0),
+            var: var.as_bytes().to_vec(),
+            words: None,
+            body: Box::new(go(body)),
+        },
+        P::While { .. } => unreachable!("handled above"),
+        P::Function { name, body } => S::Function {
+            name: name.as_bytes().to_vec(),
+            body: Box::new(go(body)),
+        },
+        P::Group { body } => S::Group(Box::new(go(body))),
+        P::Subshell { body } => S::Subshell(Box::new(go(body))),
+        P::Background { body } => S::Background(Box::new(go(body))),
+        P::Assign { assigns, .. } => assign(assigns),
+        P::Builtin { name, assigns, .. } => {
+            if OPAQUE.contains(&name.as_str()) || assigns.iter().any(|a| a == "*") {
+                S::Unknown
+            } else if CONTEXT.contains(&name.as_str()) {
+                S::ContextChange
+            } else if assigns.is_empty() {
+                S::Builtin
+            } else {
+                assign(assigns)
+            }
+        }
+    }
+}
+
+/// `while`/`until` loops are numbered after the `for` loops.
+fn while_node(script: &Script, n: &P, next_loop: &mut u32) -> S {
+    let P::While { until, cond, body } = n else {
+        unreachable!("only called on while loops")
+    };
+    let id = LoopId(*next_loop);
+    *next_loop += 1;
+    S::While {
+        id,
+        until: *until,
+        cond: Box::new(node(script, cond, next_loop)),
+        body: Box::new(node(script, body, next_loop)),
+    }
+}
+
+/// Assignments whose values prediction does not compute: units expanding them wait for the
+/// shell to report the new value.
+fn assign(vars: &[String]) -> S {
+    let mut nodes: Vec<S> = vars
+        .iter()
+        .map(|v| S::Assign {
+            var: v.as_bytes().to_vec(),
+            value: None,
+        })
+        .collect();
+    match nodes.len() {
+        0 => S::Builtin,
+        1 => nodes.pop().unwrap_or(S::Builtin),
+        _ => S::Seq(nodes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn straight_line_script() {
+        let s = parser::parse(b"x=1\ngrep $x f > o\ncd d\nsort o | uniq\nexit 0\n").unwrap();
+        let p = program(&s);
+        let S::Seq(items) = node(&s, &s.body, &mut 0) else {
+            panic!("not a sequence")
+        };
+        assert!(matches!(&items[0], S::Assign { var, value: None } if var == b"x"));
+        assert!(matches!(&items[1], S::Unit(u) if u.id == UnitId(0) && u.vars == [b"x".to_vec()]));
+        assert!(matches!(items[2], S::ContextChange));
+        assert!(matches!(&items[3], S::Unit(u) if u.id == UnitId(1)));
+        assert!(matches!(items[4], S::Unknown));
+        assert!(p.unit(UnitId(1)).is_some());
+    }
+
+    #[test]
+    fn loops_get_distinct_ids() {
+        let s =
+            parser::parse(b"for f in a b; do wc $f; done\nwhile read l; do ls; done\n").unwrap();
+        let S::Seq(items) = node(&s, &s.body, &mut 1) else {
+            panic!("not a sequence")
+        };
+        assert!(matches!(&items[0], S::For { id: LoopId(0), .. }));
+        assert!(matches!(&items[1], S::While { id: LoopId(1), .. }));
+    }
+}
