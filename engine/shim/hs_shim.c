@@ -168,7 +168,11 @@ static int hs_open(const char *sym, const char *path, int flags, va_list ap) {
     mode_t mode = 0;
     if (flags & (O_CREAT | O_TMPFILE))
         mode = va_arg(ap, mode_t);
-    open_fn real = (open_fn)dlsym(RTLD_NEXT, sym);
+    static open_fn real_open, real_open64;
+    open_fn *slot = strcmp(sym, "open") == 0 ? &real_open : &real_open64;
+    if (!*slot)
+        *slot = (open_fn)dlsym(RTLD_NEXT, sym);
+    open_fn real = *slot;
     if (path && strncmp(path, HS_REPLAY, sizeof HS_REPLAY - 1) == 0)
         return hs_replay(real, path + sizeof HS_REPLAY - 1);
     if (hs_is_script(path)) {

@@ -68,6 +68,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.xtrace {
         return plain("-x shows every command");
     }
+    if !Path::new("/proc/self/fd").is_dir() {
+        return plain("/proc is not mounted");
+    }
     let (input, rest) = if let Some(s) = &args.command_string {
         let text = s.as_bytes().to_vec();
         match prepare(&text) {
