@@ -1,6 +1,6 @@
 //! File accesses, run flags and the read-after-write conflict rules of DESIGN §3.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -195,6 +195,57 @@ pub struct Hazard<T> {
     pub by: T,
 }
 
+/// One run's observations by path, to test new writes against it quickly.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Observed {
+    paths: BTreeMap<Vec<u8>, Vec<AccessKind>>,
+}
+
+impl Observed {
+    pub(crate) fn new(trace: &Trace) -> Observed {
+        let mut paths: BTreeMap<Vec<u8>, Vec<AccessKind>> = BTreeMap::new();
+        for a in trace.observations() {
+            let kinds = paths.entry(a.path.clone()).or_default();
+            if !kinds.contains(&a.kind) {
+                kinds.push(a.kind);
+            }
+        }
+        Observed { paths }
+    }
+
+    /// The observation `w` invalidates, if any: (path, how it was observed). Same rules as
+    /// [`WriteIndex`].
+    pub(crate) fn hit_by(&self, w: &Access) -> Option<(Vec<u8>, AccessKind)> {
+        if let Some(k) = self.paths.get(&w.path) {
+            return Some((w.path.clone(), k[0]));
+        }
+        if w.kind.changes_listing()
+            && let Some(p) = parent(&w.path)
+            && let Some(ks) = self.paths.get(p)
+            && let Some(k) = ks
+                .iter()
+                .find(|k| matches!(k, AccessKind::List | AccessKind::Stat | AccessKind::Delete))
+        {
+            return Some((p.to_vec(), *k));
+        }
+        if w.kind.replaces_subtree() {
+            let mut below = w.path.clone();
+            if below.last() != Some(&b'/') {
+                below.push(b'/');
+            }
+            if let Some((p, ks)) = self
+                .paths
+                .range(below.clone()..)
+                .next()
+                .filter(|(p, _)| p.starts_with(&below))
+            {
+                return Some((p.clone(), ks[0]));
+            }
+        }
+        None
+    }
+}
+
 /// Latest change per path, per directory listing and per replaced subtree.
 #[derive(Debug, Clone)]
 pub(crate) struct WriteIndex<T: Copy> {
@@ -320,8 +371,14 @@ mod tests {
 
     fn hazard(w: &[(&str, AccessKind)], r: &[(&str, AccessKind)]) -> bool {
         let mut idx = WriteIndex::default();
-        idx.add(&trace(&[], w), 1, ());
-        idx.first_hazard(&trace(r, &[]), 0).is_some()
+        let wt = trace(&[], w);
+        let rt = trace(r, &[]);
+        idx.add(&wt, 1, ());
+        let by_index = idx.first_hazard(&rt, 0).is_some();
+        let observed = Observed::new(&rt);
+        let by_observed = wt.changes().any(|a| observed.hit_by(a).is_some());
+        assert_eq!(by_index, by_observed, "{w:?} {r:?}");
+        by_index
     }
 
     #[test]

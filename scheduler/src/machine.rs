@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use petgraph::stable_graph::NodeIndex;
 use serde::Serialize;
 
-use crate::access::{Trace, WriteIndex};
+use crate::access::{Observed, Trace, WriteIndex};
 use crate::dag::{Dag, Edge, Outcome, Report, RunId, RunRecord, Why};
 use crate::predict::{Pred, Vars, Walker, in_background, taken_arms};
 use crate::program::{LoopId, Program, UnitId};
@@ -144,6 +144,8 @@ pub struct Stats {
     pub direct: u64,
     /// Speculations held back because an earlier trace predicted a conflict.
     pub held: u64,
+    /// Run time of speculative runs that were killed or discarded.
+    pub wasted: Duration,
 }
 
 #[derive(Debug)]
@@ -154,6 +156,7 @@ struct Run {
     seen: u64,
     node: NodeIndex,
     finished: Option<(Arc<Trace>, i32)>,
+    observed: Option<Observed>,
 }
 
 #[derive(Debug, Clone)]
@@ -446,8 +449,10 @@ impl Scheduler {
             self.waiting = None;
         }
         self.stats.discarded += 1;
+        let now = self.now;
         if let Some(r) = self.dag.run_mut(run.node, id) {
             r.discarded = Some(why);
+            self.stats.wasted += r.end.unwrap_or(now).saturating_sub(r.start);
         }
         self.actions.push_back(if run.finished.is_some() {
             Action::Discard { run: id }
@@ -462,6 +467,7 @@ impl Scheduler {
         };
         let trace = Arc::new(trace);
         run.finished = Some((trace.clone(), exit));
+        run.observed = Some(Observed::new(&trace));
         let (x, node, state) = (run.instance.clone(), run.node, run.state.clone());
         if let Some(r) = self.dag.run_mut(node, id) {
             r.end = Some(self.now);
@@ -551,12 +557,43 @@ impl Scheduler {
         r.exit = Some(exit);
         r.reads = trace.reads.len();
         r.writes = trace.writes.len();
-        let doomed: Vec<(RunId, Why)> = self
-            .runs
-            .iter()
-            .filter(|(id, r)| Some(**id) != self.committing && r.finished.is_some())
-            .filter_map(|(id, r)| self.validate(r).err().map(|w| (*id, w)))
-            .collect();
+        // Only this effect is new to the finished runs: test its writes against each.
+        let untraced = trace.flags.contains(crate::Flags::UNTRACED);
+        let mut doomed: Vec<(RunId, Why)> = Vec::new();
+        for (&id, r) in &self.runs {
+            let Some(observed) = &r.observed else {
+                continue;
+            };
+            if Some(id) == self.committing {
+                continue;
+            }
+            if untraced {
+                doomed.push((
+                    id,
+                    Why::Conflict {
+                        path: Vec::new(),
+                        observed: crate::AccessKind::Read,
+                        wrote: crate::AccessKind::Write,
+                        by: None,
+                    },
+                ));
+                continue;
+            }
+            if let Some((w, (path, kind))) = trace
+                .changes()
+                .find_map(|w| observed.hit_by(w).map(|h| (w, h)))
+            {
+                doomed.push((
+                    id,
+                    Why::Conflict {
+                        path,
+                        observed: kind,
+                        wrote: w.kind,
+                        by: Some(x.clone()),
+                    },
+                ));
+            }
+        }
         for (id, why) in doomed {
             let waiting_here = self.waiting == Some(id);
             self.drop_run(id, why);
@@ -727,6 +764,7 @@ impl Scheduler {
                 seen: self.seq,
                 node,
                 finished: None,
+                observed: None,
             },
         );
         self.by_instance.insert(x.clone(), id);
