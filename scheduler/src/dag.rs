@@ -34,6 +34,14 @@ pub enum Why {
         /// The writer (`None`: an untraced effect).
         by: Option<Instance>,
     },
+    /// Still running when the shell reached it, and an earlier trace of the same unit with
+    /// the same state observed `path`, which changed after the run started: the shell runs
+    /// it rather than wait for a result that would most likely be thrown away.
+    Doomed {
+        /// The path.
+        #[serde(serialize_with = "crate::access::lossy")]
+        path: Vec<u8>,
+    },
     /// It did something that cannot be undone or observed.
     Unsafe(Flags),
     /// A background job the shell started was still running at its gate.

@@ -380,6 +380,9 @@ impl Scheduler {
                     self.answer_direct(x, node);
                 } else if run.finished.is_some() {
                     self.try_commit(id);
+                } else if let Some(path) = self.doomed(id) {
+                    self.drop_run(id, Why::Doomed { path });
+                    self.answer_direct(x, node);
                 } else {
                     self.waiting = Some(id);
                 }
@@ -387,6 +390,20 @@ impl Scheduler {
             None => self.answer_direct(x, node),
         }
         self.refresh();
+    }
+
+    /// Whether an earlier trace of the run's unit, with the same state, observed something
+    /// that changed after the run started.
+    fn doomed(&self, id: RunId) -> Option<Vec<u8>> {
+        let run = &self.runs[&id];
+        if run.seen == self.seq {
+            return None;
+        }
+        let (state, trace) = self.history.get(&run.instance.unit)?;
+        if *state != run.state {
+            return None;
+        }
+        self.index.first_hazard(trace, run.seen).map(|h| h.path)
     }
 
     fn answer_direct(&mut self, x: Instance, node: NodeIndex) {

@@ -227,3 +227,103 @@ fn report_and_dot_describe_the_run() {
     assert!(dot.contains("raw /x"), "{dot}");
     assert!(d.s.is_idle());
 }
+
+fn reads(path: &str) -> Trace {
+    Trace {
+        reads: vec![Access::new(path, AccessKind::Read)],
+        writes: vec![],
+        flags: Flags::NONE,
+    }
+}
+
+#[test]
+fn a_run_doomed_by_its_history_is_not_waited_for() {
+    // for i in 0 1; do produce > /f; consume < /f; done
+    let mut d = Driver::new(
+        4,
+        Node::For {
+            id: scheduler::LoopId(0),
+            var: b"i".to_vec(),
+            words: Some(vec![b"0".to_vec(), b"1".to_vec()]),
+            body: Box::new(Node::Seq(vec![unit(0), unit(1)])),
+        },
+    );
+    let runs = started(&d.send(Event::Started { state: state() }));
+    let run_of = |runs: &[(RunId, u32)], k: usize| runs[k].0;
+    assert_eq!(
+        runs.iter().map(|r| r.1).collect::<Vec<_>>(),
+        vec![0, 1, 0, 1]
+    );
+    let x = |u, i| Instance::new(u, &[i]);
+    let gate = |d: &mut Driver, u, i| {
+        d.send(Event::GateReached {
+            instance: x(u, i),
+            state: state(),
+        })
+    };
+    // consume[0] finishes first: its trace becomes history.
+    d.send(Event::RunFinished {
+        run: run_of(&runs, 1),
+        trace: reads("/f"),
+        exit: 0,
+    });
+    assert!(gate(&mut d, 0, 0).is_empty());
+    let a = d.send(Event::RunFinished {
+        run: run_of(&runs, 0),
+        trace: writes("/f"),
+        exit: 0,
+    });
+    assert_eq!(
+        a,
+        vec![Action::Commit {
+            run: run_of(&runs, 0)
+        }]
+    );
+    let a = d.send(Event::CommitDone {
+        run: run_of(&runs, 0),
+    });
+    assert!(a.contains(&Action::Discard {
+        run: run_of(&runs, 1)
+    }));
+    let again = started(&a)[0].0;
+    assert!(gate(&mut d, 1, 0).is_empty());
+    let a = d.send(Event::RunFinished {
+        run: again,
+        trace: reads("/f"),
+        exit: 0,
+    });
+    assert_eq!(a, vec![Action::Commit { run: again }]);
+    d.send(Event::CommitDone { run: again });
+    // Iteration 1: the producer commits; the consumer, started before, still runs.
+    d.send(Event::RunFinished {
+        run: run_of(&runs, 2),
+        trace: writes("/f"),
+        exit: 0,
+    });
+    assert_eq!(
+        gate(&mut d, 0, 1),
+        vec![Action::Commit {
+            run: run_of(&runs, 2)
+        }]
+    );
+    d.send(Event::CommitDone {
+        run: run_of(&runs, 2),
+    });
+    let a = gate(&mut d, 1, 1);
+    assert_eq!(
+        a,
+        vec![
+            Action::Kill {
+                run: run_of(&runs, 3)
+            },
+            Action::AnswerGate { instance: x(1, 1) }
+        ]
+    );
+    let r = d.s.dag().record(&x(1, 1)).unwrap();
+    assert_eq!(
+        r.runs[0].discarded,
+        Some(Why::Doomed {
+            path: b"/f".to_vec()
+        })
+    );
+}
