@@ -21,7 +21,8 @@
 //! flag; and the shell is at J. Prediction walks the tree from the shell's last gate, with
 //! `for` words as reported (or literal), branches from the condition's speculative or last
 //! exit status (else the arm taken last time, else taken), assignments computed when they are
-//! plain; it stops at [`Node::Unknown`], `&` and context changes. A misprediction drops only
+//! plain, into function bodies at [`Node::Call`] (and out of a body to its call site when
+//! there is only one); it stops at [`Node::Unknown`], `&` and context changes. A misprediction drops only
 //! the runs off the new path; an effect drops only the finished runs that observed what it
 //! changed, and those are restarted. Earlier traces of a unit with the same state hold back
 //! speculations that would conflict (Rattle's idea), so the window is not wasted.

@@ -52,6 +52,8 @@ enum Work {
         iter: u32,
         depth: usize,
     },
+    /// Leaving a function body.
+    Return,
     /// Leaving a subshell: its assignments and context changes are forgotten.
     Restore(BTreeMap<Vec<u8>, Option<Option<Vec<u8>>>>, bool),
     Stop,
@@ -69,6 +71,8 @@ pub(crate) struct Cursor {
     control: Option<Instance>,
     /// A context change was passed: nothing more can be predicted.
     context_changed: bool,
+    /// Function calls entered on the predicted path.
+    calls: u32,
 }
 
 /// What the walk knows besides the program.
@@ -130,18 +134,43 @@ impl Walker<'_> {
             decider: None,
             control: None,
             context_changed: false,
+            calls: 0,
         }
     }
 
     /// The cursor just after `x` ran, or `None` if `x` cannot be placed.
     pub(crate) fn after(&self, x: &Instance) -> Option<Cursor> {
+        let unit_node = *self.program.units.get(&x.unit)?;
+        let (stack, bound, calls) = self.frames(unit_node, &x.iters, 0)?;
+        Some(Cursor {
+            stack,
+            iters: x.iters.clone(),
+            bound,
+            status: (self.status)(x),
+            decider: Some(x.clone()),
+            control: None,
+            context_changed: false,
+            calls,
+        })
+    }
+
+    /// The work left after `target` ran in iteration `iters`, the loop variables bound, and
+    /// the function calls it sits in.
+    #[allow(clippy::type_complexity)]
+    fn frames(
+        &self,
+        target: usize,
+        iters: &[u32],
+        depth: u32,
+    ) -> Option<(Vec<Work>, BTreeMap<Vec<u8>, Option<Option<Vec<u8>>>>, u32)> {
         let p = self.program;
-        let unit_node = *p.units.get(&x.unit)?;
-        let chain = p.ancestry(unit_node);
+        let x_iters = iters;
+        let chain = p.ancestry(target);
         let mut stack = Vec::new();
         let mut bound = BTreeMap::new();
+        let mut calls = 0;
         let mut d = 0usize;
-        for w in chain.windows(2) {
+        for (at, w) in chain.windows(2).enumerate() {
             let (n, c) = (w[0], w[1]);
             match &p.nodes[n] {
                 Flat::Seq(children) => {
@@ -164,8 +193,8 @@ impl Walker<'_> {
                     });
                 }
                 Flat::For { id, var, words, .. } => {
-                    let iter = *x.iters.get(d)?;
-                    let key = (*id, x.iters[..d].to_vec());
+                    let iter = *x_iters.get(d)?;
+                    let key = (*id, x_iters[..d].to_vec());
                     let words = self
                         .loops
                         .get(&key)
@@ -188,7 +217,7 @@ impl Walker<'_> {
                     d += 1;
                 }
                 Flat::While { cond, .. } => {
-                    let iter = *x.iters.get(d)?;
+                    let iter = *x_iters.get(d)?;
                     if *cond == c {
                         stack.push(Work::WhileAfter {
                             node: n,
@@ -204,27 +233,41 @@ impl Walker<'_> {
                     }
                     d += 1;
                 }
-                Flat::Function(_) => {
-                    // The caller is unknown: stop when the body ends.
-                    stack.clear();
-                    stack.push(Work::Stop);
+                Flat::Function { name, .. } => {
+                    // The loops of the callers own the leading iteration indices. With one
+                    // call site, go on after it when the body ends; otherwise stop there.
+                    let inner = chain[at + 1..]
+                        .iter()
+                        .filter(|&&k| matches!(p.nodes[k], Flat::For { .. } | Flat::While { .. }))
+                        .count();
+                    d = x_iters.len().checked_sub(inner)?;
+                    let caller = match p.calls.get(name).map(Vec::as_slice) {
+                        Some(&[site]) if depth < 8 => self.frames(site, &x_iters[..d], depth + 1),
+                        _ => None,
+                    };
+                    match caller {
+                        Some((s, b, k)) => {
+                            stack = s;
+                            bound = b;
+                            calls = k + 1;
+                            stack.push(Work::Return);
+                        }
+                        None => {
+                            stack.clear();
+                            bound.clear();
+                            calls = 0;
+                            stack.push(Work::Stop);
+                        }
+                    }
                 }
                 Flat::Background(_) => return None,
                 _ => {}
             }
         }
-        if d != x.iters.len() {
+        if d != x_iters.len() {
             return None;
         }
-        Some(Cursor {
-            stack,
-            iters: x.iters.clone(),
-            bound,
-            status: (self.status)(x),
-            decider: Some(x.clone()),
-            control: None,
-            context_changed: false,
-        })
+        Some((stack, bound, calls))
     }
 
     /// Up to `limit` instances the shell is predicted to reach next, in order.
@@ -337,7 +380,15 @@ impl Walker<'_> {
                         iter: 0,
                         depth: c.iters.len(),
                     }),
-                    Flat::Function(_) => c.status = Some(true),
+                    Flat::Function { .. } => c.status = Some(true),
+                    Flat::Call(name) => match p.functions.get(name) {
+                        Some(&body) if c.calls < 8 => {
+                            c.calls += 1;
+                            c.stack.push(Work::Return);
+                            c.stack.push(Work::Exec(body));
+                        }
+                        _ => c.stack.clear(),
+                    },
                     Flat::Group(k) => c.stack.push(Work::Exec(*k)),
                     Flat::Subshell(k) => {
                         c.stack
@@ -455,6 +506,7 @@ impl Walker<'_> {
                         c.status = Some(true);
                     }
                 }
+                Work::Return => c.calls = c.calls.saturating_sub(1),
                 Work::Restore(bound, changed) => {
                     c.bound = bound;
                     c.context_changed = changed;

@@ -115,6 +115,12 @@ pub enum Node {
         /// Function body.
         body: Box<Node>,
     },
+    /// A call of a function defined in the script. Prediction walks into the body of the
+    /// last definition with that name (calls nest at most 8 deep).
+    Call {
+        /// Function name.
+        name: Vec<u8>,
+    },
     /// `{ ..; }`.
     Group(Box<Node>),
     /// `( .. )`.
@@ -159,7 +165,11 @@ pub(crate) enum Flat {
         cond: usize,
         body: usize,
     },
-    Function(usize),
+    Function {
+        name: Vec<u8>,
+        body: usize,
+    },
+    Call(Vec<u8>),
     Group(usize),
     Subshell(usize),
     Background(usize),
@@ -172,6 +182,10 @@ pub struct Program {
     pub(crate) nodes: Vec<Flat>,
     pub(crate) parent: Vec<Option<usize>>,
     pub(crate) units: HashMap<UnitId, usize>,
+    /// Function name → body node (last definition).
+    pub(crate) functions: HashMap<Vec<u8>, usize>,
+    /// Function name → call nodes.
+    pub(crate) calls: HashMap<Vec<u8>, Vec<usize>>,
 }
 
 impl Program {
@@ -181,6 +195,8 @@ impl Program {
             nodes: Vec::new(),
             parent: Vec::new(),
             units: HashMap::new(),
+            functions: HashMap::new(),
+            calls: HashMap::new(),
         };
         p.add(root, None);
         p
@@ -261,7 +277,15 @@ impl Program {
                 cond: self.add(*cond, p),
                 body: self.add(*body, p),
             },
-            Node::Function { body, .. } => Flat::Function(self.add(*body, p)),
+            Node::Function { name, body } => {
+                let body = self.add(*body, p);
+                self.functions.insert(name.clone(), body);
+                Flat::Function { name, body }
+            }
+            Node::Call { name } => {
+                self.calls.entry(name.clone()).or_default().push(me);
+                Flat::Call(name)
+            }
             Node::Group(c) => Flat::Group(self.add(*c, p)),
             Node::Subshell(c) => Flat::Subshell(self.add(*c, p)),
             Node::Background(c) => Flat::Background(self.add(*c, p)),

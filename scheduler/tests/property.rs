@@ -39,6 +39,8 @@ struct Gen {
     next_unit: u32,
     next_loop: u32,
     loop_vars: Vec<String>,
+    /// Whether `f` is defined (calls allowed).
+    has_f: bool,
 }
 
 impl Gen {
@@ -123,6 +125,7 @@ impl Gen {
                 ],
             ),
             83 => SimNode::Subshell(Box::new(self.seq(depth - 1))),
+            91..=93 if self.has_f => SimNode::Call(s("f")),
             84 => {
                 let id = self.next_loop;
                 self.next_loop += 1;
@@ -210,8 +213,21 @@ fn speculation_equals_sequential_execution() {
             next_unit: 0,
             next_loop: 0,
             loop_vars: vec![],
+            has_f: false,
         };
-        let script = g.seq(3);
+        let script = if g.rng.chance(40) {
+            let body = g.seq(1);
+            g.has_f = true;
+            match g.seq(3) {
+                SimNode::Seq(mut v) => {
+                    v.insert(0, SimNode::Function(s("f"), Box::new(body)));
+                    SimNode::Seq(v)
+                }
+                other => other,
+            }
+        } else {
+            g.seq(3)
+        };
         let fs = random_fs(&mut g.rng);
         let vars: &[(&str, &str)] = if g.rng.chance(50) { &[("v", "1")] } else { &[] };
         let config = Config {

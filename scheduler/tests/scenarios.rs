@@ -453,3 +453,29 @@ fn a_chain_of_dependencies_runs_sequentially_without_waste() {
     // First round learns; later rounds waste at most a few runs.
     assert!(st.discarded <= 8, "{st:?}");
 }
+
+#[test]
+fn function_calls_in_a_loop_are_speculated() {
+    // f() { a "$x" > /o$x; b; }; for x in 1 2 3; do f; done; c
+    let script = SimNode::Seq(vec![
+        SimNode::Function(
+            s("f"),
+            Box::new(SimNode::Seq(vec![
+                unit(0, &["x"], vec![Op::Write(s("/o$x"))], 10),
+                unit(1, &[], vec![Op::Echo], 10),
+            ])),
+        ),
+        SimNode::For {
+            id: 0,
+            var: s("x"),
+            words: vec![s("1"), s("2"), s("3")],
+            literal: true,
+            body: Box::new(SimNode::Call(s("f"))),
+        },
+        unit(2, &[], vec![Op::List(s("/"))], 10),
+    ]);
+    let sim = check(&script, Fs::new(), &[], config(4));
+    let st = sim.sched.stats();
+    assert_eq!(st.committed, 7, "{st:?}\n{}", sim.log.join("\n"));
+    assert!(sim.elapsed_ms() < 40, "took {} ms", sim.elapsed_ms());
+}

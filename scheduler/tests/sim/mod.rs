@@ -80,6 +80,10 @@ pub enum SimNode {
     /// `case $var in v1) ..;; v2) ..;; *) ..;; esac`: the first arm whose value matches,
     /// else the last arm.
     Case(String, Vec<(String, SimNode)>),
+    /// `name() { body; }`.
+    Function(String, Box<SimNode>),
+    /// `name` (a call).
+    Call(String),
     /// `( .. )`: variable and context changes stay inside.
     Subshell(Box<SimNode>),
     /// `while cond; do body; done`, with a safety cap on iterations.
@@ -134,6 +138,13 @@ impl SimNode {
                 arms: arms.iter().map(|(_, n)| n.to_node()).collect(),
             },
             SimNode::Subshell(b) => Node::Subshell(Box::new(b.to_node())),
+            SimNode::Function(name, body) => Node::Function {
+                name: name.as_bytes().to_vec(),
+                body: Box::new(body.to_node()),
+            },
+            SimNode::Call(name) => Node::Call {
+                name: name.as_bytes().to_vec(),
+            },
             SimNode::If(c, t, e) => Node::If {
                 cond: Box::new(c.to_node()),
                 then: Box::new(t.to_node()),
@@ -179,7 +190,8 @@ impl SimNode {
             | SimNode::SneakyContext(_)
             | SimNode::Test(..) => {}
             SimNode::Case(_, arms) => arms.iter().for_each(|(_, n)| n.units(out)),
-            SimNode::Subshell(b) => b.units(out),
+            SimNode::Subshell(b) | SimNode::Function(_, b) => b.units(out),
+            SimNode::Call(_) => {}
             SimNode::If(c, t, e) => {
                 c.units(out);
                 t.units(out);
@@ -430,6 +442,7 @@ pub struct SimShell {
     pub context: String,
     pub outputs: Vec<(Instance, Vec<u8>, i32)>,
     pub while_cap: u32,
+    pub functions: HashMap<String, SimNode>,
 }
 
 impl SimShell {
@@ -442,6 +455,7 @@ impl SimShell {
             context: "cwd=/".to_string(),
             outputs: Vec::new(),
             while_cap: 4,
+            functions: HashMap::new(),
         }
     }
 
@@ -508,6 +522,14 @@ impl SimShell {
                     None => 0,
                 }
             }
+            SimNode::Function(name, body) => {
+                self.functions.insert(name.clone(), (**body).clone());
+                0
+            }
+            SimNode::Call(name) => match self.functions.get(name).cloned() {
+                Some(body) => self.run(&body, iters, w),
+                None => 127,
+            },
             SimNode::Subshell(b) => {
                 let (vars, context) = (self.vars.clone(), self.context.clone());
                 let st = self.run(b, iters, w);
