@@ -122,6 +122,12 @@ fn run_all(
         "{:<10} {:>10} {:>10} {:>8} {:>10} {:>8} {:>14}  target",
         "workload", "untraced", "traced", "ratio", "strace", "ratio", "strace/traced"
     )?;
+    let mut cpu_report = String::new();
+    writeln!(
+        cpu_report,
+        "\nCPU time (user+sys of the command tree, plus the supervisor thread when traced):\n{:<10} {:>10} {:>10} {:>8} {:>10} {:>8}",
+        "workload", "untraced", "traced", "ratio", "strace", "ratio"
+    )?;
     let mut rows = Vec::new();
     let mut missed = Vec::new();
     for w in workloads
@@ -129,16 +135,34 @@ fn run_all(
         .filter(|w| only.is_empty() || only.iter().any(|o| o == w.name))
     {
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); modes.len()];
+        let mut cpu: Vec<Vec<Duration>> = vec![Vec::new(); modes.len()];
         // One warm-up run per mode (page cache, dentry cache).
         for &m in &modes {
             run_once(w, m)?;
         }
         for _ in 0..runs {
             for (i, &m) in modes.iter().enumerate() {
-                times[i].push(run_once(w, m)?);
+                let (wall, c) = run_once(w, m)?;
+                times[i].push(wall);
+                cpu[i].push(c);
             }
         }
         let med: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
+        let cpu_med: Vec<f64> = cpu.iter_mut().map(|t| median(t)).collect();
+        writeln!(
+            cpu_report,
+            "{:<10} {:>8.1}ms {:>8.1}ms {:>7.2}x {:>10} {:>8}",
+            w.name,
+            cpu_med[0] * 1e3,
+            cpu_med[1] * 1e3,
+            cpu_med[1] / cpu_med[0],
+            cpu_med
+                .get(2)
+                .map_or("-".to_string(), |s| format!("{:.1}ms", s * 1e3)),
+            cpu_med
+                .get(2)
+                .map_or("-".to_string(), |s| format!("{:.2}x", s / cpu_med[0])),
+        )?;
         let traced_ratio = med[1] / med[0];
         let strace_ratio = med.get(2).map(|s| s / med[0]);
         let vs_strace = med.get(2).map(|s| s / med[1]);
@@ -174,13 +198,16 @@ fn run_all(
             "traced_s": med[1],
             "strace_s": med.get(2),
             "traced_ratio": traced_ratio,
+            "cpu_untraced_s": cpu_med[0],
+            "cpu_traced_s": cpu_med[1],
+            "cpu_strace_s": cpu_med.get(2),
             "strace_ratio": strace_ratio,
             "strace_over_traced": vs_strace,
             "target": w.target,
             "runs": runs,
         }));
     }
-    print!("{report}");
+    print!("{report}{cpu_report}");
     if let Some(path) = json_out {
         std::fs::write(path, serde_json::to_vec_pretty(&json!({ "trace": rows }))?)?;
     }
@@ -280,10 +307,25 @@ fn command(argv: &[OsString], cwd: &Path) -> Command {
     c
 }
 
-fn run_once(w: &Workload, mode: Mode) -> Result<Duration> {
+/// CPU time (user + sys) of this process and of its waited-for children, from
+/// `/proc/self/stat` (clock ticks).
+fn cpu_now() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
+    // Fields after the command: state is field 3; utime..cstime are fields 14..17.
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let ticks: u64 = f.get(11..15).map_or(0, |s| s.iter().sum());
+    Duration::from_millis(ticks * 10)
+}
+
+fn run_once(w: &Workload, mode: Mode) -> Result<(Duration, Duration)> {
     if let Some(reset) = &w.reset {
         command(reset, &w.cwd).status()?;
     }
+    let cpu0 = cpu_now();
     let start = Instant::now();
     let status = match mode {
         Mode::Untraced => command(&w.argv, &w.cwd).status()?,
@@ -307,8 +349,9 @@ fn run_once(w: &Workload, mode: Mode) -> Result<Duration> {
         }
     };
     let elapsed = start.elapsed();
+    let cpu = cpu_now().saturating_sub(cpu0);
     if !status.success() {
         bail!("{} failed ({status})", w.name);
     }
-    Ok(elapsed)
+    Ok((elapsed, cpu))
 }

@@ -20,8 +20,9 @@ struct Entry {
 /// Per-thread cache; see the module docs.
 pub(crate) struct Procs {
     map: HashMap<u32, Entry>,
-    /// Canonical path of directories by (dev, ino); cleared with the resolver's cache.
-    dirs: HashMap<(u64, u64), Vec<u8>>,
+    /// Directory fds of the tracees: our copy of the file and its path; cleared with the
+    /// resolver's cache.
+    fds: HashMap<(u32, i32), (OwnedFd, Vec<u8>)>,
     /// Threads stopped in `chdir`-like calls that may not have taken effect yet: no cwd is
     /// cached until each of them has been seen again (so its call completed).
     chdir_pending: Vec<u32>,
@@ -37,7 +38,7 @@ impl Procs {
         Procs {
             view,
             map: HashMap::new(),
-            dirs: HashMap::new(),
+            fds: HashMap::new(),
             chdir_pending: Vec::new(),
             dir_caching: true,
         }
@@ -86,7 +87,7 @@ impl Procs {
 
     /// Forgets the canonical paths of directories.
     pub(crate) fn invalidate_dirs(&mut self) {
-        self.dirs.clear();
+        self.fds.clear();
     }
 
     /// The cwd of thread `tid`.
@@ -107,7 +108,20 @@ impl Procs {
     }
 
     /// The path of fd `fd` of thread `tid` (for sockets and pipes: `socket:[…]` and the like).
+    ///
+    /// Directory fds (the `dirfd` of `*at` calls, `getdents`) are cached per (tid, fd) together
+    /// with our own copy of the file; a cached entry is used only if `kcmp` says the tracee's
+    /// fd is still that same open file (one syscall instead of `pidfd_getfd`, `fstat`, `close`).
     pub(crate) fn fd_path(&mut self, tid: u32, fd: i32) -> Option<Vec<u8>> {
+        if let Some((ours, path)) = self.fds.get(&(tid, fd)) {
+            use std::os::fd::AsRawFd;
+            match sys::same_file(tid as i32, fd, std::process::id() as i32, ours.as_raw_fd()) {
+                Ok(true) => return Some(path.clone()),
+                _ => {
+                    self.fds.remove(&(tid, fd));
+                }
+            }
+        }
         // No liveness check needed: `pidfd_getfd` fails with ESRCH if the cached pidfd's
         // process is gone (its tid now names another one), and we then open a fresh pidfd.
         let cached = self
@@ -128,20 +142,19 @@ impl Procs {
         };
         let st = nix::sys::stat::fstat(ours.as_fd()).ok()?;
         let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
-        let key = (st.st_dev, st.st_ino);
-        if is_dir && let Some(p) = self.dirs.get(&key) {
-            return Some(p.clone());
-        }
         let p = self.view.fd_path(ours.as_fd())?;
         if is_dir && self.dir_caching && p.first() == Some(&b'/') {
-            if self.dirs.len() > 16_384 {
-                self.dirs.clear();
+            if self.fds.len() >= MAX_FDS {
+                self.fds.clear();
             }
-            self.dirs.insert(key, p.clone());
+            self.fds.insert((tid, fd), (ours, p.clone()));
         }
         Some(p)
     }
 }
+
+/// Directory fds kept open for [`Procs::fd_path`].
+const MAX_FDS: usize = 128;
 
 pub(crate) fn read_link(path: String) -> Option<Vec<u8>> {
     nix::fcntl::readlink(path.as_str())

@@ -273,3 +273,24 @@ pub(crate) fn hung_up(fd: BorrowedFd<'_>) -> io::Result<bool> {
     }
     Ok(p.revents & libc::POLLIN == 0 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0)
 }
+
+/// `kcmp(pid1, pid2, KCMP_FILE, fd1, fd2) == 0`: whether fd `fd1` of `pid1` and fd `fd2` of
+/// `pid2` are the same open file description. `Err` if either process or fd is gone.
+pub(crate) fn same_file(pid1: i32, fd1: i32, pid2: i32, fd2: i32) -> io::Result<bool> {
+    const KCMP_FILE: libc::c_int = 0;
+    // SAFETY: integer arguments only.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid1,
+            pid2,
+            KCMP_FILE,
+            fd1 as libc::c_ulong,
+            fd2 as libc::c_ulong,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc == 0)
+}
