@@ -175,6 +175,15 @@ impl Gen {
         }
     }
 
+    /// A name of the universe (never a loop variable or `$1`).
+    fn fixed_name(&mut self) -> String {
+        if self.rng.chance(60) {
+            self.rng.pick(CORE).to_string()
+        } else {
+            self.rng.pick(MORE).to_string()
+        }
+    }
+
     fn var(&mut self) -> Option<String> {
         if self.vars.is_empty() {
             None
@@ -233,7 +242,12 @@ impl Gen {
             6 | 7 => format!("cat {w}"),
             8 => format!("cat {w} {w2} 2>&1"),
             9 => format!("cp {w} {w2}"),
-            10 => format!("cp -r {w} {w2}"),
+            // Fixed names only: a copy into itself (`cp -r d d/x`, or through a symlink)
+            // depends on readdir order while the copy grows the source.
+            10 => {
+                let k = self.label();
+                format!("cp -r {} cp{k}", self.fixed_name())
+            }
             11 => format!("mv {w} {w2}"),
             12 => format!("mv -f {w} {w2}"),
             13 => format!("rm {w}"),
@@ -244,8 +258,8 @@ impl Gen {
             18 => format!("mkdir {w}"),
             19 => format!("rmdir {w}"),
             20 => format!("touch {w}"),
-            21 => format!("ln -s {} {w}", self.rng.pick(TARGETS)),
-            22 => format!("ln -sf {} {w}", self.rng.pick(TARGETS)),
+            21 => format!("ln -s {} {}", self.rng.pick(TARGETS), self.fixed_name()),
+            22 => format!("ln -sf {} {}", self.rng.pick(TARGETS), self.fixed_name()),
             23 => self
                 .rng
                 .pick(&["ls", "ls -a", "ls -R", "ls -1F", "ls *"])
@@ -283,7 +297,9 @@ impl Gen {
 
     fn pipeline(&mut self) -> String {
         let w = self.name();
-        let p = match self.rng.below(9) {
+        let choice = self.rng.below(9);
+        let writes = choice == 6 || choice == 7;
+        let p = match choice {
             0 => format!("cat {w} | sort | wc -l"),
             1 => format!("ls | grep -c {}", self.pattern()),
             2 => "find . | sort | grep -c c".into(),
@@ -295,6 +311,11 @@ impl Gen {
             7 => format!("echo {} | tr a-z A-Z >> {w}", self.text()),
             _ => format!("printf '%s\\n' 3 1 2 | sort -n | tee {w}"),
         };
+        // A pipeline whose last stage can fail before reading (its redirection fails) gives
+        // its writer SIGPIPE or not, by timing: no PIPESTATUS after those.
+        if writes {
+            return p;
+        }
         match self.rng.below(4) {
             0 => format!("{p}; echo \"ps=${{PIPESTATUS[*]}}\""),
             1 => format!("{p}\necho \"ps=${{PIPESTATUS[0]}} ${{PIPESTATUS[1]}}\""),
@@ -511,11 +532,13 @@ impl Gen {
                     tail: format!("{wait}\ncat \"$TMPDIR/bg{k}.log\""),
                 }
             }
+            // The group's output goes outside the tree: a body reading the target file
+            // (`while read … < a` inside `{ …; } > a`) would loop for ever.
             _ => {
-                let w = self.name();
+                let k = self.label();
                 Stmt::Block {
                     parts: vec![("{".into(), self.body(depth))],
-                    tail: format!("}} > {w} 2>&1"),
+                    tail: format!("}} > \"$TMPDIR/g{k}.out\" 2>&1\ncat \"$TMPDIR/g{k}.out\""),
                 }
             }
         }

@@ -34,7 +34,13 @@ impl Entry {
     fn describe(&self) -> String {
         match self {
             Entry::File { mode, content } => {
-                format!("file {mode:04o} {:?}", show_bytes(content))
+                let cut = &content[..content.len().min(300)];
+                let more = if content.len() > 300 { "..." } else { "" };
+                format!(
+                    "file {mode:04o} {} bytes {:?}{more}",
+                    content.len(),
+                    show_bytes(cut)
+                )
             }
             Entry::Dir { mode } => format!("dir {mode:04o}"),
             Entry::Symlink { target } => format!("symlink -> {}", show_bytes(target)),
