@@ -207,7 +207,8 @@ pub struct Scheduler {
     direct: BTreeMap<Instance, NodeIndex>,
     last_effective: Option<NodeIndex>,
     last_exit: HashMap<UnitId, i32>,
-    history: HashMap<UnitId, (State, Arc<Trace>)>,
+    /// Latest trace of each unit, with the state it ran with and its observations indexed.
+    history: HashMap<UnitId, (State, Arc<Trace>, Arc<Observed>)>,
     memory: HashMap<usize, usize>,
     attempts: HashMap<Instance, u32>,
     unsafe_units: HashSet<UnitId>,
@@ -399,7 +400,7 @@ impl Scheduler {
         if run.seen == self.seq {
             return None;
         }
-        let (state, trace) = self.history.get(&run.instance.unit)?;
+        let (state, trace, _) = self.history.get(&run.instance.unit)?;
         if *state != run.state {
             return None;
         }
@@ -492,7 +493,8 @@ impl Scheduler {
         if trace.flags.any() {
             self.unsafe_units.insert(x.unit);
         } else {
-            self.history.insert(x.unit, (state, trace));
+            let observed = Arc::new(Observed::new(&trace));
+            self.history.insert(x.unit, (state, trace, observed));
         }
         if self.waiting == Some(id) {
             self.waiting = None;
@@ -544,7 +546,9 @@ impl Scheduler {
                 vars,
                 context: self.context.clone().unwrap_or_else(|| Arc::from(&[][..])),
             };
-            self.history.insert(x.unit, (state, trace.clone()));
+            let observed = Arc::new(Observed::new(&trace));
+            self.history
+                .insert(x.unit, (state, trace.clone(), observed));
         }
         self.effect(&x, node, &trace, exit);
         self.refresh();
@@ -578,12 +582,23 @@ impl Scheduler {
         let untraced = trace.flags.contains(crate::Flags::UNTRACED);
         let mut doomed: Vec<(RunId, Why)> = Vec::new();
         for (&id, r) in &self.runs {
-            let Some(observed) = &r.observed else {
-                continue;
-            };
             if Some(id) == self.committing {
                 continue;
             }
+            let Some(observed) = &r.observed else {
+                // Still running: if the unit's last trace with the same state observed
+                // something this effect changed, restart it now rather than later.
+                if Some(id) != self.waiting
+                    && let Some((state, _, observed)) = self.history.get(&r.instance.unit)
+                    && *state == r.state
+                    && let Some(path) = trace
+                        .changes()
+                        .find_map(|w| observed.hit_by(w).map(|h| h.0))
+                {
+                    doomed.push((id, Why::Doomed { path }));
+                }
+                continue;
+            };
             if untraced {
                 doomed.push((
                     id,
@@ -709,16 +724,16 @@ impl Scheduler {
             {
                 return Some(t.clone());
             }
-            let (state, trace) = s.history.get(&x.unit)?;
+            let (state, trace, _) = s.history.get(&x.unit)?;
             (Some(&state.vars) == vars && state.context == context).then(|| trace.clone())
         };
         for x in self.direct.keys() {
-            if let Some((_, t)) = self.history.get(&x.unit) {
+            if let Some((_, t, _)) = self.history.get(&x.unit) {
                 pending.add(t, 1, ());
             }
         }
         if let Some(id) = self.waiting
-            && let Some((_, t)) = self.history.get(&self.runs[&id].instance.unit)
+            && let Some((_, t, _)) = self.history.get(&self.runs[&id].instance.unit)
         {
             pending.add(t, 1, ());
         }
