@@ -27,6 +27,14 @@ pub enum Action {
         /// Argument index (0–5).
         arg: u8,
     },
+    /// Notify only when the low 32 bits of argument `arg` equal one of `values` (e.g. the
+    /// `PTRACE_ATTACH`/`PTRACE_SEIZE` requests of `ptrace`; at most 8 values).
+    NotifyIfArgIn {
+        /// Argument index (0–5).
+        arg: u8,
+        /// Values that trap.
+        values: &'static [u32],
+    },
     /// Fail the call with this errno without running it.
     Errno(i32),
 }
@@ -170,6 +178,15 @@ pub fn default_rules(fstat_fast_path: bool) -> Vec<Rule> {
         nr: SYS_statx,
         action: stat_action(2),
     });
+    // Attaching to a process: flagged when the target is outside the traced tree.
+    const ATTACH: &[u32] = &[PTRACE_ATTACH as u32, PTRACE_SEIZE as u32];
+    rules.push(Rule {
+        nr: SYS_ptrace,
+        action: Action::NotifyIfArgIn {
+            arg: 0,
+            values: ATTACH,
+        },
+    });
     rules.push(Rule {
         nr: SYS_io_uring_setup,
         action: Action::Errno(ENOSYS),
@@ -253,12 +270,20 @@ impl Filter {
                 });
             }
             match r.action {
-                Action::NotifyUnlessFlag { arg, .. } | Action::NotifyIfNonZero { arg }
+                Action::NotifyUnlessFlag { arg, .. }
+                | Action::NotifyIfNonZero { arg }
+                | Action::NotifyIfArgIn { arg, .. }
                     if arg > 5 =>
                 {
                     return Err(Error::InvalidRule {
                         nr: r.nr,
                         reason: "argument index above 5",
+                    });
+                }
+                Action::NotifyIfArgIn { values, .. } if values.is_empty() || values.len() > 8 => {
+                    return Err(Error::InvalidRule {
+                        nr: r.nr,
+                        reason: "between 1 and 8 values",
                     });
                 }
                 Action::Errno(e) if !(1..4096).contains(&e) => {
@@ -337,6 +362,17 @@ fn emit_rule(out: &mut Vec<libc::sock_filter>, r: &Rule) {
             out.push(jump(BPF_JEQ_K, 0, 1, 0));
             out.push(stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF));
             out.push(stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW));
+        }
+        Action::NotifyIfArgIn { arg, values } => {
+            let n = values.len();
+            out.push(jump(BPF_JEQ_K, nr, 0, (n + 3) as u8));
+            out.push(stmt(BPF_LD_W_ABS, off_arg_lo(arg)));
+            for (i, v) in values.iter().enumerate() {
+                // Jump over the remaining comparisons and the ALLOW to the NOTIFY.
+                out.push(jump(BPF_JEQ_K, *v, (n - i) as u8, 0));
+            }
+            out.push(stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW));
+            out.push(stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF));
         }
     }
 }

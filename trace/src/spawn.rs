@@ -265,7 +265,7 @@ fn supervise(
             }
         }
     }
-    Supervisor::new(listener, trace, view).run()
+    Supervisor::new(listener, trace, view, pid).run()
 }
 
 /// A command running under the tracer.

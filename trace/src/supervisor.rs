@@ -65,6 +65,8 @@ pub(crate) struct Supervisor {
     procs: Procs,
     /// Threads stopped in a delete or rename whose effect may not have happened yet.
     unsettled: Vec<u32>,
+    /// The traced command's pid (the root of the tree).
+    root_pid: i32,
     scratch: Vec<u8>,
     /// Pending notification count since the last flush into `trace` (stats).
     handled: u64,
@@ -72,7 +74,12 @@ pub(crate) struct Supervisor {
 }
 
 impl Supervisor {
-    pub(crate) fn new(listener: OwnedFd, trace: Arc<Mutex<Trace>>, view: View) -> Supervisor {
+    pub(crate) fn new(
+        listener: OwnedFd,
+        trace: Arc<Mutex<Trace>>,
+        view: View,
+        root_pid: i32,
+    ) -> Supervisor {
         Supervisor {
             listener,
             trace,
@@ -80,6 +87,7 @@ impl Supervisor {
             resolver: Resolver::new(view.clone()),
             procs: Procs::new(view),
             unsettled: Vec::new(),
+            root_pid,
             scratch: vec![0; PATH_MAX],
             handled: 0,
             vanished: 0,
@@ -595,6 +603,18 @@ impl Supervisor {
             | SYS_open_tree => {
                 return Some((Flags::ESCAPE, format!("syscall {} by pid {}", n.nr, n.pid)));
             }
+            SYS_ptrace => {
+                let target = a[1] as i32;
+                if !self.in_tree(target) {
+                    return Some((
+                        Flags::ESCAPE,
+                        format!(
+                            "ptrace attach to pid {target}, outside the traced tree, by pid {}",
+                            n.pid
+                        ),
+                    ));
+                }
+            }
             SYS_connect => return self.sockaddr(n, "connect", a[1], a[2]),
             SYS_bind => return self.sockaddr(n, "bind", a[1], a[2]),
             SYS_sendto => return self.sockaddr(n, "sendto", a[4], a[5]),
@@ -613,6 +633,37 @@ impl Supervisor {
             _ => {}
         }
         None
+    }
+
+    /// Whether `pid` descends from the traced command (walking parents through `/proc`).
+    fn in_tree(&self, pid: i32) -> bool {
+        let mut p = pid;
+        for _ in 0..128 {
+            if p == self.root_pid {
+                return true;
+            }
+            if p <= 1 {
+                return false;
+            }
+            let Ok(stat) = std::fs::read(format!("/proc/{p}/stat")) else {
+                return false;
+            };
+            // "pid (comm) state ppid ...": the comm may contain anything but not the last ')'.
+            let Some(close) = stat.iter().rposition(|&b| b == b')') else {
+                return false;
+            };
+            let ppid = stat[close + 1..]
+                .split(|&b| b == b' ')
+                .filter(|f| !f.is_empty())
+                .nth(1)
+                .and_then(|f| std::str::from_utf8(f).ok())
+                .and_then(|f| f.parse().ok());
+            match ppid {
+                Some(pp) => p = pp,
+                None => return false,
+            }
+        }
+        false
     }
 
     fn open(&mut self, n: &Notif, dirfd: u64, addr: u64, flags: u64) {

@@ -28,6 +28,13 @@ fn compiled_filter_matches_the_table() {
                     "syscall {}",
                     r.nr
                 );
+            } else if let Action::NotifyIfArgIn { arg, values } = r.action {
+                let mut args = [u64::MAX; 6];
+                assert_eq!(eval(&f, r.nr, args), ALLOW, "syscall {}", r.nr);
+                for v in values {
+                    args[arg as usize] = u64::from(*v);
+                    assert_eq!(eval(&f, r.nr, args), NOTIFY, "syscall {} value {v}", r.nr);
+                }
             } else if !matches!(r.action, Action::NotifyUnlessFlag { .. }) {
                 assert_eq!(got, expect, "syscall {}", r.nr);
             }

@@ -524,6 +524,36 @@ fn programs_using_ptrace_keep_working() {
         ],
     );
     has(&t, &dir.join("input"), Kinds::READ);
+    assert!(
+        !t.flags.contains(Flags::ESCAPE),
+        "strace of its own child is inside the tree\n{}",
+        dump(&t)
+    );
+}
+
+const ATTACH: &str = r#"
+#include <stdlib.h>
+#include <sys/ptrace.h>
+#include <sys/types.h>
+int main(int argc, char **argv) {
+    pid_t p = atoi(argv[1]);
+    ptrace(PTRACE_SEIZE, p, 0, 0);
+    ptrace(PTRACE_DETACH, p, 0, 0);
+    return 0;
+}
+"#;
+
+#[test]
+fn ptrace_of_a_process_outside_the_tree_is_flagged() {
+    let dir = tmpdir("attach");
+    let bins = cc(&dir, "attach", ATTACH);
+    let mut outside = Command::new("sleep").arg("5").spawn().unwrap();
+    let pid = outside.id().to_string();
+    let t = run(&dir, &[bins[0].as_os_str(), pid.as_ref()]);
+    outside.kill().unwrap();
+    let _ = outside.wait();
+    assert!(t.flags.contains(Flags::ESCAPE), "{}", dump(&t));
+    assert!(t.notes.iter().any(|n| n.contains("ptrace")), "{}", dump(&t));
 }
 
 #[test]
