@@ -708,3 +708,105 @@ fn caches_follow_changes_made_by_the_tree() {
         has(&t, &dir.join("l"), Kinds::DELETE | Kinds::CREATE);
     }
 }
+
+const AT_CALLS: &str = r#"
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+int main(void) {
+    int d = open("w", O_RDONLY | O_DIRECTORY);
+    if (d < 0) return 1;
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = O_RDONLY;
+    int fd = syscall(SYS_openat2, d, "o2", &how, sizeof how);
+    if (fd < 0) return 2;
+    close(fd);
+    struct statx sx;
+    if (statx(d, "sx", 0, STATX_BASIC_STATS, &sx) != 0) return 3;
+    if (faccessat(d, "fa", R_OK, AT_EACCESS) != 0) return 4;
+    if (mkdirat(d, "md", 0755) != 0) return 5;
+    if (symlinkat("target", d, "sl") != 0) return 6;
+    if (linkat(d, "o2", d, "hl", 0) != 0) return 7;
+    if (renameat(d, "rn", d, "rn2") != 0) return 8;
+    if (unlinkat(d, "ul", 0) != 0) return 9;
+    if (unlinkat(d, "md", AT_REMOVEDIR) != 0) return 10;
+    if (mknodat(d, "fifo", S_IFIFO | 0644, 0) != 0) return 11;
+    if (fchmodat(d, "o2", 0600, 0) != 0) return 12;
+    if (utimensat(d, "o2", 0, 0) != 0) return 13;
+    fd = openat(d, "ut", O_RDONLY);
+    if (futimens(fd, 0) != 0) return 14;          /* utimensat(fd, NULL, ...) */
+    close(fd);
+    fd = openat(d, ".", O_WRONLY | O_TMPFILE, 0644);
+    if (fd >= 0) close(fd);
+    if (chdir("w") != 0) return 15;
+    DIR *dir = opendir(".");
+    if (!dir) return 16;
+    while (readdir(dir)) {}
+    closedir(dir);
+    char buf[64];
+    if (readlinkat(AT_FDCWD, "sl", buf, sizeof buf) < 0) return 17;
+    return 0;
+}
+"#;
+
+#[test]
+fn at_calls_resolve_against_their_dirfd() {
+    let dir = tmpdir("atcalls");
+    for bin in cc(&dir, "atcalls", AT_CALLS) {
+        let w = dir.join("w");
+        let _ = std::fs::remove_dir_all(&w);
+        std::fs::create_dir(&w).unwrap();
+        for f in ["o2", "sx", "fa", "rn", "ul", "ut"] {
+            std::fs::write(w.join(f), f).unwrap();
+        }
+        let t = run_bin(&dir, &bin);
+        has(
+            &t,
+            &w.join("o2"),
+            Kinds::READ | Kinds::EXISTS | Kinds::SET_META,
+        );
+        has(&t, &w.join("sx"), Kinds::STAT);
+        has(&t, &w.join("fa"), Kinds::STAT);
+        has(&t, &w.join("md"), Kinds::CREATE | Kinds::DELETE);
+        has(&t, &w.join("sl"), Kinds::CREATE | Kinds::READ);
+        has(&t, &w.join("hl"), Kinds::CREATE);
+        has(&t, &w.join("rn"), Kinds::RENAME_FROM);
+        has(&t, &w.join("rn2"), Kinds::RENAME_TO);
+        has(&t, &w.join("ul"), Kinds::DELETE);
+        has(&t, &w.join("fifo"), Kinds::CREATE);
+        has(&t, &w.join("ut"), Kinds::READ | Kinds::SET_META);
+        has(&t, &w, Kinds::LIST);
+    }
+}
+
+const FEXECVE: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+extern char **environ;
+int main(void) {
+    int fd = open("/bin/true", O_PATH);
+    char *argv[] = {"true", 0};
+    syscall(SYS_execveat, fd, "", argv, environ, AT_EMPTY_PATH);
+    return 1;
+}
+"#;
+
+#[test]
+fn execveat_of_an_fd_records_the_program() {
+    let dir = tmpdir("fexecve");
+    for bin in cc(&dir, "fexecve", FEXECVE) {
+        let t = run_bin(&dir, &bin);
+        let tru = std::fs::canonicalize("/bin/true").unwrap();
+        has(&t, &tru, Kinds::EXEC);
+    }
+}
