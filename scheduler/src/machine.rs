@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::access::{Observed, Trace, WriteIndex};
 use crate::dag::{Dag, Edge, Outcome, Report, RunId, RunRecord, Why};
-use crate::predict::{Pred, Vars, Walker, in_background, taken_arms};
+use crate::predict::{Pred, Vars, Walker, in_background, innermost_subshell, taken_arms};
 use crate::program::{LoopId, Program, UnitId};
 use crate::state::{Instance, LoopKey, State};
 
@@ -210,6 +210,10 @@ pub struct Scheduler {
     /// Latest trace of each unit, with the state it ran with and its observations indexed.
     history: HashMap<UnitId, (State, Arc<Trace>, Arc<Observed>)>,
     memory: HashMap<usize, usize>,
+    /// The innermost subshell of the last gate, with the state reported there.
+    inner: Option<(usize, State)>,
+    /// The last gate's instance and state.
+    last_gate: Option<(Instance, State)>,
     attempts: HashMap<Instance, u32>,
     unsafe_units: HashSet<UnitId>,
     dag: Dag,
@@ -244,6 +248,8 @@ impl Scheduler {
             last_exit: HashMap::new(),
             history: HashMap::new(),
             memory: HashMap::new(),
+            inner: None,
+            last_gate: None,
             attempts: HashMap::new(),
             unsafe_units: HashSet::new(),
             dag: Dag::default(),
@@ -345,8 +351,18 @@ impl Scheduler {
     fn gate(&mut self, x: Instance, state: State) {
         let node = self.dag.node(&x);
         self.dag.get_mut(node).gate = Some(self.now);
-        self.merge(&state);
+        self.last_gate = Some((x.clone(), state.clone()));
         let unit_node = self.program.units.get(&x.unit).copied();
+        let background = unit_node.is_some_and(|n| in_background(&self.program, n));
+        // A subshell's variables and context do not outlive it: keep them aside.
+        match unit_node.and_then(|n| innermost_subshell(&self.program, n)) {
+            _ if background => {}
+            Some(sub) => self.inner = Some((sub, state.clone())),
+            None => {
+                self.merge(&state);
+                self.inner = None;
+            }
+        }
         if let Some(spec) = self.program.unit(x.unit) {
             for v in &spec.vars {
                 if let Some(&src) = self.changed_after.get(&Some(v.clone())) {
@@ -357,7 +373,6 @@ impl Scheduler {
         if let Some(&src) = self.changed_after.get(&None) {
             self.dag.edge(src, node, Edge::State(None));
         }
-        let background = unit_node.is_some_and(|n| in_background(&self.program, n));
         if !background {
             match unit_node {
                 Some(n) => {
@@ -537,15 +552,28 @@ impl Scheduler {
         if !trace.flags.any()
             && let Some(spec) = self.program.unit(x.unit)
         {
+            // The state it ran with: what its gate reported, for the variables it expands.
+            let at_gate = self
+                .last_gate
+                .as_ref()
+                .filter(|(g, _)| *g == x)
+                .map(|g| &g.1);
             let vars = spec
                 .vars
                 .iter()
-                .map(|v| (v.clone(), self.known.get(v).cloned().flatten()))
+                .map(|v| {
+                    let value = match at_gate {
+                        Some(st) => st.vars.get(v).cloned().flatten(),
+                        None => self.known.get(v).cloned().flatten(),
+                    };
+                    (v.clone(), value)
+                })
                 .collect();
-            let state = State {
-                vars,
-                context: self.context.clone().unwrap_or_else(|| Arc::from(&[][..])),
+            let context = match at_gate {
+                Some(st) => st.context.clone(),
+                None => self.context.clone().unwrap_or_else(|| Arc::from(&[][..])),
             };
+            let state = State { vars, context };
             let observed = Arc::new(Observed::new(&trace));
             self.history
                 .insert(x.unit, (state, trace.clone(), observed));
@@ -668,6 +696,7 @@ impl Scheduler {
             loops: &self.loops,
             known: &self.known,
             memory: &self.memory,
+            inner: self.inner.as_ref(),
             status: &status,
         };
         let cursor = match &self.pos {
@@ -698,7 +727,11 @@ impl Scheduler {
                     if let Some(vars) = &p.vars {
                         let predicted = State {
                             vars: vars.clone(),
-                            context: self.context.clone().unwrap_or_else(|| Arc::from(&[][..])),
+                            context: p
+                                .context
+                                .clone()
+                                .or_else(|| self.context.clone())
+                                .unwrap_or_else(|| Arc::from(&[][..])),
                         };
                         if let Some(name) = run.state.mismatch(&predicted) {
                             stale.push((id, Why::State(name)));
@@ -718,14 +751,16 @@ impl Scheduler {
         };
         // Expected writes of everything between the shell and each candidate.
         let mut pending: WriteIndex<()> = WriteIndex::default();
-        let expect = |s: &Self, x: &Instance, vars: Option<&Vars>| -> Option<Arc<Trace>> {
-            if let Some(id) = s.by_instance.get(x)
+        let expect = |s: &Self, p: &Pred| -> Option<Arc<Trace>> {
+            if let Some(id) = s.by_instance.get(&p.instance)
                 && let Some((t, _)) = &s.runs[id].finished
             {
                 return Some(t.clone());
             }
-            let (state, trace, _) = s.history.get(&x.unit)?;
-            (Some(&state.vars) == vars && state.context == context).then(|| trace.clone())
+            let (state, trace, _) = s.history.get(&p.instance.unit)?;
+            let context = p.context.as_ref().unwrap_or(&context);
+            (Some(&state.vars) == p.vars.as_ref() && state.context == *context)
+                .then(|| trace.clone())
         };
         for x in self.direct.keys() {
             if let Some((_, t, _)) = self.history.get(&x.unit) {
@@ -743,7 +778,7 @@ impl Scheduler {
             if running >= self.config.window {
                 break;
             }
-            let expected = expect(self, &pred.instance, pred.vars.as_ref());
+            let expected = expect(self, pred);
             let eligible = !self.by_instance.contains_key(&pred.instance)
                 && pred.vars.is_some()
                 && !self.unsafe_units.contains(&pred.instance.unit)
@@ -758,7 +793,10 @@ impl Scheduler {
                 if held {
                     self.stats.held += 1;
                 } else {
-                    self.start(pred, context.clone());
+                    self.start(
+                        pred,
+                        pred.context.clone().unwrap_or_else(|| context.clone()),
+                    );
                     running += 1;
                 }
             }

@@ -17,6 +17,18 @@ pub(crate) struct Pred {
     pub(crate) vars: Option<Vars>,
     /// The instance whose exit status last decided a branch on the way here.
     pub(crate) control: Option<Instance>,
+    /// The context, when it is not the shell's current one (inside a subshell).
+    pub(crate) context: Option<Arc<[u8]>>,
+}
+
+type Bound = BTreeMap<Vec<u8>, Option<Option<Vec<u8>>>>;
+
+/// What is left after a node ran.
+struct Frames {
+    stack: Vec<Work>,
+    bound: Bound,
+    calls: u32,
+    context: Option<Arc<[u8]>>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,7 +67,7 @@ enum Work {
     /// Leaving a function body.
     Return,
     /// Leaving a subshell: its assignments and context changes are forgotten.
-    Restore(BTreeMap<Vec<u8>, Option<Option<Vec<u8>>>>, bool),
+    Restore(Bound, bool, Option<Arc<[u8]>>),
     Stop,
 }
 
@@ -73,6 +85,8 @@ pub(crate) struct Cursor {
     context_changed: bool,
     /// Function calls entered on the predicted path.
     calls: u32,
+    /// Context override inside a subshell the shell is in.
+    context: Option<Arc<[u8]>>,
 }
 
 /// What the walk knows besides the program.
@@ -82,6 +96,8 @@ pub(crate) struct Walker<'a> {
     pub(crate) known: &'a Vars,
     /// Decision node → arm the shell took last time.
     pub(crate) memory: &'a HashMap<usize, usize>,
+    /// The innermost subshell the shell was last in, with the state it reported there.
+    pub(crate) inner: Option<&'a (usize, crate::state::State)>,
     /// Predicted success of an instance, if anything is known.
     pub(crate) status: &'a dyn Fn(&Instance) -> Option<bool>,
 }
@@ -92,6 +108,15 @@ pub(crate) fn in_background(program: &Program, node: usize) -> bool {
         .ancestry(node)
         .iter()
         .any(|&n| matches!(program.nodes[n], Flat::Background(_)))
+}
+
+/// The innermost `( .. )` around `node`.
+pub(crate) fn innermost_subshell(program: &Program, node: usize) -> Option<usize> {
+    program
+        .ancestry(node)
+        .into_iter()
+        .rev()
+        .find(|&n| matches!(program.nodes[n], Flat::Subshell(_)))
 }
 
 /// The arms the shell must have taken to reach `node`: (decision node, arm).
@@ -135,40 +160,37 @@ impl Walker<'_> {
             control: None,
             context_changed: false,
             calls: 0,
+            context: None,
         }
     }
 
     /// The cursor just after `x` ran, or `None` if `x` cannot be placed.
     pub(crate) fn after(&self, x: &Instance) -> Option<Cursor> {
         let unit_node = *self.program.units.get(&x.unit)?;
-        let (stack, bound, calls) = self.frames(unit_node, &x.iters, 0)?;
+        let f = self.frames(unit_node, &x.iters, 0)?;
         Some(Cursor {
-            stack,
+            stack: f.stack,
             iters: x.iters.clone(),
-            bound,
+            bound: f.bound,
             status: (self.status)(x),
             decider: Some(x.clone()),
             control: None,
             context_changed: false,
-            calls,
+            calls: f.calls,
+            context: f.context,
         })
     }
 
     /// The work left after `target` ran in iteration `iters`, the loop variables bound, and
     /// the function calls it sits in.
-    #[allow(clippy::type_complexity)]
-    fn frames(
-        &self,
-        target: usize,
-        iters: &[u32],
-        depth: u32,
-    ) -> Option<(Vec<Work>, BTreeMap<Vec<u8>, Option<Option<Vec<u8>>>>, u32)> {
+    fn frames(&self, target: usize, iters: &[u32], depth: u32) -> Option<Frames> {
         let p = self.program;
         let x_iters = iters;
         let chain = p.ancestry(target);
         let mut stack = Vec::new();
         let mut bound = BTreeMap::new();
         let mut calls = 0;
+        let mut context = None;
         let mut d = 0usize;
         for (at, w) in chain.windows(2).enumerate() {
             let (n, c) = (w[0], w[1]);
@@ -246,28 +268,47 @@ impl Walker<'_> {
                         _ => None,
                     };
                     match caller {
-                        Some((s, b, k)) => {
-                            stack = s;
-                            bound = b;
-                            calls = k + 1;
+                        Some(f) => {
+                            stack = f.stack;
+                            bound = f.bound;
+                            calls = f.calls + 1;
+                            context = f.context;
                             stack.push(Work::Return);
                         }
                         None => {
                             stack.clear();
                             bound.clear();
                             calls = 0;
+                            context = None;
                             stack.push(Work::Stop);
                         }
                     }
                 }
                 Flat::Background(_) => return None,
+                Flat::Subshell(_) => {
+                    // Leaving it restores the outside; inside, what the shell reported there.
+                    stack.push(Work::Restore(bound.clone(), false, context.clone()));
+                    if let Some((node, state)) = self.inner {
+                        if *node == n {
+                            for (k, v) in &state.vars {
+                                bound.insert(k.clone(), Some(v.clone()));
+                            }
+                            context = Some(state.context.clone());
+                        }
+                    }
+                }
                 _ => {}
             }
         }
         if d != x_iters.len() {
             return None;
         }
-        Some((stack, bound, calls))
+        Some(Frames {
+            stack,
+            bound,
+            calls,
+            context,
+        })
     }
 
     /// Up to `limit` instances the shell is predicted to reach next, in order.
@@ -311,6 +352,7 @@ impl Walker<'_> {
                             instance,
                             vars,
                             control: c.control.clone(),
+                            context: c.context.clone(),
                         });
                     }
                     Flat::Builtin => {
@@ -391,8 +433,11 @@ impl Walker<'_> {
                     },
                     Flat::Group(k) => c.stack.push(Work::Exec(*k)),
                     Flat::Subshell(k) => {
-                        c.stack
-                            .push(Work::Restore(c.bound.clone(), c.context_changed));
+                        c.stack.push(Work::Restore(
+                            c.bound.clone(),
+                            c.context_changed,
+                            c.context.clone(),
+                        ));
                         c.stack.push(Work::Exec(*k));
                     }
                     Flat::Background(_) | Flat::Unknown => c.stack.clear(),
@@ -507,9 +552,10 @@ impl Walker<'_> {
                     }
                 }
                 Work::Return => c.calls = c.calls.saturating_sub(1),
-                Work::Restore(bound, changed) => {
+                Work::Restore(bound, changed, context) => {
                     c.bound = bound;
                     c.context_changed = changed;
+                    c.context = context;
                 }
                 Work::Stop => c.stack.clear(),
             }

@@ -479,3 +479,25 @@ fn function_calls_in_a_loop_are_speculated() {
     assert_eq!(st.committed, 7, "{st:?}\n{}", sim.log.join("\n"));
     assert!(sim.elapsed_ms() < 40, "took {} ms", sim.elapsed_ms());
 }
+
+#[test]
+fn subshell_state_does_not_leak_into_prediction() {
+    // (cd /sub; x=in; a; b $x); c $x
+    let script = SimNode::Seq(vec![
+        SimNode::Assign(s("x"), s("out")),
+        SimNode::Subshell(Box::new(SimNode::Seq(vec![
+            SimNode::Context(s("cwd=/sub")),
+            SimNode::Assign(s("x"), s("in")),
+            unit(0, &["x"], vec![Op::Echo], 10),
+            unit(1, &["x"], vec![Op::Echo], 10),
+        ]))),
+        unit(2, &["x"], vec![Op::Echo], 10),
+    ]);
+    let sim = check(&script, Fs::new(), &[], config(4));
+    assert_eq!(fate(&sim, Instance::new(0, &[])).outcome, Fate::Direct);
+    for u in [1, 2] {
+        let r = fate(&sim, Instance::new(u, &[]));
+        assert!(matches!(r.outcome, Fate::Committed(_)), "{r:?}");
+    }
+    assert_eq!(sim.sched.stats().discarded, 0, "{:?}", sim.sched.stats());
+}
