@@ -288,13 +288,13 @@ impl Walker<'_> {
                 Flat::Subshell(_) => {
                     // Leaving it restores the outside; inside, what the shell reported there.
                     stack.push(Work::Restore(bound.clone(), false, context.clone()));
-                    if let Some((node, state)) = self.inner {
-                        if *node == n {
-                            for (k, v) in &state.vars {
-                                bound.insert(k.clone(), Some(v.clone()));
-                            }
-                            context = Some(state.context.clone());
+                    if let Some((node, state)) = self.inner
+                        && *node == n
+                    {
+                        for (k, v) in &state.vars {
+                            bound.insert(k.clone(), Some(v.clone()));
                         }
+                        context = Some(state.context.clone());
                     }
                 }
                 _ => {}
