@@ -211,9 +211,8 @@ impl Dag {
         let mut best: HashMap<NodeIndex, Duration> = HashMap::new();
         let mut total = Duration::ZERO;
         let mut longest = Duration::ZERO;
-        // Node indices grow with creation time and edges point forward in time.
-        let mut order: Vec<NodeIndex> = self.graph.node_indices().collect();
-        order.sort();
+        // Edges point forward in time, so the graph is acyclic.
+        let order = petgraph::algo::toposort(&self.graph, None).unwrap_or_default();
         for n in order {
             let d = dur(&self.graph[n]);
             total += d;
