@@ -69,14 +69,6 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", help_heading = "Report options")]
     pub report: Option<PathBuf>,
 
-    /// Write the dependency DAG in Graphviz dot format to FILE
-    #[arg(long, value_name = "FILE", help_heading = "Report options")]
-    pub dag: Option<PathBuf>,
-
-    /// Write an SVG timeline of the run to FILE
-    #[arg(long, value_name = "FILE", help_heading = "Report options")]
-    pub timeline: Option<PathBuf>,
-
     /// Print one line of statistics on stderr at exit
     #[arg(long, help_heading = "Report options")]
     pub stats: bool,
