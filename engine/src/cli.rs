@@ -52,7 +52,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", help_heading = "Bash options")]
     pub shell: Option<PathBuf>,
 
-    /// Number of speculative runs at once [default: number of CPUs]
+    /// Number of speculative runs at once [default: number of CPUs] (speculation is not wired
+    /// into the engine yet: today every unit runs at its turn, as with --no-speculate)
     #[arg(
         short = 'j',
         long = "jobs",
