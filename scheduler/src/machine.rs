@@ -715,7 +715,11 @@ impl Scheduler {
             return;
         }
         let path = self.predict();
-        let ahead: HashMap<&Instance, &Pred> = path.iter().map(|p| (&p.instance, p)).collect();
+        // First occurrence wins (a function called twice repeats its instances).
+        let mut ahead: HashMap<&Instance, &Pred> = HashMap::new();
+        for p in &path {
+            ahead.entry(&p.instance).or_insert(p);
+        }
         let mut stale = Vec::new();
         for (&id, run) in &self.runs {
             if Some(id) == self.waiting {

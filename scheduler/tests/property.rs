@@ -248,6 +248,16 @@ fn speculation_equals_sequential_execution() {
             sim.log.join("\n")
         );
         assert!(sim.sandbox.max_running <= config.window + usize::from(config.window > 0));
+        // Every gate was answered exactly once, by a commit or by the shell.
+        let st = sim.sched.stats();
+        assert_eq!(
+            (st.committed + st.direct) as usize,
+            got.outputs.len(),
+            "seed {seed}: {st:?}"
+        );
+        if config.window == 0 {
+            assert_eq!(st.started, 0);
+        }
         committed += sim.sched.stats().committed;
         discarded += sim.sched.stats().discarded;
     }
