@@ -344,3 +344,73 @@ mod tests {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "rc=1\nalive\n");
     }
 }
+
+#[cfg(test)]
+mod trace_tests {
+    use super::*;
+
+    /// The shim traces the real shell itself: bash's own redirections and what it runs reach a
+    /// supervisor started by another process (here, the test), as `__HS_TRACE` describes.
+    #[test]
+    fn shim_traces_the_real_shell() {
+        let dir = std::env::temp_dir().join(format!("hs-shim-trace-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let so = dir.join("hs_shim.so");
+        std::fs::write(&so, SHIM).unwrap();
+        std::fs::write(dir.join("in"), b"data\n").unwrap();
+        let program: Vec<u8> = trace::Filter::tracing()
+            .program()
+            .iter()
+            .flat_map(|f| {
+                let mut b = f.code.to_ne_bytes().to_vec();
+                b.extend([f.jt, f.jf]);
+                b.extend(f.k.to_ne_bytes());
+                b
+            })
+            .collect();
+        let filter = memfd_create("hs-filter", MFdFlags::MFD_CLOEXEC).unwrap();
+        File::from(filter.try_clone().unwrap())
+            .write_all(&program)
+            .unwrap();
+        let (session, hook) = trace::Tracer::new().start().unwrap();
+        let spec = format!(
+            "{}:{}:{}",
+            std::process::id(),
+            hook.report_fd(),
+            filter.as_raw_fd()
+        );
+        let d = dir.to_str().unwrap();
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "cat {d}/in > {d}/copy; echo x > {d}/own; ls {d}/missing 2>/dev/null; \
+                 grep -c Seccomp:.2 /proc/self/status"
+            ))
+            .env("LD_PRELOAD", &so)
+            .env("__HS_TRACE", &spec)
+            .output()
+            .unwrap();
+        drop(hook);
+        let trace = session.finish().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n", "{out:?}");
+        let kinds = |name: &str| {
+            trace
+                .get(format!("{d}/{name}").as_bytes())
+                .map(|k| k.names().collect::<Vec<_>>().join(","))
+                .unwrap_or_default()
+        };
+        assert!(kinds("in").contains("read"), "in: {}", kinds("in"));
+        assert!(kinds("copy").contains("create"), "copy: {}", kinds("copy"));
+        assert!(
+            kinds("own").contains("create"),
+            "own (bash's own redirection): {}",
+            kinds("own")
+        );
+        assert!(
+            kinds("missing").contains("missing"),
+            "missing: {}",
+            kinds("missing")
+        );
+    }
+}
