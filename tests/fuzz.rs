@@ -209,13 +209,12 @@ fn reduce_failure(cfg: &Config, f: &Failure) -> (String, Script) {
     let _ = writeln!(
         r,
         "\n#################### fuzz: seed {} diverges ####################\n\
-         hs:      {} {}\nflags:   {}\ndiffers: {:?} (original script: {} bytes)\n\
+         runner:  {}\nflags:   {}\ndiffers: {:?} (original script: {} bytes)\n\
          reduced: {} candidate runs{}; the minimal script diverges in {reproduced} of 5 runs\n\
          replay:  HS_FUZZ_START={} HS_FUZZ_SEEDS=1 cargo test -p engine --test fuzz fuzz_bash_vs_hs\n\
          \n--- minimal script ---\n```\n{}```",
         f.seed,
         cfg.runner.program.to_string_lossy(),
-        cfg.flags_shown(),
         cfg.flags_shown(),
         f.aspects,
         original.render().len(),

@@ -398,6 +398,8 @@ impl Gen {
                     "(exit 3); echo \"rc=$?\"",
                     "false | true; echo \"${PIPESTATUS[@]}\"",
                     "! true; echo \"neg=$?\"",
+                    "echo \"last=$_\"",
+                    "echo \"line=$LINENO\"",
                 ])
                 .to_string(),
             24 if !self.funcs.is_empty() => {
