@@ -24,9 +24,10 @@ pub struct Cli {
 /// Options for running a script (the default mode).
 #[derive(Debug, Args, Default, Clone)]
 pub struct RunArgs {
-    /// Read commands from STRING; the first ARG becomes $0, the rest $1, $2, ...
-    #[arg(short = 'c', value_name = "STRING", help_heading = "Bash options")]
-    pub command_string: Option<OsString>,
+    /// Read commands from the first argument (as bash -c): `hs -c STRING [NAME [ARGS...]]`;
+    /// NAME becomes $0, ARGS $1, $2, ...
+    #[arg(short = 'c', help_heading = "Bash options")]
+    pub command: bool,
 
     /// Read the script from standard input (runs unchanged under bash)
     #[arg(short = 's', help_heading = "Bash options")]
@@ -78,7 +79,7 @@ pub struct RunArgs {
     #[arg(short = 'v', long, help_heading = "Report options")]
     pub verbose: bool,
 
-    /// The script and its arguments (with -c: $0 and the arguments)
+    /// The script and its arguments (with -c: the command string, $0 and the arguments)
     #[arg(
         trailing_var_arg = true,
         allow_hyphen_values = true,

@@ -59,8 +59,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if args.stdin {
             cmd.arg("-s");
         }
-        if let Some(s) = &args.command_string {
-            cmd.arg("-c").arg(s);
+        if args.command {
+            cmd.arg("-c");
         }
         cmd.args(&args.args);
         Err(cmd.exec()).with_context(|| format!("cannot run {}", shell.display()))
@@ -71,10 +71,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if !Path::new("/proc/self/fd").is_dir() {
         return plain("/proc is not mounted");
     }
-    let (input, rest) = if let Some(s) = &args.command_string {
-        let text = s.as_bytes().to_vec();
-        match prepare(&text) {
-            Ok(text) if text.len() <= MAX_ARG => (Input::String { text }, &args.args[..]),
+    let (input, rest) = if args.command {
+        let Some(s) = args.args.first() else {
+            return plain("-c without a command string");
+        };
+        match prepare(s.as_bytes()) {
+            Ok(text) if text.len() <= MAX_ARG => (Input::String { text }, &args.args[1..]),
             Ok(_) => return plain("instrumented -c string too long for one argument"),
             Err(why) => return plain(&why),
         }
