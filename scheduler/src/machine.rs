@@ -168,17 +168,19 @@ enum Pos {
 
 /// The scheduler: a deterministic state machine with no I/O, no clock and no threads.
 ///
-/// Methods come in three classes:
+/// Methods come in four classes:
 ///
-/// - (A) getters on `&self`: [`dag`](Self::dag), [`stats`](Self::stats),
-///   [`running`](Self::running), [`is_idle`](Self::is_idle);
+/// - (A) getters on `&self`: [`config`](Self::config), [`dag`](Self::dag),
+///   [`stats`](Self::stats), [`report`](Self::report), [`running`](Self::running),
+///   [`is_idle`](Self::is_idle);
 /// - (B) input: [`handle`](Self::handle), one [`Event`] at a time, with the time it
 ///   happened (instants never decrease);
-/// - (C) output: [`poll_action`](Self::poll_action), a queue.
+/// - (C) commands: [`set_window`](Self::set_window);
+/// - (D) output: [`poll_action`](Self::poll_action), a queue.
 ///
-/// After every (B) call, drain (C) until it returns `None` and carry out each action in the
-/// order given; results come back as later events. No timers are needed, so there is no
-/// `poll_timeout`.
+/// After every (B) or (C) call, drain (D) until it returns `None` and carry out each action
+/// in the order given; results come back as later events. No timers are needed, so there is
+/// no `poll_timeout`.
 #[derive(Debug)]
 pub struct Scheduler {
     config: Config,
@@ -265,6 +267,11 @@ impl Scheduler {
         &self.dag
     }
 
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Counters.
     pub fn stats(&self) -> Stats {
         self.stats
@@ -321,7 +328,16 @@ impl Scheduler {
         }
     }
 
-    // (C) output
+    // (C) commands
+
+    /// Changes the window, e.g. to 0 under memory pressure and back later. Runs already
+    /// started go on; fewer or more are started from now on.
+    pub fn set_window(&mut self, window: usize) {
+        self.config.window = window;
+        self.refresh();
+    }
+
+    // (D) output
 
     /// The next action to carry out, in order.
     #[must_use]

@@ -325,3 +325,15 @@ fn a_run_doomed_by_its_history_is_restarted_at_once() {
     assert!(d.s.stats().held > 0);
     assert!(gate(&mut d, 1, 1).is_empty(), "waits for the restarted run");
 }
+
+#[test]
+fn set_window_pauses_and_resumes_speculation() {
+    let mut d = Driver::new(2, Node::Seq(vec![unit(0), unit(1), unit(2)]));
+    d.s.set_window(0);
+    let a = d.send(Event::Started { state: state() });
+    assert!(started(&a).is_empty());
+    d.s.set_window(2);
+    let a: Vec<Action> = std::iter::from_fn(|| d.s.poll_action()).collect();
+    assert_eq!(started(&a).len(), 2);
+    assert_eq!(d.s.config().window, 2);
+}
