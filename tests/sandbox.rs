@@ -470,3 +470,28 @@ fn crash_at_every_commit_step_then_recover() {
         no_overlay_xattrs(&e.live());
     });
 }
+
+/// One `Sandbox`, several runs: each sees the previous runs' changes.
+#[test]
+fn library_runs_twice_in_one_sandbox() {
+    let dir = PathBuf::from(format!("/var/tmp/hs-test-lib-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sb = sandbox::Sandbox::create(&dir, &sandbox::Options::default()).unwrap();
+    let f = dir.join("f");
+    let cmd = |s: String| sandbox::Command::new(["sh".to_string(), "-c".to_string(), s]);
+    assert_eq!(sb.run(&cmd(format!("echo 1 > {}", f.display()))).unwrap(), 0);
+    assert_eq!(sb.run(&cmd(format!("echo 2 >> {}", f.display()))).unwrap(), 0);
+    let (r, w) = std::io::pipe().unwrap();
+    let c = cmd(format!("cat {}", f.display())).fd(1, w.into());
+    let mut child = sb.spawn(&c).unwrap();
+    drop(c);
+    let mut out = String::new();
+    use std::io::Read;
+    let mut r = r;
+    r.read_to_string(&mut out).unwrap();
+    assert_eq!(child.wait().unwrap(), 0);
+    assert_eq!(out, "1\n2\n");
+    assert!(!f.exists());
+    sb.discard().unwrap();
+    assert!(!dir.exists());
+}

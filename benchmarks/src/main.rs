@@ -12,12 +12,14 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 mod overhead;
+mod sandbox;
 mod trace;
 
 const USAGE: &str = "\
 usage: benchmarks SUBCOMMAND [OPTIONS]
 
 subcommands:
+  sandbox     sandbox setup+teardown of `true`, commit of 10k files and of 1 GiB (issue 3)
   overhead    cost of hs's gates with speculation off: 2,000 /bin/true calls and the corpus,
               hs --no-speculate vs bash (see `benchmarks overhead --help`)
   trace       tracer cost: stat storm, C build, fork/exec loop; untraced vs traced vs strace
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
     let rest: Vec<OsString> = args.collect();
     let result = match sub.to_str().unwrap_or("") {
         "overhead" => overhead::main(rest),
+        "sandbox" => sandbox::main(rest),
         "trace" => trace::main(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");

@@ -37,16 +37,28 @@ fn recover_pending() {
 }
 
 fn open_or_create(dir: Option<&Path>, net: bool) -> anyhow::Result<(Sandbox, bool)> {
-    let opts = Options { net, ..Options::default() };
+    let opts = Options {
+        net,
+        ..Options::default()
+    };
     Ok(match dir {
-        Some(d) => (Sandbox::create(d, &opts).with_context(|| format!("failed to set up sandbox {}", d.display()))?, true),
-        None => (Sandbox::create_temp(&opts).context("failed to set up a sandbox")?, false),
+        Some(d) => (
+            Sandbox::create(d, &opts)
+                .with_context(|| format!("failed to set up sandbox {}", d.display()))?,
+            true,
+        ),
+        None => (
+            Sandbox::create_temp(&opts).context("failed to set up a sandbox")?,
+            false,
+        ),
     })
 }
 
 /// Show the change set, then commit, keep or discard per `-y`/`-n`/the user's answer.
 fn conclude(sb: Sandbox, keep: bool, yes: bool, no: bool) -> anyhow::Result<()> {
-    let changes = sb.changes().context("failed to read the sandbox's changes")?;
+    let changes = sb
+        .changes()
+        .context("failed to read the sandbox's changes")?;
     let mut err = std::io::stderr().lock();
     if changes.is_empty() {
         writeln!(err, "hs try: no changes")?;
@@ -69,7 +81,9 @@ fn conclude(sb: Sandbox, keep: bool, yes: bool, no: bool) -> anyhow::Result<()> 
         matches!(line.trim(), "y" | "Y" | "yes")
     };
     if commit {
-        let r = sb.commit().with_context(|| format!("failed to commit sandbox {}", sb.dir().display()))?;
+        let r = sb
+            .commit()
+            .with_context(|| format!("failed to commit sandbox {}", sb.dir().display()))?;
         tracing::debug!(?r, "committed");
         if !keep {
             sb.discard()?;
@@ -93,7 +107,9 @@ pub fn try_main(args: TryArgs) -> anyhow::Result<ExitCode> {
             argv.extend(args.argv.iter().cloned());
             Command::new(argv)
         }
-        None if args.argv.is_empty() && !args.plan => anyhow::bail!("no command given (usage: hs try [OPTIONS] [--] CMD [ARGS...])"),
+        None if args.argv.is_empty() && !args.plan => {
+            anyhow::bail!("no command given (usage: hs try [OPTIONS] [--] CMD [ARGS...])")
+        }
         None => Command::new(args.argv.clone()),
     };
     let (sb, keep) = open_or_create(args.dir.as_deref(), args.net)?;
@@ -139,7 +155,9 @@ pub fn summary_main(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
 pub fn commit_main(dir: &Path) -> anyhow::Result<ExitCode> {
     recover_pending();
     let sb = Sandbox::open(dir)?;
-    let r = sb.commit().with_context(|| format!("failed to commit sandbox {}", dir.display()))?;
+    let r = sb
+        .commit()
+        .with_context(|| format!("failed to commit sandbox {}", dir.display()))?;
     eprintln!(
         "hs commit: {} renamed, {} copied, {} deleted, {} directories updated",
         r.renamed, r.copied, r.deleted, r.metadata
@@ -167,7 +185,10 @@ pub fn recover_main() -> anyhow::Result<ExitCode> {
         eprintln!("hs recover: nothing to recover");
     }
     for d in dirs {
-        eprintln!("hs recover: finished the interrupted commit of {}", d.display());
+        eprintln!(
+            "hs recover: finished the interrupted commit of {}",
+            d.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

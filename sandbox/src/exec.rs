@@ -79,6 +79,7 @@ impl Command {
 pub struct Child {
     pid: libc::pid_t,
     done: Option<i32>,
+    status: Option<OwnedFd>,
 }
 
 impl Child {
@@ -91,6 +92,31 @@ impl Child {
     pub fn wait(&mut self) -> Result<i32, Error> {
         if let Some(c) = self.done {
             return Ok(c);
+        }
+        // Init reports the command's status as soon as the command and everything else in
+        // the sandbox are gone; the namespaces are torn down by the kernel afterwards, so the
+        // helper is reaped in the background instead of on the caller's critical path.
+        if let Some(fd) = self.status.take() {
+            let mut buf = [0u8; 4];
+            let mut got = 0;
+            while got < 4 {
+                match sys::read(fd.as_raw_fd(), &mut buf[got..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+            if got == 4 {
+                let code = i32::from_le_bytes(buf);
+                self.done = Some(code);
+                let pid = self.pid;
+                let reaped = std::thread::Builder::new()
+                    .name("hs-sandbox-reaper".into())
+                    .spawn(move || sys::waitpid(pid, 0));
+                if reaped.is_err() {
+                    let _ = sys::waitpid(pid, 0);
+                }
+                return Ok(code);
+            }
         }
         let (_, status) = sys::waitpid(self.pid, 0)
             .map_err(|e| Error::io("wait for", Path::new("sandbox"), e.into()))?;
@@ -219,7 +245,7 @@ pub(crate) fn prepare(plan: &Plan) -> Result<Prepared, Error> {
                 data.extend(ovl_escape(upper));
                 data.extend(b",workdir=");
                 data.extend(ovl_escape(work));
-                data.extend(b",userxattr");
+                data.extend(b",userxattr,volatile");
                 Prep::Mount {
                     src: Some(c_os("overlay".as_ref())),
                     target: c(target)?,
@@ -293,6 +319,9 @@ struct ExecSpec {
     stdio: [Option<RawFd>; 3],
     restore_int: bool,
     restore_quit: bool,
+    timing: bool,
+    /// Write end of the status pipe: init reports the command's exit code there.
+    status_fd: RawFd,
 }
 
 fn exec_spec(cmd: &Command) -> Result<ExecSpec, Error> {
@@ -354,7 +383,23 @@ fn exec_spec(cmd: &Command) -> Result<ExecSpec, Error> {
         stdio: [0, 1, 2].map(|i| cmd.stdio[i].as_ref().map(AsRawFd::as_raw_fd)),
         restore_int: !sys::signal_ignored(libc::SIGINT),
         restore_quit: !sys::signal_ignored(libc::SIGQUIT),
+        timing: std::env::var_os("HS_SANDBOX_TIMING").is_some(),
+        status_fd: -1,
     })
+}
+
+/// With `HS_SANDBOX_TIMING` set: print a timestamped mark on stderr (setup profiling).
+pub(crate) fn mark(on: bool, label: &str) {
+    if on {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let msg = format!(
+            "hs sandbox: {:>10} us {label}\n",
+            t.as_micros() % 100_000_000
+        );
+        let _ = sys::write_all(2, msg.as_bytes());
+    }
 }
 
 /// Report a failed step to the parent and exit.
@@ -369,7 +414,11 @@ fn fail(err_fd: RawFd, index: usize, errno: Errno) -> ! {
 /// Start `cmd` in a sandbox set up by `prep`. Returns once the command was exec'd (or setup
 /// failed).
 pub(crate) fn spawn(plan: &Plan, prep: &Prepared, cmd: &Command) -> Result<Child, Error> {
-    let spec = exec_spec(cmd)?;
+    let mut spec = exec_spec(cmd)?;
+    mark(spec.timing, "spawn");
+    let (status_r, status_w) =
+        sys::pipe().map_err(|e| Error::io("create", Path::new("pipe"), e.into()))?;
+    spec.status_fd = status_w.as_raw_fd();
     let (err_r, err_w) =
         sys::pipe().map_err(|e| Error::io("create", Path::new("pipe"), e.into()))?;
     let pid =
@@ -390,7 +439,13 @@ pub(crate) fn spawn(plan: &Plan, prep: &Prepared, cmd: &Command) -> Result<Child
             Err(_) => break,
         }
     }
-    let mut child = Child { pid, done: None };
+    drop(status_w);
+    mark(spec.timing, "exec'd");
+    let mut child = Child {
+        pid,
+        done: None,
+        status: Some(status_r),
+    };
     if got == 8 {
         let _ = child.wait();
         let index = u32::from_le_bytes(buf[..4].try_into().unwrap_or_default()) as usize;
@@ -403,14 +458,23 @@ pub(crate) fn spawn(plan: &Plan, prep: &Prepared, cmd: &Command) -> Result<Child
 
 /// The helper: unshare, map ids, fork init, wait for it.
 fn helper(prep: &Prepared, spec: &ExecSpec, err: RawFd) -> ! {
+    mark(spec.timing, "helper");
     sys::set_signal(libc::SIGINT, true);
     sys::set_signal(libc::SIGQUIT, true);
     let mut i = 0;
     while i < prep.steps.len() {
         match &prep.steps[i] {
             Prep::Unshare(flags) => {
+                let t0 = std::time::Instant::now();
                 if let Err(e) = sys::unshare(*flags) {
                     fail(err, i, e)
+                }
+                if std::env::var_os("HS_SANDBOX_TIMING").is_some() {
+                    let msg = format!(
+                        "hs sandbox: helper unshare took {} us\n",
+                        t0.elapsed().as_micros()
+                    );
+                    let _ = sys::write_all(2, msg.as_bytes());
                 }
             }
             Prep::MapIds { uid, gid } => {
@@ -477,6 +541,7 @@ fn helper(prep: &Prepared, spec: &ExecSpec, err: RawFd) -> ! {
         sys::close(b_w);
     }
     sys::close(err);
+    sys::close(spec.status_fd);
     match sys::waitpid(init, 0) {
         Ok((_, status)) => sys::exit(sys::status_code(status)),
         Err(_) => sys::exit(125),
@@ -491,8 +556,11 @@ fn init(
     start: usize,
     hs: Option<(RawFd, RawFd)>,
 ) -> ! {
+    mark(spec.timing, "init");
     let _ = sys::die_with_parent();
+    let timing = std::env::var_os("HS_SANDBOX_TIMING").is_some();
     for (i, step) in prep.steps.iter().enumerate().skip(start) {
+        let t0 = std::time::Instant::now();
         let r = match step {
             Prep::Mount {
                 src,
@@ -549,6 +617,13 @@ fn init(
             Prep::Unshare(flags) => sys::unshare(*flags),
             Prep::MapIds { .. } | Prep::ForkInit => Ok(()),
         };
+        if timing {
+            let msg = format!(
+                "hs sandbox: step {i} took {} us\n",
+                t0.elapsed().as_micros()
+            );
+            let _ = sys::write_all(2, msg.as_bytes());
+        }
         if let Err(e) = r {
             fail(err, i, e)
         }
@@ -567,13 +642,20 @@ fn exec_and_reap(spec: &ExecSpec, err: RawFd, index: usize) -> ! {
     for fd in spec.stdio.iter().flatten() {
         sys::close(*fd);
     }
+    let mut code = 125;
     loop {
         match sys::waitpid(-1, 0) {
-            Ok((pid, status)) if pid == cmd => sys::exit(sys::status_code(status)),
+            Ok((pid, status)) if pid == cmd => {
+                code = sys::status_code(status);
+                // Nothing may outlive the command (it could still write to the upper dir).
+                let _ = sys::kill(-1, libc::SIGKILL);
+            }
             Ok(_) => continue,
-            Err(_) => sys::exit(125),
+            Err(_) => break,
         }
     }
+    let _ = sys::write_all(spec.status_fd, &code.to_le_bytes());
+    sys::exit(code)
 }
 
 /// The command child: fds, cwd, umask, signals, exec.
@@ -608,6 +690,7 @@ fn command(spec: &ExecSpec) -> ! {
         let _ = sys::write_all(2, msg.as_bytes());
         let _ = sys::chdir(c"/");
     }
+    mark(spec.timing, "exec");
     let mut last = Errno::ENOENT;
     for cand in &spec.candidates {
         let e = sys::execve(cand, &spec.argv, &spec.envp);

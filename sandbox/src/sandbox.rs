@@ -31,6 +31,8 @@ pub struct Sandbox {
     dir: PathBuf,
     layers: Vec<Layer>,
     plan: Option<(Plan, Prepared)>,
+    /// Whether a run has used the work dirs since they were last emptied.
+    used: std::cell::Cell<bool>,
 }
 
 const META: &str = "sandbox.meta";
@@ -191,6 +193,12 @@ impl Sandbox {
                 mkdir_p(&l.upper)?;
                 init_upper_root(&l.upper, &l.target)?;
             }
+            // Overlays are mounted `volatile` (no syncfs of the whole upper filesystem at
+            // unmount; commit syncs what it needs), which leaves a marker in the work dir
+            // that refuses the next mount: start each run with an empty work dir.
+            if l.work.exists() {
+                commit::remove_tree(&l.work)?;
+            }
             mkdir_p(&l.work)?;
         }
         mkdir_p(&dir.join("root"))?;
@@ -200,6 +208,7 @@ impl Sandbox {
             dir,
             layers,
             plan: Some((plan, prepared)),
+            used: Default::default(),
         })
     }
 
@@ -225,6 +234,7 @@ impl Sandbox {
             dir,
             layers,
             plan: None,
+            used: Default::default(),
         })
     }
 
@@ -249,12 +259,30 @@ impl Sandbox {
             .plan
             .as_ref()
             .ok_or(Error::InvalidCommand("sandbox opened read-only"))?;
+        if self.used.replace(true) {
+            // A previous run left overlayfs's `volatile` marker: empty the work dirs.
+            for l in &plan.layers {
+                commit::remove_tree(&l.work)?;
+                mkdir_p(&l.work)?;
+            }
+        }
         exec::spawn(plan, prep, cmd)
     }
 
     /// Run `cmd` in the sandbox and wait for it: its exit code (128 + signal if killed).
     pub fn run(&self, cmd: &Command) -> Result<i32, Error> {
-        self.spawn(cmd)?.wait()
+        let t0 = std::time::Instant::now();
+        let mut child = self.spawn(cmd)?;
+        let t1 = std::time::Instant::now();
+        let r = child.wait();
+        if std::env::var_os("HS_SANDBOX_TIMING").is_some() {
+            eprintln!(
+                "hs sandbox: spawn {} us, wait {} us",
+                (t1 - t0).as_micros(),
+                t1.elapsed().as_micros()
+            );
+        }
+        r
     }
 
     /// What the sandbox changed, compared with the live filesystem now.
