@@ -67,6 +67,8 @@ pub(crate) struct Supervisor {
     unsettled: Vec<u32>,
     /// The traced command's pid (the root of the tree).
     root_pid: i32,
+    /// Decoding an `openat2` with `RESOLVE_IN_ROOT`.
+    in_root: bool,
     scratch: Vec<u8>,
     /// Pending notification count since the last flush into `trace` (stats).
     handled: u64,
@@ -88,6 +90,7 @@ impl Supervisor {
             procs: Procs::new(view),
             unsettled: Vec::new(),
             root_pid,
+            in_root: false,
             scratch: vec![0; PATH_MAX],
             handled: 0,
             vanished: 0,
@@ -214,6 +217,7 @@ impl Supervisor {
                     self.procs.invalidate_dirs();
                 } else {
                     self.resolver.missing.clear();
+                    self.resolver.results.clear();
                 }
                 if !self.unsettled.contains(&pid) {
                     self.unsettled.push(pid);
@@ -296,10 +300,20 @@ impl Supervisor {
     /// Absolute path of `path` relative to `dirfd` in process `pid`; `empty_ok` handles
     /// `AT_EMPTY_PATH` (an empty path names `dirfd` itself).
     fn absolute(&mut self, pid: u32, dirfd: i32, path: &[u8], empty_ok: bool) -> Option<Vec<u8>> {
+        let stripped;
+        let path = if self.in_root && dirfd != libc::AT_FDCWD {
+            stripped = path
+                .iter()
+                .position(|&b| b != b'/')
+                .map_or(&b""[..], |i| &path[i..]);
+            stripped
+        } else {
+            path
+        };
         if path.first() == Some(&b'/') {
             return Some(rewrite_self(pid, path));
         }
-        if path.is_empty() && !empty_ok {
+        if path.is_empty() && !empty_ok && !self.in_root {
             return None;
         }
         let base = if dirfd == libc::AT_FDCWD {
@@ -421,9 +435,15 @@ impl Supervisor {
             SYS_open => self.open(n, CWD, a[0], a[1]),
             SYS_openat => self.open(n, a[0], a[1], a[2]),
             SYS_creat => self.open(n, CWD, a[0], (O_CREAT | O_WRONLY | O_TRUNC) as u64),
-            SYS_openat2 => match self.read_u64(n.pid, a[2]) {
-                Some(flags) => self.open(n, a[0], a[1], flags),
-                None => self.untraceable(n, "unreadable open_how"),
+            // struct open_how { u64 flags; u64 mode; u64 resolve; }
+            SYS_openat2 => match (self.read_u64(n.pid, a[2]), self.read_u64(n.pid, a[2] + 16)) {
+                (Some(flags), Some(resolve)) => {
+                    // RESOLVE_IN_ROOT: an absolute path starts at the dirfd.
+                    self.in_root = resolve & 0x10 != 0;
+                    self.open(n, a[0], a[1], flags);
+                    self.in_root = false;
+                }
+                _ => self.untraceable(n, "unreadable open_how"),
             },
             SYS_stat | SYS_statfs => self.path(n, CWD, a[0], fl, stat),
             SYS_lstat => self.path(n, CWD, a[0], nofollow, stat),
@@ -813,6 +833,8 @@ fn canonical_of(view: &View, fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
 /// directory symlink changed by a process outside the tree during the trace may be missed.
 pub(crate) struct Resolver {
     pub(crate) view: View,
+    /// Answers by (path as given, follow), valid until the tree changes a directory entry.
+    results: std::collections::HashMap<Vec<u8>, (Vec<u8>, bool, Option<nix::sys::stat::FileStat>)>,
     /// Directories (as written, normalized) known not to exist.
     pub(crate) missing: std::collections::HashSet<Vec<u8>>,
     /// `lstat` of the last path resolved by the fast path (not a symlink), if any.
@@ -830,6 +852,7 @@ impl Resolver {
             view,
             last_stat: None,
             missing: Default::default(),
+            results: Default::default(),
             interps: Default::default(),
             dirs: Default::default(),
             caching: true,
@@ -837,6 +860,7 @@ impl Resolver {
     }
 
     pub(crate) fn invalidate(&mut self) {
+        self.results.clear();
         self.dirs.clear();
         self.missing.clear();
         self.interps.clear();
@@ -844,6 +868,26 @@ impl Resolver {
 
     /// Resolves `abs` (see [`resolve_slow`]) with one `lstat` when the parent is cached.
     pub(crate) fn resolve(&mut self, abs: &[u8], follow: bool) -> (Vec<u8>, bool) {
+        // The same lookup again, with no create/delete/rename in the tree since: same answer.
+        let mut key = Vec::with_capacity(abs.len() + 1);
+        key.extend_from_slice(abs);
+        key.push(follow as u8);
+        if let Some((canon, exists, st)) = self.results.get(&key) {
+            self.last_stat = *st;
+            return (canon.clone(), *exists);
+        }
+        let (canon, exists) = self.resolve_uncached(abs, follow);
+        if self.caching {
+            if self.results.len() > 65_536 {
+                self.results.clear();
+            }
+            self.results
+                .insert(key, (canon.clone(), exists, self.last_stat));
+        }
+        (canon, exists)
+    }
+
+    fn resolve_uncached(&mut self, abs: &[u8], follow: bool) -> (Vec<u8>, bool) {
         self.last_stat = None;
         let lexical = normalize(abs);
         let dotdot = abs.split(|&b| b == b'/').any(|c| c == b"..");

@@ -729,6 +729,10 @@ int main(void) {
     int fd = syscall(SYS_openat2, d, "o2", &how, sizeof how);
     if (fd < 0) return 2;
     close(fd);
+    how.resolve = RESOLVE_IN_ROOT;
+    fd = syscall(SYS_openat2, d, "/inroot", &how, sizeof how);  /* w/inroot, not /inroot */
+    if (fd < 0) return 18;
+    close(fd);
     struct statx sx;
     if (statx(d, "sx", 0, STATX_BASIC_STATS, &sx) != 0) return 3;
     if (faccessat(d, "fa", R_OK, AT_EACCESS) != 0) return 4;
@@ -764,7 +768,7 @@ fn at_calls_resolve_against_their_dirfd() {
         let w = dir.join("w");
         let _ = std::fs::remove_dir_all(&w);
         std::fs::create_dir(&w).unwrap();
-        for f in ["o2", "sx", "fa", "rn", "ul", "ut"] {
+        for f in ["o2", "sx", "fa", "rn", "ul", "ut", "inroot"] {
             std::fs::write(w.join(f), f).unwrap();
         }
         let t = run_bin(&dir, &bin);
@@ -774,6 +778,8 @@ fn at_calls_resolve_against_their_dirfd() {
             Kinds::READ | Kinds::EXISTS | Kinds::SET_META,
         );
         has(&t, &w.join("sx"), Kinds::STAT);
+        has(&t, &w.join("inroot"), Kinds::READ);
+        assert!(t.get(b"/inroot").is_none(), "{}", dump(&t));
         has(&t, &w.join("fa"), Kinds::STAT);
         has(&t, &w.join("md"), Kinds::CREATE | Kinds::DELETE);
         has(&t, &w.join("sl"), Kinds::CREATE | Kinds::READ);
