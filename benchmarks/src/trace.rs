@@ -31,9 +31,13 @@ options:
   --runs N       runs per mode and workload (default 5)
   --only NAME    only this workload: stat, make or fork (repeatable)
   --no-strace    skip strace
+  --no-sync      trace without SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (for comparison)
   --json FILE    also write the results as JSON
   --check        exit 1 if a target of issue 4 is missed
 ";
+
+/// Whether traced runs use synchronous wake-ups (`--no-sync` turns them off).
+static SYNC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 struct Workload {
     name: &'static str,
@@ -57,6 +61,7 @@ pub fn main(args: Vec<OsString>) -> Result<()> {
     let mut runs = 5usize;
     let mut only: Vec<String> = Vec::new();
     let mut strace = true;
+    let mut sync = true;
     let mut json_out: Option<PathBuf> = None;
     let mut check = false;
     let mut it = args.into_iter();
@@ -77,6 +82,7 @@ pub fn main(args: Vec<OsString>) -> Result<()> {
                     .into_owned(),
             ),
             "--no-strace" => strace = false,
+            "--no-sync" => sync = false,
             "--json" => json_out = Some(it.next().context("--json needs a value")?.into()),
             "--check" => check = true,
             "-h" | "--help" => {
@@ -98,6 +104,7 @@ pub fn main(args: Vec<OsString>) -> Result<()> {
     }
     let root = std::env::temp_dir().join(format!("hs-bench-trace-{}", std::process::id()));
     std::fs::create_dir_all(&root)?;
+    SYNC.store(sync, std::sync::atomic::Ordering::Relaxed);
     let result = run_all(&root, runs, &only, strace, json_out.as_deref(), check);
     let _ = std::fs::remove_dir_all(&root);
     result
@@ -330,7 +337,9 @@ fn run_once(w: &Workload, mode: Mode) -> Result<(Duration, Duration)> {
     let status = match mode {
         Mode::Untraced => command(&w.argv, &w.cwd).status()?,
         Mode::Traced => {
-            let (status, trace) = trace::spawn_traced(&mut command(&w.argv, &w.cwd))?.wait()?;
+            let tracer =
+                trace::Tracer::new().sync_wake_up(SYNC.load(std::sync::atomic::Ordering::Relaxed));
+            let (status, trace) = tracer.spawn(&mut command(&w.argv, &w.cwd))?.wait()?;
             std::hint::black_box(trace);
             status
         }

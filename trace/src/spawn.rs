@@ -22,6 +22,7 @@ pub struct Tracer {
     grace: Duration,
     view: View,
     root_from_tracee: bool,
+    sync_wake_up: bool,
 }
 
 impl Default for Tracer {
@@ -43,6 +44,7 @@ impl Tracer {
             grace: Duration::from_millis(500),
             view: View::default(),
             root_from_tracee: false,
+            sync_wake_up: true,
         }
     }
 
@@ -67,6 +69,14 @@ impl Tracer {
     /// `pivot_root` in a new mount namespace.
     pub fn root_from_tracee(mut self) -> Tracer {
         self.root_from_tracee = true;
+        self
+    }
+
+    /// Whether to ask for synchronous wake-ups (`SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`, on by
+    /// default): the tracee and the supervisor then hand the CPU to each other instead of
+    /// waking across CPUs (DESIGN §7). Off is for measurements.
+    pub fn sync_wake_up(mut self, on: bool) -> Tracer {
+        self.sync_wake_up = on;
         self
     }
 
@@ -105,11 +115,11 @@ impl Tracer {
         let (done_tx, done) = mpsc::channel();
         let thread = {
             let (stop, trace, view) = (Arc::clone(&stop), Arc::clone(&trace), self.view.clone());
-            let root_from_tracee = self.root_from_tracee;
+            let (root_from_tracee, sync) = (self.root_from_tracee, self.sync_wake_up);
             std::thread::Builder::new()
                 .name("hs-trace".into())
                 .spawn(move || {
-                    let r = supervise(read, &stop, trace, view, root_from_tracee);
+                    let r = supervise(read, &stop, trace, view, root_from_tracee, sync);
                     let _ = done_tx.send(());
                     r
                 })
@@ -230,6 +240,7 @@ fn supervise(
     trace: Arc<Mutex<Trace>>,
     mut view: View,
     root_from_tracee: bool,
+    sync: bool,
 ) -> io::Result<()> {
     let rev = sys::poll_in(&[read.as_fd(), stop.as_fd()], -1)?;
     if rev[0] == 0 {
@@ -265,7 +276,7 @@ fn supervise(
             }
         }
     }
-    Supervisor::new(listener, trace, view, pid).run()
+    Supervisor::new(listener, trace, view, pid).run(sync)
 }
 
 /// A command running under the tracer.

@@ -97,9 +97,9 @@ impl Supervisor {
         }
     }
 
-    /// Serves notifications until every process using the filter has exited.
-    pub(crate) fn run(mut self) -> io::Result<()> {
-        let sync = std::env::var_os("HS_TRACE_NOSYNC").is_none();
+    /// Serves notifications until every process using the filter has exited. `sync` asks for
+    /// `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` (skipped with a debug message on kernels < 6.6).
+    pub(crate) fn run(mut self, sync: bool) -> io::Result<()> {
         if sync
             && let Err(e) = sys::notif_set_flags(
                 self.listener.as_fd(),
