@@ -275,7 +275,6 @@ fn fuzz_bash_vs_hs() {
     );
     say(&line);
     if !summary.failures.is_empty() {
-        say(&report);
         panic!("{line}\n{report}");
     }
     if cfg.seeds.is_none() {
@@ -424,4 +423,34 @@ fn fuzz_harness_catches_and_reduces() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Divergences the fuzzer found, as regression tests. `#[ignore]`d until hs is fixed: run with
+// `cargo test -p engine --test fuzz -- --ignored`, and drop the `#[ignore]` with the fix.
+
+/// Runs `script` under bash and hs (`$HS_BIN`, `$HS_FUZZ_FLAGS` as for the fuzzer) and panics
+/// with both results if they differ.
+fn check_script(script: &str) {
+    let cfg = Config::from_env();
+    let (bash, hs) = run_pair(script.as_bytes(), &cfg.runner);
+    let diffs = differences(&bash, &hs);
+    assert!(
+        diffs.is_empty(),
+        "hs differs from bash ({diffs:?}) on:\n{script}\n{}",
+        runner::describe(&bash, &hs)
+    );
+}
+
+/// Found by the fuzzer (seeds 21, 64, 66, 79, 199, 524, 644, 870, 1204, 1620, 1725, 1795 of the
+/// first 2,000, default flags): after a unit that is a *pipeline*, `$_` is the gate's argument.
+/// The instrumented line is `if __hs_gate 0; then find a | sort; else __hs_replay; fi`; a
+/// pipeline runs in subshells and leaves the shell's `$_` alone, so `$_` keeps the value from
+/// `__hs_gate 0`, i.e. `0`, where bash has the value from before the pipeline (here empty).
+/// (A simple-command unit sets `$_` itself, so only pipelines show it.) The parser leaves units
+/// that expand `$_` unwrapped, but here it is the *next* command that reads it.
+#[test]
+#[ignore = "hs bug: $_ after a gated pipeline is the gate's argument"]
+fn regression_underscore_after_pipeline() {
+    check_script("find a | sort\necho \"last=$_\"\n");
 }

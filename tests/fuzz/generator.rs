@@ -106,6 +106,16 @@ const MORE: &[&str] = &[
 /// Symlink targets (relative to the link's directory).
 const TARGETS: &[&str] = &["a", "b", "c", "d", "d/c", "'sp ace'", "l", "new", "e"];
 
+/// `$_` after a statement: see `regression_underscore_after_pipeline` in tests/fuzz.rs.
+const UNDERSCORE: &str = "echo \"last=$_\"";
+
+/// Constructs named in `HS_FUZZ_SKIP` (comma-separated) are rendered as a harmless `echo`,
+/// without changing the random stream, so the other statements of every seed stay the same.
+/// Meant for fuzzing past a known divergence until it is fixed. Names: `underscore`.
+fn skipped(what: &str) -> bool {
+    std::env::var("HS_FUZZ_SKIP").is_ok_and(|v| v.split(',').any(|w| w.trim() == what))
+}
+
 struct Gen {
     rng: Rng,
     /// Variables assigned so far (usable in words).
@@ -390,18 +400,25 @@ impl Gen {
                 let w = self.name();
                 format!("while read -r l; do echo \"<$l>\"; done < {w}")
             }
-            23 => self
-                .rng
-                .pick(&[
-                    "false",
-                    "true",
-                    "(exit 3); echo \"rc=$?\"",
-                    "false | true; echo \"${PIPESTATUS[@]}\"",
-                    "! true; echo \"neg=$?\"",
-                    "echo \"last=$_\"",
-                    "echo \"line=$LINENO\"",
-                ])
-                .to_string(),
+            23 => {
+                let text = self
+                    .rng
+                    .pick(&[
+                        "false",
+                        "true",
+                        "(exit 3); echo \"rc=$?\"",
+                        "false | true; echo \"${PIPESTATUS[@]}\"",
+                        "! true; echo \"neg=$?\"",
+                        UNDERSCORE,
+                        "echo \"line=$LINENO\"",
+                    ])
+                    .to_string();
+                if text == UNDERSCORE && skipped("underscore") {
+                    "echo \"last=(skipped)\"".into()
+                } else {
+                    text
+                }
+            }
             24 if !self.funcs.is_empty() => {
                 let f = self.rng.pick(&self.funcs).clone();
                 let w = self.name();
