@@ -253,9 +253,19 @@ fn run_one(program: &OsStr, args: &[OsString], run: &Path, timeout: Duration) ->
         cmd.env("HS_LOG", v);
     }
     let start = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {program:?}: {e}"));
+    // Another cargo run in the same target dir may be relinking the binary: retry a while.
+    let mut tries = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Ok(c) => break c,
+            Err(e) if tries < 100 => {
+                let _ = e;
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("cannot run {program:?}: {e}"),
+        }
+    };
     let pgid = child.id() as i32;
     let reader = |mut r: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
