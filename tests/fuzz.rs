@@ -24,7 +24,15 @@
 //! - `HS_FUZZ_JOBS` (2): seeds run at once; `HS_FUZZ_TIMEOUT` (20): seconds per run;
 //! - `HS_FUZZ_REDUCE` (3): how many divergent seeds to reduce; `HS_FUZZ_REDUCE_SECS` (180):
 //!   time budget per reduction;
-//! - `HS_FUZZ_SHOW=1`: print every generated script (with `--nocapture`).
+//! - `HS_FUZZ_SHOW=1`: print every generated script (with `--nocapture`);
+//! - `HS_FUZZ_SKIP=underscore`: replace a construct that triggers a known, recorded
+//!   divergence by a harmless `echo` (same random stream, so every other statement of every
+//!   seed stays the same), to fuzz past it until it is fixed.
+//!
+//! For long runs, copy the binary first (`cp target/debug/hs /tmp/hs && HS_BIN=/tmp/hs …`):
+//! other cargo runs in the same target directory relink it.
+//!
+//! Divergences found so far are kept below as `#[ignore]`d regression tests.
 
 #[path = "fuzz/generator.rs"]
 mod generator;
