@@ -114,7 +114,7 @@ pub(crate) fn remove_tree(path: &Path) -> Result<(), Error> {
 
 /// Strip overlay xattrs from `path` and, for a directory, everything below it; delete the
 /// whiteouts below it (they hide nothing once the tree moves as a whole).
-fn sanitize(path: &Path) -> Result<(), Error> {
+fn sanitize(path: &Path, is_dir: bool) -> Result<(), Error> {
     let c = cpath(path);
     for name in sys::llistxattr(&c).map_err(|e| commit_err("reading xattrs of", path, false, e))? {
         if is_overlay_xattr(&name) {
@@ -123,8 +123,7 @@ fn sanitize(path: &Path) -> Result<(), Error> {
                 .map_err(|e| commit_err("removing overlay xattrs from", path, false, e))?;
         }
     }
-    let md = std::fs::symlink_metadata(path).map_err(|e| commit_err("reading", path, false, e))?;
-    if md.is_dir() {
+    if is_dir {
         let rd = std::fs::read_dir(path).map_err(|e| commit_err("reading", path, false, e))?;
         for e in rd.flatten() {
             let p = e.path();
@@ -135,7 +134,7 @@ fn sanitize(path: &Path) -> Result<(), Error> {
                 std::fs::remove_file(&p)
                     .map_err(|e| commit_err("removing whiteout", &p, false, e))?;
             } else {
-                sanitize(&p)?;
+                sanitize(&p, m.is_dir())?;
             }
         }
     }
@@ -240,14 +239,37 @@ impl Planner<'_> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(commit_err("reading", upper, false, e)),
         };
-        let mut names: Vec<OsString> = rd.flatten().map(|e| e.file_name()).collect();
-        names.sort();
-        for name in names {
+        use std::os::unix::fs::DirEntryExt;
+        let mut entries: Vec<(OsString, Option<std::fs::FileType>, u64)> = rd
+            .flatten()
+            .map(|e| (e.file_name(), e.file_type().ok(), e.ino()))
+            .collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, ft, ino) in entries {
             let u = upper.join(&name);
             let l = live.join(&name);
+            let lm = std::fs::symlink_metadata(&l).ok();
+            // Fast path (most entries of a big commit): a new non-directory needs no stat;
+            // the type and inode number come from readdir. Whiteouts are character devices.
+            if lm.is_none() && ft.is_some_and(|t| !t.is_dir() && !t.is_char_device()) {
+                if trash.is_some() {
+                    sanitize(&u, false)?;
+                    self.places.push(Op::Place {
+                        live: l,
+                        src: u,
+                        ino,
+                    });
+                    self.report.renamed += 1;
+                } else {
+                    let tmp = self.temp_next_to(&l, "new");
+                    self.temps.push(tmp.clone());
+                    self.copies.push((u, tmp, l));
+                    self.report.copied += 1;
+                }
+                continue;
+            }
             let um =
                 std::fs::symlink_metadata(&u).map_err(|e| commit_err("reading", &u, false, e))?;
-            let lm = std::fs::symlink_metadata(&l).ok();
             if is_whiteout(&u, &um) {
                 if let Some(lm) = lm {
                     self.n += 1;
@@ -284,7 +306,7 @@ impl Planner<'_> {
                 }
             }
             if trash.is_some() {
-                sanitize(&u)?;
+                sanitize(&u, um.is_dir())?;
                 self.places.push(Op::Place {
                     live: l,
                     src: u,
@@ -417,7 +439,29 @@ fn crash_point() -> Option<u64> {
     std::env::var("HS_COMMIT_CRASH_AFTER").ok()?.parse().ok()
 }
 
-/// Apply one operation, idempotently.
+/// Apply one operation, right after planning it: the state is known, so no checks.
+fn apply_fresh(op: &Op) -> Result<(), Error> {
+    match op {
+        Op::Delete { live, trash, .. } => {
+            match sys::renameat2(&cpath(live), &cpath(trash), libc::RENAME_NOREPLACE) {
+                Ok(()) | Err(sys::Errno::ENOENT) => Ok(()),
+                Err(e) => Err(commit_err("deleting", live, true, e)),
+            }
+        }
+        Op::Place { live, src, .. } => {
+            let (cs, cl) = (cpath(src), cpath(live));
+            match sys::renameat2(&cs, &cl, libc::RENAME_NOREPLACE) {
+                Ok(()) => Ok(()),
+                Err(sys::Errno::EEXIST) => sys::renameat2(&cs, &cl, libc::RENAME_EXCHANGE)
+                    .map_err(|e| commit_err("replacing", live, true, e)),
+                Err(e) => Err(commit_err("creating", live, true, e)),
+            }
+        }
+        Op::Meta { .. } => apply(op),
+    }
+}
+
+/// Apply one operation, idempotently (recovery: the operation may have been applied).
 fn apply(op: &Op) -> Result<(), Error> {
     match op {
         Op::Delete { live, trash, ino } => {
@@ -516,6 +560,8 @@ pub(crate) fn commit(dir: &Path, layers: &[Layer]) -> Result<CommitReport, Error
             dir: dir.to_path_buf(),
         });
     }
+    let timing = std::env::var_os("HS_SANDBOX_TIMING").is_some();
+    crate::exec::mark(timing, "commit: start");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -549,6 +595,7 @@ pub(crate) fn commit(dir: &Path, layers: &[Layer]) -> Result<CommitReport, Error
         )?;
     }
 
+    crate::exec::mark(timing, "commit: planned");
     // Register so that `hs recover` finds this directory after a crash.
     let link = pending_link(dir);
     let _ = std::fs::create_dir_all(pending_dir());
@@ -606,16 +653,20 @@ pub(crate) fn commit(dir: &Path, layers: &[Layer]) -> Result<CommitReport, Error
     p.report.metadata = p.metas.len() as u64;
     ops.append(&mut p.metas);
 
+    crate::exec::mark(timing, "commit: prepared");
     write_durably(dir, JOURNAL, &encode(&ops))?;
+    crate::exec::mark(timing, "commit: journal written");
     let _ = std::fs::remove_file(dir.join(JOURNAL_PREP));
     let crash = crash_point();
     for (i, op) in ops.iter().enumerate() {
         if crash == Some(i as u64) {
             let _ = sys::kill(std::process::id() as i32, libc::SIGKILL);
         }
-        apply(op)?;
+        apply_fresh(op)?;
     }
+    crate::exec::mark(timing, "commit: applied");
     finish(dir, layers, &ops)?;
+    crate::exec::mark(timing, "commit: finished");
     Ok(p.report)
 }
 
