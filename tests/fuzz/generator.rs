@@ -123,6 +123,9 @@ struct Gen {
     next_var: usize,
     funcs: Vec<String>,
     loop_vars: Vec<&'static str>,
+    /// Enclosing loops, innermost last: `true` for `for` (where `continue` is safe).
+    loops: Vec<bool>,
+    in_subshell: bool,
     in_func: bool,
     bg: usize,
     sleeps: usize,
@@ -137,6 +140,8 @@ pub fn generate(seed: u64) -> Script {
         next_var: 1,
         funcs: vec![],
         loop_vars: vec![],
+        loops: vec![],
+        in_subshell: false,
         in_func: false,
         bg: 0,
         sleeps: 4,
@@ -151,6 +156,12 @@ pub fn generate(seed: u64) -> Script {
     }
     if g.rng.chance(10) {
         stmts.push(line("set -o pipefail"));
+    }
+    if g.rng.chance(5) {
+        stmts.push(line("set -u"));
+    }
+    if g.rng.chance(8) {
+        stmts.push(line("trap 'echo \"exit trap rc=$?\"' EXIT"));
     }
     let n = g.rng.range(6, 22);
     for _ in 0..n {
@@ -433,6 +444,37 @@ impl Gen {
                 let w = self.name();
                 format!("{{ echo g1; cat {w}; }} 2>&1 | sort")
             }
+            27 => {
+                let w = self.name();
+                match self.rng.below(6) {
+                    0 => format!("{}; echo \"rc=$?\"", self.assign()),
+                    1 => format!("ls {w} 2>&1 | while read -r f; do echo \"[$f]\"; done"),
+                    2 => match self.var() {
+                        Some(v) => format!("grep -c a <<< \"${v}\""),
+                        None => "grep -c a <<< alpha".into(),
+                    },
+                    3 => format!("! grep -q a {w}; echo \"neg=$?\""),
+                    4 => format!("test -e {w} && cat {w} || echo \"no such\""),
+                    _ => format!("eval 'cat a b'; echo \"eval rc=$?\""),
+                }
+            }
+            28 => {
+                let ms = self.rng.below(4);
+                match self.rng.below(3) {
+                    0 => format!("sleep 0.0{ms} &\nwait $!; echo \"w=$?\""),
+                    1 => "printf '%s\\n' bgline > \"$TMPDIR/bgs.log\" &\nwait; cat \"$TMPDIR/bgs.log\"".into(),
+                    _ => format!("(sleep 0.0{ms}; exit 5) &\nwait $!; echo \"w=$?\""),
+                }
+            }
+            29 if self.loops.last() == Some(&true) => {
+                let t = self.test_expr();
+                if self.rng.chance(50) {
+                    format!("{t} && break")
+                } else {
+                    format!("{t} || continue")
+                }
+            }
+            29 if self.in_subshell => format!("{} || exit 4", self.test_expr()),
             _ => self.simple(),
         };
         line(text)
@@ -447,10 +489,19 @@ impl Gen {
         if depth >= 2 || !self.rng.chance(28) {
             return self.leaf();
         }
-        match self.rng.below(10) {
+        match self.rng.below(12) {
             0 | 1 => {
                 let t = self.test_expr();
-                let cond = match self.rng.below(3) {
+                let cond = match self.rng.below(if self.funcs.is_empty() { 4 } else { 5 }) {
+                    3 => {
+                        let w = self.name();
+                        format!("cat {w} >/dev/null 2>&1")
+                    }
+                    4 => {
+                        let f = self.rng.pick(&self.funcs).clone();
+                        let w = self.name();
+                        format!("{f} {w}")
+                    }
                     0 => {
                         let w = self.name();
                         format!("grep -q a {w} 2>/dev/null")
@@ -469,7 +520,11 @@ impl Gen {
             }
             2 | 3 => {
                 let var = ["x", "y"][self.loop_vars.len().min(1)];
-                let head = match self.rng.below(3) {
+                let head = match self.rng.below(4) {
+                    3 => {
+                        let w = self.name();
+                        format!("for {var} in $(ls {w} 2>/dev/null); do")
+                    }
                     0 => {
                         let ws: Vec<String> =
                             (0..self.rng.range(1, 3)).map(|_| self.name()).collect();
@@ -479,7 +534,9 @@ impl Gen {
                     _ => format!("for {var} in 1 2 3; do"),
                 };
                 self.loop_vars.push(var);
+                self.loops.push(true);
                 let body = self.body(depth);
+                self.loops.pop();
                 self.loop_vars.pop();
                 Stmt::Block {
                     parts: vec![(head, body)],
@@ -521,8 +578,11 @@ impl Gen {
                 } else {
                     format!("( cd {w} || exit 7")
                 };
+                let outer = std::mem::replace(&mut self.in_subshell, true);
+                let body = self.body(depth);
+                self.in_subshell = outer;
                 Stmt::Block {
-                    parts: vec![(head, self.body(depth))],
+                    parts: vec![(head, body)],
                     tail: ")\necho \"sub rc=$?\"".into(),
                 }
             }
@@ -531,6 +591,16 @@ impl Gen {
                 Stmt::Block {
                     parts: vec![(format!("cd {w} && {{"), self.body(depth))],
                     tail: "cd \"$top\"\n}".into(),
+                }
+            }
+            10 | 11 => {
+                let c = format!("c{depth}");
+                self.loops.push(false);
+                let body = self.body(depth);
+                self.loops.pop();
+                Stmt::Block {
+                    parts: vec![(format!("{c}=0\nwhile [ \"${c}\" -lt 2 ]; do"), body)],
+                    tail: format!("{c}=$(({c} + 1))\ndone"),
                 }
             }
             8 if depth == 0 && self.bg < 2 => {
