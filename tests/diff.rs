@@ -34,7 +34,10 @@
 //! `invoke:` is one of `abs` (default: `bash /abs/path/name.sh args`), `rel` (the script is
 //! copied to `script.sh` in the setup dir and run as `bash script.sh args`), `c`
 //! (`bash -c "<file contents>" args`, the first arg being `$0`), `stdin-s` (`bash -s args <
-//! script`), `stdin` (`bash < script`) and `missing` (`bash no-such-script.sh args`).
+//! script`), `stdin` (`bash < script`), `missing` (`bash no-such-script.sh args`) and
+//! `shebang` (the script is written to `root/exec/script.sh` behind a `#!/usr/bin/env bash` or
+//! `#!/usr/bin/env hs` line and executed directly, with a directory holding `hs` first in
+//! `PATH`; `hs-flags:` cannot apply there).
 //!
 //! # Environment knobs
 //!
@@ -82,6 +85,7 @@ enum Invoke {
     StdinS,
     Stdin,
     Missing,
+    Shebang,
 }
 
 /// A parsed script: its header directives and text.
@@ -163,6 +167,7 @@ impl Script {
                         "stdin-s" => Invoke::StdinS,
                         "stdin" => Invoke::Stdin,
                         "missing" => Invoke::Missing,
+                        "shebang" => Invoke::Shebang,
                         _ => return Err(format!("{name}: unknown invoke: {value}")),
                     }
                 }
@@ -566,6 +571,8 @@ fn invocation(script: &Script, prefix: &[OsString]) -> (Vec<OsString>, Vec<u8>) 
         Invoke::Abs => args.push(script.path.clone().into()),
         Invoke::Rel => args.push("script.sh".into()),
         Invoke::Missing => args.push("no-such-script.sh".into()),
+        // The program is the script itself; see `compare`.
+        Invoke::Shebang => args.clear(),
         Invoke::C => {
             args.push("-c".into());
             args.push(OsString::from_vec(script.text.clone()));
@@ -623,6 +630,22 @@ fn compare(script: &Script, hs_prog: &OsStr) -> Result<(), String> {
     let work = root.path.join("work");
     let hs_flags = hs_flags(script);
     let mut outcomes = vec![];
+    // For `invoke: shebang`, the script runs as an executable at one fixed path, its first line
+    // `#!/usr/bin/env bash` or `#!/usr/bin/env hs`, with a directory holding `hs` first in PATH.
+    let exec_script = root.path.join("exec/script.sh");
+    let mut script = script.clone();
+    if script.invoke == Invoke::Shebang {
+        let bin = root.path.join("pathbin");
+        fs::create_dir_all(&bin).unwrap();
+        fs::create_dir_all(exec_script.parent().unwrap()).unwrap();
+        let target = fs::canonicalize(hs_prog).unwrap_or_else(|_| PathBuf::from(hs_prog));
+        std::os::unix::fs::symlink(target, bin.join("hs")).unwrap();
+        let mut path = bin.into_os_string();
+        path.push(":");
+        path.push(std::env::var_os("PATH").unwrap_or_default());
+        script.env.push(("PATH".into(), path));
+    }
+    let script = &script;
     for (label, program, prefix) in [
         ("bash", OsStr::new("bash"), &[][..]),
         ("hs", hs_prog, &hs_flags[..]),
@@ -630,6 +653,15 @@ fn compare(script: &Script, hs_prog: &OsStr) -> Result<(), String> {
         let _ = fs::remove_dir_all(&work);
         copy_tree(&setup, &work);
         let (args, stdin) = invocation(script, prefix);
+        let program = if script.invoke == Invoke::Shebang {
+            let mut text = format!("#!/usr/bin/env {label}\n").into_bytes();
+            text.extend_from_slice(&script.text);
+            fs::write(&exec_script, text).unwrap();
+            fs::set_permissions(&exec_script, fs::Permissions::from_mode(0o755)).unwrap();
+            exec_script.as_os_str()
+        } else {
+            program
+        };
         let outcome = run_one(script, &root.path, program, &args, &stdin, &work);
         // A script may have removed its own directory: nothing to move then.
         let _ = fs::rename(&work, root.path.join(format!("work.{label}")));

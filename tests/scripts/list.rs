@@ -81,6 +81,7 @@ scripts! {
     invoke_abs,
     invoke_missing,
     invoke_rel,
+    invoke_shebang,
     invoke_stdin,
     invoke_stdin_s,
     invoke_stdin_s_pipe,
