@@ -179,7 +179,7 @@ pub fn default_rules(fstat_fast_path: bool) -> Vec<Rule> {
         action: stat_action(2),
     });
     // Attaching to a process: flagged when the target is outside the traced tree.
-    const ATTACH: &[u32] = &[PTRACE_ATTACH as u32, PTRACE_SEIZE as u32];
+    const ATTACH: &[u32] = &[PTRACE_ATTACH, PTRACE_SEIZE];
     rules.push(Rule {
         nr: SYS_ptrace,
         action: Action::NotifyIfArgIn {

@@ -692,9 +692,7 @@ impl Supervisor {
         let follow = flags & libc::O_NOFOLLOW == 0 && !excl;
         let acc = flags & libc::O_ACCMODE;
         let trunc = flags & libc::O_TRUNC != 0;
-        let if_exists = if flags & libc::O_PATH != 0 {
-            Kinds::EXISTS
-        } else if excl {
+        let if_exists = if flags & libc::O_PATH != 0 || excl {
             Kinds::EXISTS
         } else if acc == libc::O_RDONLY {
             if flags & libc::O_DIRECTORY != 0 {
@@ -826,6 +824,9 @@ fn canonical_of(view: &View, fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
     view.fd_path(fd)
 }
 
+/// A file's identity and change time: (dev, ino, ctime seconds, ctime nanoseconds).
+pub(crate) type FileVersion = (u64, u64, i64, i64);
+
 /// Resolves paths, caching the canonical path of directories.
 ///
 /// The cache is cleared whenever the traced tree deletes or renames anything (the only ways to
@@ -840,7 +841,7 @@ pub(crate) struct Resolver {
     /// `lstat` of the last path resolved by the fast path (not a symlink), if any.
     pub(crate) last_stat: Option<nix::sys::stat::FileStat>,
     /// Interpreter records by (dev, ino, ctime) of the executed file.
-    pub(crate) interps: std::collections::HashMap<(u64, u64, i64, i64), Vec<(Vec<u8>, Kinds)>>,
+    pub(crate) interps: std::collections::HashMap<FileVersion, Vec<(Vec<u8>, Kinds)>>,
     dirs: std::collections::HashMap<Vec<u8>, Vec<u8>>,
     /// Whether new entries may be cached (not while a namespace change is in flight).
     pub(crate) caching: bool,
