@@ -495,3 +495,40 @@ fn library_runs_twice_in_one_sandbox() {
     sb.discard().unwrap();
     assert!(!dir.exists());
 }
+
+/// Root only: a small tmpfs as live filesystem and the upper dir elsewhere, so commit copies.
+/// A commit that does not fit aborts cleanly, leaving the live tree unchanged; one that fits
+/// keeps mode and times.
+#[test]
+fn copy_commit_and_enospc() {
+    if !is_root() {
+        return;
+    }
+    let e = Env::new("enospc", false);
+    let small = e.live().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let hs = env!("CARGO_BIN_EXE_hs");
+    let s1 = e.sbx("big");
+    let s2 = e.sbx("ok");
+    let script = format!(
+        "set -e; mount -t tmpfs -o size=1m tmpfs {sm}; echo keep > {sm}/keep; \
+         {hs} try -n -D {s1} -- sh -c 'head -c 700k /dev/zero > {sm}/a; head -c 700k /dev/zero > {sm}/b; rm {sm}/keep' 2>/dev/null; \
+         if {hs} commit {s1} 2>{root}/err; then echo committed; fi; \
+         ls -A {sm}; cat {sm}/keep; \
+         {hs} try -y -D {s2} -- sh -c 'echo hi > {sm}/c; chmod 640 {sm}/c; touch -d 2001-02-03T04:05:06Z {sm}/c' 2>/dev/null; \
+         stat -c '%a %Y' {sm}/c; cat {sm}/c",
+        sm = small.display(),
+        s1 = s1.display(),
+        s2 = s2.display(),
+        root = e.root.display(),
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .env("HS_SANDBOX_UPPER_IN_DIR", "1")
+        .output()
+        .unwrap();
+    let err = std::fs::read_to_string(e.root.join("err")).unwrap_or_default();
+    assert_eq!(text(&out.stdout), "keep\nkeep\n640 981173106\nhi\n", "{}\n{err}", text(&out.stderr));
+    assert!(err.contains("no space left"), "{err}");
+    assert!(err.contains("the live filesystem was not changed"), "{err}");
+}

@@ -326,6 +326,9 @@ pub struct PlanInput {
     /// belong to users outside the sandbox's id map (overlayfs cannot copy those up, so a
     /// write below them would fail with EOVERFLOW). See [`writable_roots`].
     pub writable_roots: Vec<PathBuf>,
+    /// Keep every upper dir in the sandbox directory, even on another filesystem than its
+    /// live data (commit then copies); for tests of the copy path.
+    pub upper_in_dir: bool,
 }
 
 /// For an unprivileged caller: the topmost writable directory on the way to each of `paths`
@@ -382,7 +385,7 @@ impl Builder<'_> {
         }
         let index = self.next_index;
         self.next_index += 1;
-        let base = if dev == self.dir_dev || !writable(mountpoint) {
+        let base = if self.input.upper_in_dir || dev == self.dir_dev || !writable(mountpoint) {
             self.input.dir.join("layers")
         } else {
             let id = std::fs::metadata(&self.input.dir)

@@ -179,6 +179,7 @@ impl Sandbox {
             net: opts.net,
             existing: existing.clone(),
             writable_roots,
+            upper_in_dir: std::env::var_os("HS_SANDBOX_UPPER_IN_DIR").is_some(),
         };
         let plan = plan::build(&input, &plan::read_mountinfo()?)?;
         // Keep layers of earlier runs that this plan does not mount, so their changes survive.
