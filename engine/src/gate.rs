@@ -86,7 +86,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 });
             }
             "l" => {
-                let words = parts.count();
+                let rest: Vec<&str> = parts.collect();
+                let words = unquote_words(rest.join(" ").as_bytes()).len();
                 tracing::trace!(r#loop = id, pid, words, "loop");
                 events.push(Event {
                     kind: "loop",
@@ -129,4 +130,128 @@ fn finish(args: &ServeArgs, events: &[Event], started: Instant) -> anyhow::Resul
             .with_context(|| format!("cannot write report {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Splits bash `printf %q` output back into words: backslash escapes, `''`, and `$'…'` with
+/// C escapes.
+pub(crate) fn unquote_words(text: &[u8]) -> Vec<Vec<u8>> {
+    let mut words = Vec::new();
+    let mut word: Option<Vec<u8>> = None;
+    let mut i = 0;
+    while i < text.len() {
+        let c = text[i];
+        match c {
+            b' ' => {
+                words.extend(word.take());
+                i += 1;
+            }
+            b'\\' => {
+                let w = word.get_or_insert_with(Vec::new);
+                if let Some(&n) = text.get(i + 1) {
+                    w.push(n);
+                }
+                i += 2;
+            }
+            b'\'' => {
+                let w = word.get_or_insert_with(Vec::new);
+                let end = text[i + 1..]
+                    .iter()
+                    .position(|&b| b == b'\'')
+                    .map_or(text.len(), |p| i + 1 + p);
+                w.extend_from_slice(&text[i + 1..end]);
+                i = end + 1;
+            }
+            b'$' if text.get(i + 1) == Some(&b'\'') => {
+                let w = word.get_or_insert_with(Vec::new);
+                i += 2;
+                while i < text.len() && text[i] != b'\'' {
+                    if text[i] == b'\\' && i + 1 < text.len() {
+                        i += 1;
+                        let (byte, used) = c_escape(&text[i..]);
+                        w.push(byte);
+                        i += used;
+                    } else {
+                        w.push(text[i]);
+                        i += 1;
+                    }
+                }
+                i += 1;
+            }
+            _ => {
+                word.get_or_insert_with(Vec::new).push(c);
+                i += 1;
+            }
+        }
+    }
+    words.extend(word);
+    words
+}
+
+/// One C escape after a backslash in `$'…'`: the byte and how many input bytes it used.
+fn c_escape(t: &[u8]) -> (u8, usize) {
+    let simple = |b: u8| match b {
+        b'n' => Some(b'\n'),
+        b't' => Some(b'\t'),
+        b'r' => Some(b'\r'),
+        b'a' => Some(7),
+        b'b' => Some(8),
+        b'e' | b'E' => Some(27),
+        b'f' => Some(12),
+        b'v' => Some(11),
+        b'\\' | b'\'' | b'"' | b'?' => Some(b),
+        _ => None,
+    };
+    if let Some(b) = simple(t[0]) {
+        return (b, 1);
+    }
+    if t[0] == b'x' {
+        let hex: Vec<u8> = t[1..]
+            .iter()
+            .take(2)
+            .take_while(|b| b.is_ascii_hexdigit())
+            .copied()
+            .collect();
+        if let Ok(v) = u8::from_str_radix(std::str::from_utf8(&hex).unwrap_or(""), 16) {
+            return (v, 1 + hex.len());
+        }
+    }
+    let oct: Vec<u8> = t
+        .iter()
+        .take(3)
+        .take_while(|b| (b'0'..=b'7').contains(b))
+        .copied()
+        .collect();
+    if let Ok(v) = u32::from_str_radix(std::str::from_utf8(&oct).unwrap_or(""), 8) {
+        return ((v & 0xff) as u8, oct.len());
+    }
+    (t[0], 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unquote_words;
+
+    /// Whatever bash's `printf %q` makes of a word list comes back unchanged.
+    #[test]
+    fn printf_q_round_trip() {
+        let words: Vec<&[u8]> = vec![
+            b"a",
+            b"b c",
+            b"",
+            b"it's",
+            b"tab\there",
+            b"nl\nx",
+            b"\xff\x01",
+            b"$x*?[",
+            b"~",
+        ];
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg("-c").arg("printf ' %q' \"$@\"").arg("bash");
+        for w in &words {
+            cmd.arg(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(w));
+        }
+        let out = cmd.output().unwrap().stdout;
+        let got = unquote_words(&out);
+        assert_eq!(got, words.iter().map(|w| w.to_vec()).collect::<Vec<_>>());
+    }
 }

@@ -236,6 +236,8 @@ fn start_server(args: &RunArgs, bash: &mut Command) -> anyhow::Result<(String, S
 }
 
 /// The gate functions, all on the script's first line so that line numbers do not move.
+/// Every call's last argument is the caller's `"$_"` (`__hs_gate N [POSITIONAL…] "$_"`,
+/// `__hs_loop N WORDS… "$_"`): bash sets `$_` to a call's last argument, so it stays as it was.
 ///
 /// A gate never skips its unit unless the server explicitly answered `c` (committed): if the
 /// server is gone, the unit runs. `__hs_note` (background units, and every gate when nothing
@@ -256,7 +258,7 @@ fn prelude(request: &str, reply: &str, wait: bool) -> String {
          __hs_gate() {{ {gate}; }}; \
          __hs_replay() {{ builtin : 2>/dev/null <\"/dev/null/hs-replay:$__hs_o:$__hs_e\" \
          || return 141; return \"$__hs_st\"; }}; \
-         __hs_loop() {{ if (($# > 1)); then builtin printf -v __hs_m ' %q' \"${{@:2}}\"; \
+         __hs_loop() {{ if (($# > 2)); then builtin printf -v __hs_m ' %q' \"${{@:2:$#-2}}\"; \
          else __hs_m=; fi; \
          builtin printf 'l %s %s%s\\n' \"$1\" \"$BASHPID\" \"$__hs_m\" 2>/dev/null >\"$__hs_q\"; \
          return 0; }}; "

@@ -12,7 +12,7 @@
 //! assert_eq!(script.units[0].text, b"grep -c $x file | sort > out");
 //! assert!(script.units[0].vars.names.contains("x"));
 //! let text = parser::instrument(b"x=1\ngrep -c $x file | sort > out\n", &script);
-//! assert_eq!(text, b"x=1\nif __hs_gate 0; then grep -c $x file | sort > out; else __hs_replay; fi\n");
+//! assert_eq!(text, b"x=1\nif __hs_gate 0 \"$_\"; then grep -c $x file | sort > out; else __hs_replay; fi\n");
 //! ```
 //!
 //! Design decision: brush-parser builds the AST, but its spans are incomplete and its `Display`
@@ -56,10 +56,11 @@ pub struct Span {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Gate {
-    /// `if __hs_gate N; then UNIT; else __hs_replay; fi`: the engine may answer with a result.
-    /// Units that expand positional parameters pass them on: `__hs_gate N "$@"`.
+    /// `if __hs_gate N "$_"; then UNIT; else __hs_replay; fi`: the engine may answer with a
+    /// result. The last argument keeps `$_` as it was (bash sets `$_` to a call's last
+    /// argument). Units that expand positional parameters pass them on: `__hs_gate N "$@" "$_"`.
     Wrap,
-    /// `__hs_note N; UNIT &`: a background unit; the gate only reports it.
+    /// `__hs_note N "$_"; UNIT &`: a background unit; the gate only reports it.
     Prefix,
     /// Left as it is (see [`Unit::why_no_gate`]).
     None,

@@ -139,10 +139,10 @@ impl VarRefs {
         }
     }
 
-    /// Whether the unit observes something the gate changes (`$?`, `$_`, `PIPESTATUS`), so it
-    /// must run without a gate in front of it.
+    /// Whether the unit observes something the gate changes (`$?`, `PIPESTATUS`), so it must
+    /// run without a gate in front of it. (`$_` is kept: the gate's last argument is `"$_"`.)
     pub fn sees_gate(&self) -> bool {
-        ["?", "_", "PIPESTATUS", "BASH_COMMAND"]
+        ["?", "PIPESTATUS", "BASH_COMMAND"]
             .iter()
             .any(|s| self.specials.contains(*s))
     }
@@ -209,7 +209,7 @@ mod tests {
         assert!(refs("cmd ${!name}").all);
         assert!(refs("cmd $#").positional);
         assert!(refs("cmd $?").sees_gate());
-        assert!(refs("cmd $_").sees_gate());
+        assert!(!refs("cmd $_").sees_gate());
         assert!(!refs("cmd $_x").sees_gate());
         assert!(refs("cmd ${PIPESTATUS[0]}").sees_gate());
     }

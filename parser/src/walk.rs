@@ -574,14 +574,14 @@ impl<'s, 'b> Walker<'s, 'b> {
             Gate::Wrap => {
                 self.edits.push(Edit::insert(
                     start,
-                    format!("if __hs_gate {}{}; then ", id.0, args),
+                    format!("if __hs_gate {}{} \"$_\"; then ", id.0, args),
                 ));
                 self.edits
                     .push(Edit::insert(end, "; else __hs_replay; fi".to_string()));
             }
             Gate::Prefix => self
                 .edits
-                .push(Edit::insert(start, format!("__hs_note {}; ", id.0))),
+                .push(Edit::insert(start, format!("__hs_note {} \"$_\"; ", id.0))),
             Gate::None => {}
         }
         self.units.push(Unit {
@@ -717,7 +717,7 @@ impl<'s, 'b> Walker<'s, 'b> {
         let for_at = self
             .src
             .skip_blanks(self.src.byte(self.toks[for_tok].start));
-        // The body must not look at $? or $_ first thing: our prefix resets them.
+        // The body must not look at $? first thing: our prefix resets it.
         let body_end = self
             .src
             .byte(f.body.loc.end.index)
@@ -729,7 +729,7 @@ impl<'s, 'b> Walker<'s, 'b> {
             return;
         }
         let prefix = match &f.values {
-            None => format!("__hs_loop {} \"$@\"; ", id.0),
+            None => format!("__hs_loop {} \"$@\" \"$_\"; ", id.0),
             Some(words) if words.is_empty() => return,
             Some(words) => {
                 let (Some(a), Some(b)) = (
@@ -763,7 +763,7 @@ impl<'s, 'b> Walker<'s, 'b> {
                     text: format!("\"${{{var}[@]}}\""),
                 });
                 format!(
-                    "{var}=({text}) || builtin :; __hs_loop {} \"${{{var}[@]}}\"; ",
+                    "__hs_u=$_; {var}=({text}) || builtin :; __hs_loop {} \"${{{var}[@]}}\" \"$__hs_u\"; ",
                     id.0
                 )
             }

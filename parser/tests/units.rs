@@ -34,7 +34,7 @@ fn and_or_lists_and_negation() {
     );
     assert_eq!(
         instrumented("grep a x && ! wc -l x\n"),
-        "if __hs_gate 0; then grep a x; else __hs_replay; fi && ! if __hs_gate 1; then wc -l x; else __hs_replay; fi\n"
+        "if __hs_gate 0 \"$_\"; then grep a x; else __hs_replay; fi && ! if __hs_gate 1 \"$_\"; then wc -l x; else __hs_replay; fi\n"
     );
 }
 
@@ -50,8 +50,8 @@ fn here_documents_stay_after_the_line() {
     assert_eq!(units(src), ["cat <<EOF | grep -c l", "cat <<-'E2'"]);
     assert_eq!(
         instrumented(src),
-        "if __hs_gate 0; then cat <<EOF | grep -c l; else __hs_replay; fi # comment\nhello\nEOF\n\
-         if __hs_gate 1; then cat <<-'E2'; else __hs_replay; fi\n\tx $y\n\tE2\n"
+        "if __hs_gate 0 \"$_\"; then cat <<EOF | grep -c l; else __hs_replay; fi # comment\nhello\nEOF\n\
+         if __hs_gate 1 \"$_\"; then cat <<-'E2'; else __hs_replay; fi\n\tx $y\n\tE2\n"
     );
     let s = parser::parse(src.as_bytes()).unwrap();
     assert!(s.units[1].vars.names.contains("y"));
@@ -104,17 +104,20 @@ fn pipelines_with_compound_parts_are_one_unit() {
 fn background_units_get_a_note_before_them() {
     assert_eq!(
         instrumented("sleep 1 & wait\n"),
-        "__hs_note 0; sleep 1 & wait\n"
+        "__hs_note 0 \"$_\"; sleep 1 & wait\n"
     );
 }
 
 #[test]
 fn units_that_expand_status_are_not_gated() {
-    let s = parser::parse(b"false; grep $? f; ls $_\n").unwrap();
+    let src = b"false; grep $? f; ls ${PIPESTATUS[0]}\n";
+    let s = parser::parse(src).unwrap();
     assert!(s.units.iter().all(|u| u.gate == parser::Gate::None));
+    assert_eq!(parser::instrument(src, &s), src);
+    // `$_` is kept by the gate itself.
     assert_eq!(
-        parser::instrument(b"false; grep $? f; ls $_\n", &s),
-        b"false; grep $? f; ls $_\n"
+        parser::parse(b"ls $_\n").unwrap().units[0].gate,
+        parser::Gate::Wrap
     );
 }
 
@@ -122,15 +125,15 @@ fn units_that_expand_status_are_not_gated() {
 fn for_loops_report_their_words() {
     assert_eq!(
         instrumented("for f in a \"b c\" *.txt; do wc $f; done\n"),
-        "__hs_w0=(a \"b c\" *.txt) || builtin :; __hs_loop 0 \"${__hs_w0[@]}\"; for f in \"${__hs_w0[@]}\"; do if __hs_gate 0; then wc $f; else __hs_replay; fi; done\n"
+        "__hs_u=$_; __hs_w0=(a \"b c\" *.txt) || builtin :; __hs_loop 0 \"${__hs_w0[@]}\" \"$__hs_u\"; for f in \"${__hs_w0[@]}\"; do if __hs_gate 0 \"$_\"; then wc $f; else __hs_replay; fi; done\n"
     );
     assert_eq!(
         instrumented("for a; do ls $a; done\n"),
-        "__hs_loop 0 \"$@\"; for a; do if __hs_gate 0; then ls $a; else __hs_replay; fi; done\n"
+        "__hs_loop 0 \"$@\" \"$_\"; for a; do if __hs_gate 0 \"$_\"; then ls $a; else __hs_replay; fi; done\n"
     );
     assert_eq!(
         instrumented("f() { sort \"$1\"; }\n"),
-        "f() { if __hs_gate 0 \"$@\"; then sort \"$1\"; else __hs_replay; fi; }\n"
+        "f() { if __hs_gate 0 \"$@\" \"$_\"; then sort \"$1\"; else __hs_replay; fi; }\n"
     );
     // A failing substitution in the words must not trip `set -e` or an ERR trap.
     let script =
@@ -143,6 +146,28 @@ fn for_loops_report_their_words() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a\nend\n");
     // Words an array assignment would read differently are left alone.
     assert!(instrumented("for i in $((1+1)) x; do ls; done").starts_with("for i in $((1+1))"));
+}
+
+/// `$_` after a gate is what it was before it: a pipeline unit does not set it, the loop
+/// prefix restores it.
+#[test]
+fn underscore_survives_gates_and_loop_prefixes() {
+    let script = "true prev\nls / | cat >/dev/null\necho \"[$_]\"\ntrue again\n\
+                  for x in a b; do echo \"<$_>\"; done\ntrue bg\nsleep 0 & wait\n";
+    let prelude =
+        "__hs_gate() { return 0; }; __hs_note() { return 0; }; __hs_loop() { return 0; }; ";
+    let run = |s: &str| {
+        Command::new("bash")
+            .arg("-c")
+            .arg(s)
+            .output()
+            .unwrap()
+            .stdout
+    };
+    assert_eq!(
+        run(&format!("{prelude}{}", instrumented(script))),
+        run(script)
+    );
 }
 
 #[test]
