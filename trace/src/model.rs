@@ -313,6 +313,26 @@ impl Trace {
         self.accesses.iter().map(|(p, k)| (p.as_slice(), *k))
     }
 
+    /// Paths whose state the run observed (kinds in [`Kinds::OBSERVE`]).
+    pub fn reads(&self) -> impl Iterator<Item = &[u8]> {
+        self.iter()
+            .filter(|(_, k)| k.intersects(Kinds::OBSERVE))
+            .map(|(p, _)| p)
+    }
+
+    /// Paths the run changed (kinds in [`Kinds::MODIFY`]).
+    pub fn writes(&self) -> impl Iterator<Item = &[u8]> {
+        self.iter()
+            .filter(|(_, k)| k.intersects(Kinds::MODIFY))
+            .map(|(p, _)| p)
+    }
+
+    /// Whether the run may be committed speculatively as far as the tracer can tell: no
+    /// [`Flags`] raised.
+    pub fn is_clean(&self) -> bool {
+        self.flags.is_empty()
+    }
+
     /// Number of distinct paths.
     pub fn len(&self) -> usize {
         self.accesses.len()

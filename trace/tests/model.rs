@@ -161,3 +161,19 @@ fn conflicts_are_read_after_write_only() {
     assert!(Trace::conflicts(&w, &r).is_empty());
     assert!(Trace::conflicts(&r, &Trace::new()).is_empty());
 }
+
+#[test]
+fn reads_and_writes_split_by_kind() {
+    let mut t = Trace::new();
+    t.record(b"/r", Kinds::READ);
+    t.record(b"/w", Kinds::WRITE_TRUNC);
+    t.record(b"/rw", Kinds::WRITE);
+    t.record(b"/m", Kinds::MISSING);
+    let reads: Vec<&[u8]> = t.reads().collect();
+    let writes: Vec<&[u8]> = t.writes().collect();
+    assert_eq!(reads, vec![&b"/m"[..], b"/r", b"/rw"]);
+    assert_eq!(writes, vec![&b"/rw"[..], b"/w"]);
+    assert!(t.is_clean());
+    t.flag(Flags::NETWORK, || "x".into());
+    assert!(!t.is_clean());
+}
