@@ -45,7 +45,8 @@ pub struct RunArgs {
     #[arg(short = 'x', help_heading = "Bash options")]
     pub xtrace: bool,
 
-    /// Set a bash option by name (bash -o NAME), e.g. -o pipefail
+    /// Set a bash option by name (bash -o NAME), e.g. -o pipefail (xtrace and verbose run the
+    /// script unchanged under bash)
     #[arg(short = 'o', value_name = "NAME", help_heading = "Bash options")]
     pub options: Vec<OsString>,
 
@@ -76,8 +77,12 @@ pub struct RunArgs {
     pub stats: bool,
 
     /// Print hs's own diagnostics on stderr (HS_LOG=debug for more)
-    #[arg(short = 'v', long, help_heading = "Report options")]
+    #[arg(long, help_heading = "Report options")]
     pub verbose: bool,
+
+    /// Print input lines as they are read (bash -v; runs unchanged under bash)
+    #[arg(short = 'v', help_heading = "Bash options")]
+    pub verbose_input: bool,
 
     /// The script and its arguments (with -c: the command string, $0 and the arguments)
     #[arg(

@@ -48,6 +48,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.xtrace {
         flags.push("-x".into());
     }
+    if args.verbose_input {
+        flags.push("-v".into());
+    }
     for o in &args.options {
         flags.push("-o".into());
         flags.push(o.clone());
@@ -65,8 +68,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         cmd.args(&args.args);
         Err(cmd.exec()).with_context(|| format!("cannot run {}", shell.display()))
     };
-    if args.xtrace {
-        return plain("-x shows every command");
+    let shows_lines = args.options.iter().any(|o| o == "xtrace" || o == "verbose");
+    if args.xtrace || args.verbose_input || shows_lines {
+        return plain("-x and -v show the script's text as bash runs it");
     }
     if !Path::new("/proc/self/fd").is_dir() {
         return plain("/proc is not mounted");
@@ -275,6 +279,15 @@ pub(crate) fn gates_wait(args: &RunArgs) -> bool {
 fn bash(shell: &Path) -> Command {
     let mut cmd = Command::new(shell);
     cmd.arg0(shell.file_name().unwrap_or(OsStr::new("bash")));
+    // A shell that runs a program sets `_` to its path, and bash starts with `$_` from it: had
+    // the caller run bash, `_` would name bash, not hs.
+    let names_hs = std::env::var_os("_")
+        .and_then(|u| std::fs::canonicalize(u).ok())
+        .zip(std::env::current_exe().ok())
+        .is_some_and(|(u, exe)| u == exe);
+    if names_hs {
+        cmd.env("_", shell);
+    }
     cmd
 }
 
