@@ -35,20 +35,28 @@
 //!   recorded when it was opened).
 //! - **Listener hand-over by `pidfd_getfd`**, not SCM_RIGHTS: the child writes `(pid, fd)` with
 //!   plain `write(2)` to a unix socket whose peer has `SO_PASSCRED` (the kernel adds the pid as
-//!   the supervisor sees it, across pid namespaces) and the supervisor copies the fd out of it. The child's
-//!   `execve` is itself trapped, so the listener is still open when the supervisor takes it,
-//!   and `sendmsg` stays free to trap (network detection).
+//!   the supervisor sees it, across pid namespaces) and the supervisor copies the fd out of it.
+//!   The child's `execve` is itself trapped, so the listener is still open when the supervisor
+//!   takes it, and `sendmsg` stays free to trap (network detection).
 //! - **Existence is decided by the supervisor**, because with `CONTINUE` the result of the call
 //!   is never seen: before the call for calls that change existence (`O_CREAT`, `mkdir`,
-//!   `unlink`, `rename`, …), just after letting it continue for pure lookups, which overlaps the
-//!   supervisor's work with the tracee's. Both are exact within the traced tree, since any call
-//!   that could change the answer waits for the supervisor. Paths are recorded canonical
-//!   (symlinks resolved through `O_PATH` + `/proc/self/fd`), and the path as written is
-//!   recorded too (`exists`/`missing`) when it differs, so symlink changes are conflicts.
-//! - Relative paths resolve through `/proc/PID/cwd` and `/proc/PID/fd/N`, read while the
-//!   caller is stopped. The supervisor resolves paths in its own mount namespace: a tracee in
-//!   another mount namespace (the sandbox) needs resolution under `/proc/PID/root` (not done
-//!   yet).
+//!   `unlink`, `rename`, …), just after letting it continue for pure lookups. Both are exact
+//!   within the traced tree, since any call that could change the answer is itself trapped and
+//!   waits for the supervisor. Paths are recorded canonical (symlinks resolved), and the path as
+//!   written is recorded too (`exists`/`missing`) when it differs, so symlink changes are
+//!   conflicts.
+//! - **Caches, invalidated by the tree's own changes**: canonical directories, missing
+//!   directories and lookup answers are cached and dropped whenever a traced process creates,
+//!   deletes or renames an entry (nothing is cached again until that call has completed). A
+//!   change made by a process *outside* the tree during the trace can be missed; inside a
+//!   sandbox there is none.
+//! - Relative paths resolve through the caller's cwd (`/proc/TID/cwd`, cached per thread until
+//!   a `chdir`) and dirfds (copied with `pidfd_getfd`, cached and re-validated with `kcmp`),
+//!   read while the caller is stopped. A tracee in another mount namespace (the sandbox) is
+//!   resolved under its own root with `openat2(RESOLVE_IN_ROOT)`: [`Tracer::root`],
+//!   [`Tracer::root_from_tracee`].
+//! - Not done: a ptrace + `RET_TRACE` fallback for kernels without user notification, and the
+//!   LD_PRELOAD fast path of DESIGN §7.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
