@@ -247,7 +247,9 @@ fn start_server(args: &RunArgs, bash: &mut Command) -> anyhow::Result<(String, S
 /// server is gone, the unit runs. `__hs_note` (background units, and every gate when nothing
 /// is speculated) only reports and never waits, so it costs one pipe write.
 fn prelude(request: &str, reply: &str, wait: bool) -> String {
-    let note = "builtin printf 'g %s %s\\n' \"$1\" \"$BASHPID\" 2>/dev/null >\"$__hs_q\"";
+    // `|| builtin :`: a failed write (server gone) must not reach an ERR trap or `set -e`.
+    let note =
+        "builtin printf 'g %s %s\\n' \"$1\" \"$BASHPID\" 2>/dev/null >\"$__hs_q\" || builtin :";
     let gate = if wait {
         format!(
             "{note}; [[ $BASHPID != \"$$\" ]] || {{ builtin read -r __hs_r __hs_st __hs_o __hs_e \
@@ -264,7 +266,7 @@ fn prelude(request: &str, reply: &str, wait: bool) -> String {
          || return 141; return \"$__hs_st\"; }}; \
          __hs_loop() {{ if (($# > 2)); then builtin printf -v __hs_m ' %q' \"${{@:2:$#-2}}\"; \
          else __hs_m=; fi; \
-         builtin printf 'l %s %s%s\\n' \"$1\" \"$BASHPID\" \"$__hs_m\" 2>/dev/null >\"$__hs_q\"; \
+         builtin printf 'l %s %s%s\\n' \"$1\" \"$BASHPID\" \"$__hs_m\" 2>/dev/null >\"$__hs_q\" || builtin :; \
          return 0; }}; "
     )
 }
