@@ -532,3 +532,32 @@ fn copy_commit_and_enospc() {
     assert!(err.contains("no space left"), "{err}");
     assert!(err.contains("the live filesystem was not changed"), "{err}");
 }
+
+/// A prestarted sandbox runs its command later, with its fds, env, cwd and umask; an unused
+/// one goes away quietly.
+#[test]
+fn prestarted_sandbox_runs_a_command_later() {
+    let dir = PathBuf::from(format!("/var/tmp/hs-test-pre-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sb = sandbox::Sandbox::create(&dir, &sandbox::Options::default()).unwrap();
+    let ready = sb.prestart().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let (r, w) = std::io::pipe().unwrap();
+    let c = sandbox::Command::new(["sh", "-c", "echo \"$X $(pwd) $(umask)\"; touch f; exit 7"])
+        .env(vec![("X".into(), "x y".into()), ("PATH".into(), "/usr/bin:/bin".into())])
+        .cwd(&dir)
+        .umask(0o027)
+        .fd(1, w.into());
+    let mut child = ready.exec(&c).unwrap();
+    drop(c);
+    let mut out = String::new();
+    use std::io::Read;
+    let mut r = r;
+    r.read_to_string(&mut out).unwrap();
+    assert_eq!(child.wait().unwrap(), 7);
+    assert_eq!(out, format!("x y {} 0027\n", dir.display()));
+    assert_eq!(sb.changes().unwrap().changes.len(), 1);
+    let unused = sb.prestart().unwrap();
+    drop(unused);
+    sb.discard().unwrap();
+}

@@ -101,6 +101,20 @@ fn bench(args: &Args, base: &Path) -> anyhow::Result<serde_json::Value> {
         std::process::Command::new("true").status()?;
         floor.push(ms(t.elapsed()));
     }
+    // Prestarted (pool): the setup runs ahead; time only exec + wait.
+    let mut pre = Vec::new();
+    for i in 0..args.runs {
+        let sb = Sandbox::create(&base.join(format!("pre-{i}")), &opts)?;
+        let ready = sb.prestart()?;
+        std::thread::sleep(Duration::from_millis(30));
+        let t = Instant::now();
+        let code = ready.exec(&Command::new(["true"]))?.wait()?;
+        pre.push(ms(t.elapsed()));
+        anyhow::ensure!(code == 0, "true exited {code}");
+        sb.discard()?;
+    }
+    let pre_ms = median(pre);
+    eprintln!("prestarted sandbox true (exec + wait only): {pre_ms:.2} ms median");
     let setup_ms = median(run.clone());
     eprintln!(
         "sandbox true: create (plan) {:.2} ms, run (namespaces + mounts + exec + wait) {:.2} ms median, plain fork+exec {:.2} ms",
@@ -157,6 +171,7 @@ fn bench(args: &Args, base: &Path) -> anyhow::Result<serde_json::Value> {
         "runs": args.runs,
         "create_ms_median": median(create),
         "setup_teardown_true_ms_median": setup_ms,
+        "prestarted_exec_true_ms_median": pre_ms,
         "plain_fork_exec_true_ms_median": median(floor),
         "commit_10k_small_files_ms": small_ms,
         "big_file": big,

@@ -322,6 +322,126 @@ struct ExecSpec {
     timing: bool,
     /// Write end of the status pipe: init reports the command's exit code there.
     status_fd: RawFd,
+    /// Prestarted sandboxes: init's end of the socket the command arrives on, else -1.
+    go_fd: RawFd,
+}
+
+impl ExecSpec {
+    fn placeholder() -> ExecSpec {
+        ExecSpec {
+            argv: Vec::new(),
+            candidates: Vec::new(),
+            envp: Vec::new(),
+            cwd: CString::default(),
+            umask: None,
+            stdio: [None; 3],
+            restore_int: true,
+            restore_quit: true,
+            timing: std::env::var_os("HS_SANDBOX_TIMING").is_some(),
+            status_fd: -1,
+            go_fd: -1,
+        }
+    }
+
+    /// Serialise for a prestarted sandbox: records of (tag, u32 length, bytes).
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut rec = |tag: u8, b: &[u8]| {
+            out.push(tag);
+            out.extend((b.len() as u32).to_le_bytes());
+            out.extend(b);
+        };
+        for a in &self.argv {
+            rec(b'a', a.as_bytes());
+        }
+        for e in &self.envp {
+            rec(b'e', e.as_bytes());
+        }
+        for c in &self.candidates {
+            rec(b'p', c.as_bytes());
+        }
+        rec(b'c', self.cwd.as_bytes());
+        if let Some(m) = self.umask {
+            rec(b'u', &m.to_le_bytes());
+        }
+        rec(
+            b'f',
+            &[self.restore_int as u8 | (self.restore_quit as u8) << 1],
+        );
+        out
+    }
+
+    /// Inverse of [`ExecSpec::encode`], into `self` (keeps the status and timing fields).
+    fn decode_into(&mut self, mut data: &[u8]) -> Option<()> {
+        while !data.is_empty() {
+            let tag = data[0];
+            let len = u32::from_le_bytes(data.get(1..5)?.try_into().ok()?) as usize;
+            let b = data.get(5..5 + len)?;
+            data = &data[5 + len..];
+            let c = || CString::new(b).ok();
+            match tag {
+                b'a' => self.argv.push(c()?),
+                b'e' => self.envp.push(c()?),
+                b'p' => self.candidates.push(c()?),
+                b'c' => self.cwd = c()?,
+                b'u' => self.umask = Some(u32::from_le_bytes(b.try_into().ok()?)),
+                b'f' => {
+                    self.restore_int = b.first()? & 1 != 0;
+                    self.restore_quit = b.first()? & 2 != 0;
+                }
+                _ => return None,
+            }
+        }
+        (!self.argv.is_empty()).then_some(())
+    }
+}
+
+/// Receive the command of a prestarted sandbox: a 8-byte header (payload length, stdio mask)
+/// carrying the stdio fds as SCM_RIGHTS, then the payload.
+fn receive_spec(spec: &ExecSpec) -> Result<ExecSpec, Errno> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut header = [0u8; 8];
+    let mut cmsg = nix::cmsg_space!([RawFd; 3]);
+    let (got, fds) = {
+        let mut iov = [std::io::IoSliceMut::new(&mut header)];
+        let msg = recvmsg::<()>(
+            spec.go_fd,
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        let mut fds = Vec::new();
+        for c in msg.cmsgs().map_err(|_| Errno::EINVAL)? {
+            if let ControlMessageOwned::ScmRights(f) = c {
+                fds.extend(f);
+            }
+        }
+        (msg.bytes, fds)
+    };
+    if got != 8 {
+        return Err(Errno::EPIPE);
+    }
+    let len = u32::from_le_bytes(header[..4].try_into().unwrap_or_default()) as usize;
+    let mask = u32::from_le_bytes(header[4..].try_into().unwrap_or_default());
+    let mut payload = vec![0u8; len];
+    let mut n = 0;
+    while n < len {
+        match sys::read(spec.go_fd, &mut payload[n..])? {
+            0 => return Err(Errno::EPIPE),
+            k => n += k,
+        }
+    }
+    let mut out = ExecSpec::placeholder();
+    out.status_fd = spec.status_fd;
+    out.timing = spec.timing;
+    out.decode_into(&payload).ok_or(Errno::EINVAL)?;
+    let mut fds = fds.into_iter();
+    for i in 0..3 {
+        if mask & (1 << i) != 0 {
+            out.stdio[i] = fds.next();
+        }
+    }
+    Ok(out)
 }
 
 fn exec_spec(cmd: &Command) -> Result<ExecSpec, Error> {
@@ -385,6 +505,7 @@ fn exec_spec(cmd: &Command) -> Result<ExecSpec, Error> {
         restore_quit: !sys::signal_ignored(libc::SIGQUIT),
         timing: std::env::var_os("HS_SANDBOX_TIMING").is_some(),
         status_fd: -1,
+        go_fd: -1,
     })
 }
 
@@ -414,7 +535,97 @@ fn fail(err_fd: RawFd, index: usize, errno: Errno) -> ! {
 /// Start `cmd` in a sandbox set up by `prep`. Returns once the command was exec'd (or setup
 /// failed).
 pub(crate) fn spawn(plan: &Plan, prep: &Prepared, cmd: &Command) -> Result<Child, Error> {
-    let mut spec = exec_spec(cmd)?;
+    let spec = exec_spec(cmd)?;
+    let (pid, err_r, status_r) = start(prep, spec)?;
+    finish_spawn(plan, pid, err_r, status_r)
+}
+
+/// A sandbox whose namespaces and mounts are being set up in the background, waiting for its
+/// command ([`crate::Sandbox::prestart`]).
+#[derive(Debug)]
+pub struct Ready {
+    pid: libc::pid_t,
+    /// (error pipe, status pipe, go socket); `None` once used.
+    fds: Option<(OwnedFd, OwnedFd, OwnedFd)>,
+    plan: Plan,
+}
+
+impl Drop for Ready {
+    /// An unused prestarted sandbox: closing the socket makes its init exit; reap it.
+    fn drop(&mut self) {
+        if let Some(fds) = self.fds.take() {
+            drop(fds);
+            let pid = self.pid;
+            let _ = std::thread::Builder::new()
+                .name("hs-sandbox-reaper".into())
+                .spawn(move || sys::waitpid(pid, 0));
+        }
+    }
+}
+
+impl Ready {
+    /// Run `cmd` in the prestarted sandbox. Returns once it has been exec'd.
+    pub fn exec(mut self, cmd: &Command) -> Result<Child, Error> {
+        use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+        let spec = exec_spec(cmd)?;
+        let Some((err_r, status_r, go)) = self.fds.take() else {
+            return Err(Error::InvalidCommand("prestarted sandbox already used"));
+        };
+        let payload = spec.encode();
+        let mut header = (payload.len() as u32).to_le_bytes().to_vec();
+        let mut mask = 0u32;
+        let mut fds = Vec::new();
+        for (i, fd) in spec.stdio.iter().enumerate() {
+            if let Some(fd) = fd {
+                mask |= 1 << i;
+                fds.push(*fd);
+            }
+        }
+        header.extend(mask.to_le_bytes());
+        let iov = [std::io::IoSlice::new(&header)];
+        let cmsgs = [ControlMessage::ScmRights(&fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsgs };
+        // A failed send means init died during setup; its error is on the error pipe.
+        if sendmsg::<()>(go.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None).is_ok() {
+            let mut off = 0;
+            while off < payload.len() {
+                match nix::sys::socket::send(
+                    go.as_raw_fd(),
+                    &payload[off..],
+                    MsgFlags::MSG_NOSIGNAL,
+                ) {
+                    Ok(n) => off += n,
+                    Err(Errno::EINTR) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        drop(go);
+        finish_spawn(&self.plan, self.pid, err_r, status_r)
+    }
+}
+
+pub(crate) fn prestart(plan: &Plan, prep: &Prepared) -> Result<Ready, Error> {
+    let (go, init_end) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::Stream,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::io("create", Path::new("socketpair"), e.into()))?;
+    let mut spec = ExecSpec::placeholder();
+    spec.go_fd = init_end.as_raw_fd();
+    let (pid, err_r, status_r) = start(prep, spec)?;
+    drop(init_end);
+    Ok(Ready {
+        pid,
+        fds: Some((err_r, status_r, go)),
+        plan: plan.clone(),
+    })
+}
+
+/// Fork the helper; returns its pid and the read ends of the error and status pipes.
+fn start(prep: &Prepared, mut spec: ExecSpec) -> Result<(libc::pid_t, OwnedFd, OwnedFd), Error> {
     mark(spec.timing, "spawn");
     let (status_r, status_w) =
         sys::pipe().map_err(|e| Error::io("create", Path::new("pipe"), e.into()))?;
@@ -430,6 +641,17 @@ pub(crate) fn spawn(plan: &Plan, prep: &Prepared, cmd: &Command) -> Result<Child
             Fork::Parent(pid) => pid,
         };
     drop(err_w);
+    drop(status_w);
+    Ok((pid, err_r, status_r))
+}
+
+/// Wait until the command is exec'd (end of file on the error pipe) or setup failed.
+fn finish_spawn(
+    plan: &Plan,
+    pid: libc::pid_t,
+    err_r: OwnedFd,
+    status_r: OwnedFd,
+) -> Result<Child, Error> {
     let mut buf = [0u8; 8];
     let mut got = 0;
     while got < 8 {
@@ -439,8 +661,7 @@ pub(crate) fn spawn(plan: &Plan, prep: &Prepared, cmd: &Command) -> Result<Child
             Err(_) => break,
         }
     }
-    drop(status_w);
-    mark(spec.timing, "exec'd");
+    mark(std::env::var_os("HS_SANDBOX_TIMING").is_some(), "exec'd");
     let mut child = Child {
         pid,
         done: None,
@@ -542,6 +763,9 @@ fn helper(prep: &Prepared, spec: &ExecSpec, err: RawFd) -> ! {
     }
     sys::close(err);
     sys::close(spec.status_fd);
+    if spec.go_fd >= 0 {
+        sys::close(spec.go_fd);
+    }
     match sys::waitpid(init, 0) {
         Ok((_, status)) => sys::exit(sys::status_code(status)),
         Err(_) => sys::exit(125),
@@ -612,7 +836,17 @@ fn init(
                     sys::close(b);
                 }
                 let _ = sys::no_new_privs();
-                exec_and_reap(spec, err, i)
+                if spec.go_fd >= 0 {
+                    match receive_spec(spec) {
+                        Ok(received) => {
+                            sys::close(spec.go_fd);
+                            exec_and_reap(&received, err, i)
+                        }
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    exec_and_reap(spec, err, i)
+                }
             }
             Prep::Unshare(flags) => sys::unshare(*flags),
             Prep::MapIds { .. } | Prep::ForkInit => Ok(()),

@@ -44,7 +44,7 @@ mod sys;
 pub use crate::changes::{Change, ChangeKind, ChangeSet, FileKind};
 pub use crate::commit::{CommitReport, recover, recover_all};
 pub use crate::error::Error;
-pub use crate::exec::{Child, Command};
+pub use crate::exec::{Child, Command, Ready};
 pub use crate::plan::{
     Layer, MountInfo, Plan, PlanInput, Step, build as build_plan, parse_mountinfo, read_mountinfo,
     writable_roots,

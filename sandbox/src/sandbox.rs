@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::changes::ChangeSet;
 use crate::commit::{self, CommitReport};
 use crate::error::Error;
-use crate::exec::{self, Child, Command, Prepared};
+use crate::exec::{self, Child, Command, Prepared, Ready};
 use crate::plan::{self, Layer, Plan, PlanInput};
 
 /// How to build a sandbox.
@@ -268,6 +268,24 @@ impl Sandbox {
             }
         }
         exec::spawn(plan, prep, cmd)
+    }
+
+    /// Start setting up the sandbox's namespaces and mounts now, in the background, and return
+    /// a handle that runs a command later ([`Ready::exec`]) without the setup latency. One
+    /// prestarted run per sandbox at a time (they would share the upper dirs); a pool is a set
+    /// of sandboxes, each prestarted.
+    pub fn prestart(&self) -> Result<Ready, Error> {
+        let (plan, prep) = self
+            .plan
+            .as_ref()
+            .ok_or(Error::InvalidCommand("sandbox opened read-only"))?;
+        if self.used.replace(true) {
+            for l in &plan.layers {
+                commit::remove_tree(&l.work)?;
+                mkdir_p(&l.work)?;
+            }
+        }
+        exec::prestart(plan, prep)
     }
 
     /// Run `cmd` in the sandbox and wait for it: its exit code (128 + signal if killed).
