@@ -33,7 +33,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             window: 4,
-            lookahead: 64,
+            lookahead: 32,
             max_attempts: 3,
             hold_back: true,
         }
@@ -156,7 +156,110 @@ struct Run {
     seen: u64,
     node: NodeIndex,
     finished: Option<(Arc<Trace>, i32)>,
-    observed: Option<Observed>,
+    observed: Option<Arc<Observed>>,
+}
+
+/// A unit's latest trace, and what its last two traces with different states shared.
+#[derive(Debug)]
+struct Past {
+    state: State,
+    trace: Arc<Trace>,
+    observed: Arc<Observed>,
+    /// Accesses that did not depend on the state (Rattle's "same command, same files").
+    stable: Option<(Arc<Trace>, Arc<Observed>)>,
+}
+
+/// A trace a run is expected to leave, indexed.
+type Expected = (Arc<Trace>, Arc<Observed>);
+
+impl Past {
+    /// What a run of the unit with `state` is expected to touch: the last trace if the state
+    /// is the same; otherwise its paths that held an old variable value, with the new value
+    /// put in, plus the accesses that did not depend on the state.
+    fn expect(&self, state: &State) -> Option<Expected> {
+        if self.state == *state {
+            return Some((self.trace.clone(), self.observed.clone()));
+        }
+        // Values shorter than 2 bytes would match by accident.
+        let swaps: Vec<(&[u8], &[u8])> = self
+            .state
+            .vars
+            .iter()
+            .filter_map(|(k, old)| {
+                let old = old.as_deref()?;
+                let new = state.vars.get(k)?.as_deref()?;
+                (old != new && old.len() >= 2).then_some((old, new))
+            })
+            .collect();
+        let stable: std::collections::HashSet<&crate::Access> = self
+            .stable
+            .iter()
+            .flat_map(|(t, _)| t.reads.iter().chain(&t.writes))
+            .collect();
+        let pick = |list: &[crate::Access]| -> Vec<crate::Access> {
+            list.iter()
+                .filter_map(|a| {
+                    let mut path = a.path.clone();
+                    let mut hit = false;
+                    for (old, new) in &swaps {
+                        if let Some(p) = replace(&path, old, new) {
+                            path = p;
+                            hit = true;
+                        }
+                    }
+                    (hit || stable.contains(a)).then_some(crate::Access { path, kind: a.kind })
+                })
+                .collect()
+        };
+        let trace = Trace {
+            reads: pick(&self.trace.reads),
+            writes: pick(&self.trace.writes),
+            flags: crate::Flags::NONE,
+        };
+        if trace.reads.is_empty() && trace.writes.is_empty() {
+            return None;
+        }
+        let observed = Observed::new(&trace);
+        Some((Arc::new(trace), Arc::new(observed)))
+    }
+}
+
+/// `hay` with every `old` replaced by `new`, if it contains `old`.
+fn replace(hay: &[u8], old: &[u8], new: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    let mut hit = false;
+    while i < hay.len() {
+        if hay[i..].starts_with(old) {
+            out.extend_from_slice(new);
+            i += old.len();
+            hit = true;
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    hit.then_some(out)
+}
+
+/// The accesses of `b` that `a` has too.
+fn common(a: &Trace, b: &Trace) -> Trace {
+    let seen: HashSet<&crate::Access> = a.reads.iter().chain(&a.writes).collect();
+    Trace {
+        reads: b
+            .reads
+            .iter()
+            .filter(|x| seen.contains(x))
+            .cloned()
+            .collect(),
+        writes: b
+            .writes
+            .iter()
+            .filter(|x| seen.contains(x))
+            .cloned()
+            .collect(),
+        flags: crate::Flags::NONE,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -209,8 +312,12 @@ pub struct Scheduler {
     direct: BTreeMap<Instance, NodeIndex>,
     last_effective: Option<NodeIndex>,
     last_exit: HashMap<UnitId, i32>,
-    /// Latest trace of each unit, with the state it ran with and its observations indexed.
-    history: HashMap<UnitId, (State, Arc<Trace>, Arc<Observed>)>,
+    /// What the last executions of each unit did.
+    history: HashMap<UnitId, Past>,
+    /// Bumped when a unit's history changes.
+    versions: HashMap<UnitId, u64>,
+    /// Expected traces by unit and state, valid for one history version.
+    expect_cache: HashMap<(UnitId, State), (u64, Option<Expected>)>,
     memory: HashMap<usize, usize>,
     /// The innermost subshell of the last gate, with the state reported there.
     inner: Option<(usize, State)>,
@@ -249,6 +356,8 @@ impl Scheduler {
             last_effective: None,
             last_exit: HashMap::new(),
             history: HashMap::new(),
+            versions: HashMap::new(),
+            expect_cache: HashMap::new(),
             memory: HashMap::new(),
             inner: None,
             last_gate: None,
@@ -426,16 +535,14 @@ impl Scheduler {
 
     /// Whether an earlier trace of the run's unit, with the same state, observed something
     /// that changed after the run started.
-    fn doomed(&self, id: RunId) -> Option<Vec<u8>> {
+    fn doomed(&mut self, id: RunId) -> Option<Vec<u8>> {
         let run = &self.runs[&id];
         if run.seen == self.seq {
             return None;
         }
-        let (state, trace, _) = self.history.get(&run.instance.unit)?;
-        if *state != run.state {
-            return None;
-        }
-        self.index.first_hazard(trace, run.seen).map(|h| h.path)
+        let (unit, state, seen) = (run.instance.unit, run.state.clone(), run.seen);
+        let (trace, _) = self.expected(unit, &state)?;
+        self.index.first_hazard(&trace, seen).map(|h| h.path)
     }
 
     fn answer_direct(&mut self, x: Instance, node: NodeIndex) {
@@ -516,7 +623,8 @@ impl Scheduler {
         };
         let trace = Arc::new(trace);
         run.finished = Some((trace.clone(), exit));
-        run.observed = Some(Observed::new(&trace));
+        let observed = Arc::new(Observed::new(&trace));
+        run.observed = Some(observed.clone());
         let (x, node, state) = (run.instance.clone(), run.node, run.state.clone());
         if let Some(r) = self.dag.run_mut(node, id) {
             r.end = Some(self.now);
@@ -524,8 +632,7 @@ impl Scheduler {
         if trace.flags.any() {
             self.unsafe_units.insert(x.unit);
         } else {
-            let observed = Arc::new(Observed::new(&trace));
-            self.history.insert(x.unit, (state, trace, observed));
+            self.learn(x.unit, state, trace, observed);
         }
         if self.waiting == Some(id) {
             self.waiting = None;
@@ -591,8 +698,7 @@ impl Scheduler {
             };
             let state = State { vars, context };
             let observed = Arc::new(Observed::new(&trace));
-            self.history
-                .insert(x.unit, (state, trace.clone(), observed));
+            self.learn(x.unit, state, trace.clone(), observed);
         }
         self.effect(&x, node, &trace, exit);
         self.refresh();
@@ -625,22 +731,28 @@ impl Scheduler {
         // Only this effect is new to the finished runs: test its writes against each.
         let untraced = trace.flags.contains(crate::Flags::UNTRACED);
         let mut doomed: Vec<(RunId, Why)> = Vec::new();
+        // Still running: if the unit's history says it observes something this effect
+        // changed, restart it now rather than later.
+        let live: Vec<(RunId, UnitId, State)> = self
+            .runs
+            .iter()
+            .filter(|(id, r)| r.finished.is_none() && Some(**id) != self.waiting)
+            .map(|(id, r)| (*id, r.instance.unit, r.state.clone()))
+            .collect();
+        for (id, unit, state) in live {
+            if let Some((_, observed)) = self.expected(unit, &state)
+                && let Some(path) = trace
+                    .changes()
+                    .find_map(|w| observed.hit_by(w).map(|h| h.0))
+            {
+                doomed.push((id, Why::Doomed { path }));
+            }
+        }
         for (&id, r) in &self.runs {
             if Some(id) == self.committing {
                 continue;
             }
             let Some(observed) = &r.observed else {
-                // Still running: if the unit's last trace with the same state observed
-                // something this effect changed, restart it now rather than later.
-                if Some(id) != self.waiting
-                    && let Some((state, _, observed)) = self.history.get(&r.instance.unit)
-                    && *state == r.state
-                    && let Some(path) = trace
-                        .changes()
-                        .find_map(|w| observed.hit_by(w).map(|h| h.0))
-                {
-                    doomed.push((id, Why::Doomed { path }));
-                }
                 continue;
             };
             if untraced {
@@ -675,6 +787,47 @@ impl Scheduler {
             self.drop_run(id, why);
             debug_assert!(!waiting_here);
         }
+    }
+
+    /// Remembers a trace of `unit` run with `state`.
+    fn learn(&mut self, unit: UnitId, state: State, trace: Arc<Trace>, observed: Arc<Observed>) {
+        let stable = match self.history.remove(&unit) {
+            Some(old) if old.state != state => {
+                let t = common(&old.trace, &trace);
+                let o = Observed::new(&t);
+                Some((Arc::new(t), Arc::new(o)))
+            }
+            Some(old) => old.stable,
+            None => None,
+        };
+        self.history.insert(
+            unit,
+            Past {
+                state,
+                trace,
+                observed,
+                stable,
+            },
+        );
+        *self.versions.entry(unit).or_default() += 1;
+    }
+
+    /// What a run of `unit` with `state` is expected to touch, from its history.
+    fn expected(&mut self, unit: UnitId, state: &State) -> Option<Expected> {
+        let past = self.history.get(&unit)?;
+        let version = self.versions.get(&unit).copied().unwrap_or(0);
+        let key = (unit, state.clone());
+        if let Some((v, e)) = self.expect_cache.get(&key)
+            && *v == version
+        {
+            return e.clone();
+        }
+        let e = past.expect(state);
+        if self.expect_cache.len() > 4096 {
+            self.expect_cache.clear();
+        }
+        self.expect_cache.insert(key, (version, e.clone()));
+        e
     }
 
     fn shell_exited(&mut self) {
@@ -769,36 +922,61 @@ impl Scheduler {
         let Some(context) = self.context.clone() else {
             return;
         };
-        // Expected writes of everything between the shell and each candidate.
-        let mut pending: WriteIndex<()> = WriteIndex::default();
-        let expect = |s: &Self, p: &Pred| -> Option<Arc<Trace>> {
-            if let Some(id) = s.by_instance.get(&p.instance)
-                && let Some((t, _)) = &s.runs[id].finished
-            {
-                return Some(t.clone());
-            }
-            let (state, trace, _) = s.history.get(&p.instance.unit)?;
-            let context = p.context.as_ref().unwrap_or(&context);
-            (Some(&state.vars) == p.vars.as_ref() && state.context == *context)
-                .then(|| trace.clone())
-        };
-        for x in self.direct.keys() {
-            if let Some((_, t, _)) = self.history.get(&x.unit) {
-                pending.add(t, 1, ());
-            }
-        }
-        if let Some(id) = self.waiting
-            && let Some((_, t, _)) = self.history.get(&self.runs[&id].instance.unit)
-        {
-            pending.add(t, 1, ());
-        }
         // The run the shell waits for does the shell's own work: it takes no window slot.
         let mut running = self.running() - usize::from(self.waiting.is_some());
+        if running >= self.config.window {
+            return;
+        }
+        // Expected writes of everything between the shell and each candidate.
+        let mut pending: WriteIndex<()> = WriteIndex::default();
+        let busy: Vec<(UnitId, Option<State>)> = self
+            .direct
+            .keys()
+            .map(|x| {
+                let at_gate = self.last_gate.as_ref().filter(|(g, _)| g == x);
+                (x.unit, at_gate.map(|g| g.1.clone()))
+            })
+            .chain(self.waiting.map(|id| {
+                let r = &self.runs[&id];
+                (r.instance.unit, Some(r.state.clone()))
+            }))
+            .collect();
+        for (unit, state) in busy {
+            let t = match state {
+                Some(st) => self.expected(unit, &st).map(|e| e.0),
+                None => self
+                    .history
+                    .get(&unit)
+                    .and_then(|p| p.stable.clone())
+                    .map(|e| e.0),
+            };
+            if let Some(t) = t {
+                pending.add(&t, 1, ());
+            }
+        }
         for pred in &path {
             if running >= self.config.window {
                 break;
             }
-            let expected = expect(self, pred);
+            let expected = match self.by_instance.get(&pred.instance) {
+                Some(id) if self.runs[id].finished.is_some() => {
+                    self.runs[id].finished.as_ref().map(|f| f.0.clone())
+                }
+                _ => match &pred.vars {
+                    Some(vars) => {
+                        let state = State {
+                            vars: vars.clone(),
+                            context: pred.context.clone().unwrap_or_else(|| context.clone()),
+                        };
+                        self.expected(pred.instance.unit, &state).map(|e| e.0)
+                    }
+                    None => self
+                        .history
+                        .get(&pred.instance.unit)
+                        .and_then(|p| p.stable.clone())
+                        .map(|e| e.0),
+                },
+            };
             let eligible = !self.by_instance.contains_key(&pred.instance)
                 && pred.vars.is_some()
                 && !self.unsafe_units.contains(&pred.instance.unit)

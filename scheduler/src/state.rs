@@ -42,7 +42,7 @@ impl fmt::Display for Instance {
 pub(crate) type LoopKey = (LoopId, Vec<u32>);
 
 /// What a unit's expansion observes.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct State {
     /// Shell variables by name: `Some(value)` when set, `None` when unset. At a gate, at least
     /// the variables the unit references; in a prediction, exactly those.

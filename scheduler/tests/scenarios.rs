@@ -501,3 +501,45 @@ fn subshell_state_does_not_leak_into_prediction() {
     }
     assert_eq!(sim.sched.stats().discarded, 0, "{:?}", sim.sched.stats());
 }
+
+/// Scheduler cost on a long script: `cargo test --release -- --ignored large`.
+#[test]
+#[ignore]
+fn large_script_overhead() {
+    let n: u32 = std::env::var("N").map_or(5000, |v| v.parse().unwrap());
+    let script = SimNode::For {
+        id: 0,
+        var: s("i"),
+        words: (0..n).map(|i| i.to_string()).collect(),
+        literal: false,
+        body: Box::new(SimNode::Seq(vec![
+            unit(
+                0,
+                &["i"],
+                vec![Op::Read(s("/in")), Op::Write(s("/o$i"))],
+                10,
+            ),
+            unit(
+                1,
+                &["i"],
+                vec![Op::Read(s("/o$i")), Op::Read(s("/n")), Op::Write(s("/n"))],
+                1,
+            ),
+        ])),
+    };
+    let t = std::time::Instant::now();
+    let mut sim = Sim::new(&script, config(8), fs_with(&["/in"]));
+    sim.bound = u64::MAX;
+    sim.drive_bounded(&script, &[]);
+    let wall = t.elapsed();
+    if n <= 100 {
+        eprintln!("{}", sim.log.join("\n"));
+    }
+    let events = sim.log.len();
+    eprintln!(
+        "{} units, {events} events+actions, {wall:?} wall, {:?} per unit, {:?}",
+        2 * n,
+        wall / (2 * n),
+        sim.sched.stats()
+    );
+}
