@@ -543,3 +543,34 @@ fn large_script_overhead() {
         sim.sched.stats()
     );
 }
+
+#[test]
+fn hold_back_learns_paths_that_follow_the_loop_variable() {
+    // for f in aa bb cc ...; do sort $f > $f.s; uniq < $f.s; done
+    let words: Vec<String> = ["aa", "bb", "cc", "dd", "ee", "ff", "gg", "hh"]
+        .iter()
+        .map(|w| s(w))
+        .collect();
+    let files: Vec<String> = words.iter().map(|w| format!("/{w}")).collect();
+    let script = SimNode::For {
+        id: 0,
+        var: s("f"),
+        words,
+        literal: true,
+        body: Box::new(SimNode::Seq(vec![
+            unit(
+                0,
+                &["f"],
+                vec![Op::Read(s("/$f")), Op::Write(s("/$f.s"))],
+                10,
+            ),
+            unit(1, &["f"], vec![Op::Read(s("/$f.s"))], 10),
+        ])),
+    };
+    let fs = fs_with(&files.iter().map(|f| f.as_str()).collect::<Vec<_>>());
+    let sim = check(&script, fs, &[], config(4));
+    let st = sim.sched.stats();
+    // The first two iterations teach it; later consumers wait for their producer.
+    assert!(st.discarded <= 4, "{st:?}");
+    assert!(st.held > 0, "{st:?}");
+}
