@@ -12,20 +12,38 @@
 //! (read/write sets and unsafe [`Flags`]) of every execution, speculative or direct. Outputs:
 //! start, kill, commit or discard a speculative run, or tell the shell to run a unit itself.
 //!
-//! A speculative run of instance J is committed at J's gate iff (DESIGN §3): the variables J
-//! expands and the context equal what the run used; no effect completed after the run
-//! started changed anything it observed (read-after-write only: listings, failed lookups,
-//! metadata, appends, creations and deletions are observations; creating, writing, appending
-//! or deleting in a directory changes its listing; deleting a directory observes that it was
-//! empty; creating or deleting a path replaces everything below it); its trace has no unsafe
-//! flag; and the shell is at J. Prediction walks the tree from the shell's last gate, with
-//! `for` words as reported (or literal), branches from the condition's speculative or last
-//! exit status (else the arm taken last time, else taken), assignments computed when they are
-//! plain, into function bodies at [`Node::Call`] (and out of a body to its call site when
-//! there is only one); it stops at [`Node::Unknown`], `&` and context changes. A misprediction drops only
-//! the runs off the new path; an effect drops only the finished runs that observed what it
-//! changed, and those are restarted. Earlier traces of a unit with the same state hold back
-//! speculations that would conflict (Rattle's idea), so the window is not wasted.
+//! Why sans-IO: every decision (what to start, what to commit, what to throw away) is a
+//! function of the events seen so far, so it can be tested exhaustively on a simulated shell
+//! and sandbox with a virtual clock (`tests/sim`), including a property test that the
+//! committed results always equal a sequential run.
+//!
+//! # Validity (DESIGN §3)
+//!
+//! A speculative run of instance J is committed at J's gate iff:
+//!
+//! - **state**: the variables J expands and the context equal what the run used;
+//! - **files**: no effect (commit or direct run) completed after the run started changed
+//!   anything it observed. Read-after-write only: listings, failed lookups, metadata, appends,
+//!   creations and deletions are observations; a truncating write is not. Writing, appending,
+//!   creating or deleting in a directory changes its listing; deleting a directory observes
+//!   that it was empty; creating or deleting a path replaces everything below it;
+//! - **safety**: its trace has no unsafe [`Flags`];
+//! - **control**: the shell is at J.
+//!
+//! # Prediction
+//!
+//! The path is walked from the shell's last gate: `for` words as reported (or literal),
+//! branches from the condition's speculative or last exit status (else the arm taken last
+//! time, else taken), plain assignments computed, function bodies entered at [`Node::Call`]
+//! (and left to the call site when there is only one). It stops at [`Node::Unknown`], `&` and
+//! context changes. A misprediction drops only the runs off the new path; an effect drops only
+//! the finished runs that observed what it changed, and those are restarted.
+//!
+//! Rattle's idea, extended: a unit's last trace predicts its next one (same state: as is;
+//! new state: paths holding an old variable value get the new one, plus what its last two
+//! traces shared). Speculations expected to read what an earlier pending instance is expected
+//! to write are held back, and running ones expected to have read what an effect just
+//! changed are restarted at once ([`Why::Doomed`]).
 //!
 //! # Driving it
 //!
