@@ -561,3 +561,27 @@ fn prestarted_sandbox_runs_a_command_later() {
     drop(unused);
     sb.discard().unwrap();
 }
+
+/// Unprivileged: a commit into a directory the user can no longer write aborts before
+/// changing anything, and succeeds once the permission is back.
+#[test]
+fn commit_preflight_refuses_unwritable_directories() {
+    if !is_root() {
+        return;
+    }
+    let e = Env::new("preflight", true);
+    e.sh("mkdir $L/d");
+    let s = e.sbx("p");
+    let out = e.try_sh(&["-n", "-D", s.to_str().unwrap()], "touch $L/d/x $L/y");
+    assert_eq!(out.status.code(), Some(0));
+    let d = e.live().join("d");
+    std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+    let out = e.hs(&["commit".as_ref(), s.as_os_str()]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("checking write permission"), "{}", text(&out.stderr));
+    assert!(!e.live().join("y").exists());
+    std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = e.hs(&["commit".as_ref(), s.as_os_str()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(e.live().join("y").exists() && d.join("x").exists());
+}

@@ -298,12 +298,11 @@ impl Planner<'_> {
                 });
                 continue;
             }
-            if !um.is_dir() {
-                if let Some(lm) = &lm {
-                    if compare_leaf(&u, &um, &l, lm).is_none() {
-                        continue; // copied up but unchanged
-                    }
-                }
+            if !um.is_dir()
+                && let Some(lm) = &lm
+                && compare_leaf(&u, &um, &l, lm).is_none()
+            {
+                continue; // copied up but unchanged
             }
             if trash.is_some() {
                 sanitize(&u, um.is_dir())?;
@@ -583,10 +582,8 @@ pub(crate) fn commit(dir: &Path, layers: &[Layer]) -> Result<CommitReport, Error
             _ => false,
         };
         let trash = l.upper.parent().map(|d| d.join("trash"));
-        if same_fs {
-            if let Some(t) = &trash {
-                std::fs::create_dir_all(t).map_err(|e| commit_err("creating", t, false, e))?;
-            }
+        if same_fs && let Some(t) = &trash {
+            std::fs::create_dir_all(t).map_err(|e| commit_err("creating", t, false, e))?;
         }
         p.walk(
             &l.upper,
@@ -595,6 +592,25 @@ pub(crate) fn commit(dir: &Path, layers: &[Layer]) -> Result<CommitReport, Error
         )?;
     }
 
+    // Preflight: every directory the commit changes must be writable by the caller, so that
+    // a permission problem aborts here rather than half-way through applying.
+    let mut parents: Vec<&Path> = p
+        .deletes
+        .iter()
+        .chain(&p.places)
+        .filter_map(|op| match op {
+            Op::Delete { live, .. } | Op::Place { live, .. } => live.parent(),
+            Op::Meta { .. } => None,
+        })
+        .chain(p.copies.iter().filter_map(|(_, _, live)| live.parent()))
+        .collect();
+    parents.sort();
+    parents.dedup();
+    for parent in parents {
+        if let Err(e) = nix::unistd::access(parent, nix::unistd::AccessFlags::W_OK) {
+            return Err(commit_err("checking write permission on", parent, false, e));
+        }
+    }
     crate::exec::mark(timing, "commit: planned");
     // Register so that `hs recover` finds this directory after a crash.
     let link = pending_link(dir);

@@ -699,6 +699,82 @@ pub fn build(input: &PlanInput, mounts: &[MountInfo]) -> Result<Plan, Error> {
 mod tests {
     use super::*;
 
+    fn input(privileged: bool, roots: Vec<PathBuf>) -> PlanInput {
+        PlanInput {
+            dir: std::env::temp_dir(),
+            uid: 1000,
+            gid: 1000,
+            privileged,
+            net: false,
+            existing: Vec::new(),
+            writable_roots: roots,
+            upper_in_dir: true,
+        }
+    }
+
+    const MOUNTS: &[u8] = b"27 1 254:0 / / rw - ext4 /dev/vda rw\n\
+        22 27 0:21 / /proc rw - proc proc rw\n\
+        24 27 0:6 / /dev rw - devtmpfs devtmpfs rw\n\
+        25 24 0:23 / /dev/shm rw - tmpfs tmpfs rw\n\
+        23 27 0:22 / /sys rw - sysfs sysfs rw\n\
+        28 27 0:25 / /usr/share ro - tmpfs x ro\n";
+
+    #[test]
+    fn privileged_plan_overlays_root_once() {
+        let plan = build(&input(true, Vec::new()), &parse_mountinfo(MOUNTS)).unwrap();
+        let targets: Vec<&Path> = plan.layers.iter().map(|l| l.target.as_path()).collect();
+        assert_eq!(targets, [Path::new("/"), Path::new("/dev/shm")]);
+        let s = &plan.steps;
+        assert!(matches!(
+            s[0],
+            Step::Unshare {
+                user: false,
+                mount: false,
+                pid_ipc: true,
+                net: true
+            }
+        ));
+        assert!(s.iter().any(|x| matches!(x, Step::BindRo { source, recursive: true, .. } if source == Path::new("/usr/share"))));
+        assert!(matches!(s[s.len() - 2], Step::EnterUserNs));
+        assert!(matches!(s[s.len() - 1], Step::Exec));
+        let text = plan.to_string();
+        assert!(
+            text.contains("mount-proc")
+                && text.contains("loopback-up")
+                && text.contains("pivot-root")
+        );
+    }
+
+    #[test]
+    fn unprivileged_plan_splits_root_around_mounts_and_writable_roots() {
+        let plan = build(&input(false, vec!["/tmp".into()]), &parse_mountinfo(MOUNTS)).unwrap();
+        let s = &plan.steps;
+        assert!(matches!(
+            s[0],
+            Step::Unshare {
+                user: true,
+                mount: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            s[1],
+            Step::MapIds {
+                uid: 1000,
+                gid: 1000
+            }
+        ));
+        // The root is a tmpfs skeleton; /tmp is an overlay; /usr (holding a mount) is split.
+        assert!(matches!(&s[4], Step::MountTmpfs { .. }));
+        assert!(plan.layers.iter().any(|l| l.target == Path::new("/tmp")));
+        assert!(!plan.layers.iter().any(|l| l.target == Path::new("/")));
+        assert!(
+            !s.iter()
+                .any(|x| matches!(x, Step::MountOverlay { target, .. } if target.ends_with("usr")))
+        );
+        assert!(s.iter().any(|x| matches!(x, Step::ReadOnly { target } if target == &std::env::temp_dir().join("root"))));
+    }
+
     #[test]
     fn parses_mountinfo_with_escapes() {
         let text = b"27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard\n\

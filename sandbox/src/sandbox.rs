@@ -317,9 +317,13 @@ impl Sandbox {
     /// Throw the sandbox away: remove its directory and upper dirs.
     pub fn discard(self) -> Result<(), Error> {
         for l in &self.layers {
-            if !l.upper.starts_with(&self.dir) {
-                if let Some(parent) = l.upper.parent() {
-                    commit::remove_tree(parent)?;
+            if !l.upper.starts_with(&self.dir)
+                && let Some(parent) = l.upper.parent()
+            {
+                commit::remove_tree(parent)?;
+                // `<mountpoint>/.hs-sandboxes-<uid>/<id>/<n>`: drop `<id>` once empty.
+                if let Some(id_dir) = parent.parent() {
+                    let _ = std::fs::remove_dir(id_dir);
                 }
             }
         }
