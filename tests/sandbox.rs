@@ -585,3 +585,19 @@ fn commit_preflight_refuses_unwritable_directories() {
     assert_eq!(out.status.code(), Some(0));
     assert!(e.live().join("y").exists() && d.join("x").exists());
 }
+
+/// A live file changed after the sandbox started is not overwritten.
+#[test]
+fn commit_refuses_to_overwrite_later_live_changes() {
+    both("conflict", |e| {
+        e.sh("echo 1 > $L/f; echo 1 > $L/g");
+        let s = e.sbx("c");
+        e.try_sh(&["-n", "-D", s.to_str().unwrap()], "echo sandbox > $L/f; echo sandbox > $L/g");
+        e.sh("echo host > $L/f");
+        let out = e.hs(&["commit".as_ref(), s.as_os_str()]);
+        assert_ne!(out.status.code(), Some(0));
+        assert!(text(&out.stderr).contains("changed in the live filesystem"), "{}", text(&out.stderr));
+        assert_eq!(std::fs::read_to_string(e.live().join("f")).unwrap(), "host\n");
+        assert_eq!(std::fs::read_to_string(e.live().join("g")).unwrap(), "1\n");
+    });
+}

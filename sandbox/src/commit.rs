@@ -32,6 +32,8 @@ use crate::sys;
 pub(crate) const JOURNAL: &str = "journal";
 const JOURNAL_PREP: &str = "journal.prep";
 const COMMITTED: &str = "committed";
+/// Written when the sandbox first runs; its mtime dates the conflict check.
+pub(crate) const STARTED: &str = "started";
 
 /// What a commit did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -224,6 +226,9 @@ struct Planner<'a> {
     temps: Vec<PathBuf>,
     copies: Vec<(PathBuf, PathBuf, PathBuf)>, // (upper src, temp, live)
     report: CommitReport,
+    /// Conflict check: refuse to replace or delete a live entry changed (ctime) after this
+    /// time, the start of the sandbox's first run (seconds, nanoseconds).
+    since: Option<(i64, i64)>,
 }
 
 impl Planner<'_> {
@@ -249,6 +254,11 @@ impl Planner<'_> {
             let u = upper.join(&name);
             let l = live.join(&name);
             let lm = std::fs::symlink_metadata(&l).ok();
+            if let (Some(m), Some(since)) = (&lm, self.since) {
+                if (m.ctime(), m.ctime_nsec()) > since && !m.is_dir() {
+                    return Err(Error::Conflict { path: l });
+                }
+            }
             // Fast path (most entries of a big commit): a new non-directory needs no stat;
             // the type and inode number come from readdir. Whiteouts are character devices.
             if lm.is_none() && ft.is_some_and(|t| !t.is_dir() && !t.is_char_device()) {
@@ -547,7 +557,7 @@ fn lock(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
 }
 
 /// Commit the sandbox in `dir` with the given layers.
-pub(crate) fn commit(dir: &Path, layers: &[Layer]) -> Result<CommitReport, Error> {
+pub(crate) fn commit(dir: &Path, layers: &[Layer], check: bool) -> Result<CommitReport, Error> {
     let _lock = lock(dir)?;
     if dir.join(COMMITTED).exists() {
         return Err(Error::AlreadyCommitted {
@@ -574,6 +584,13 @@ pub(crate) fn commit(dir: &Path, layers: &[Layer]) -> Result<CommitReport, Error
         temps: Vec::new(),
         copies: Vec::new(),
         report: CommitReport::default(),
+        since: if check {
+            std::fs::metadata(dir.join(STARTED))
+                .ok()
+                .map(|m| (m.mtime(), m.mtime_nsec()))
+        } else {
+            None
+        },
     };
     let _ = p.dir;
     for l in layers {

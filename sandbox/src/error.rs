@@ -66,6 +66,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A live path changed after the sandbox started; committing would overwrite that change.
+    #[error("{} changed in the live filesystem after the sandbox started; not committing over it (hint: inspect it, then commit with --force semantics via `Sandbox::commit_unchecked`)", path.display())]
+    Conflict {
+        /// The live path.
+        path: PathBuf,
+    },
     /// The command to run is empty or invalid.
     #[error("invalid command: {0}")]
     InvalidCommand(&'static str),

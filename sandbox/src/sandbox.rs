@@ -267,6 +267,7 @@ impl Sandbox {
                 mkdir_p(&l.work)?;
             }
         }
+        self.mark_started();
         exec::spawn(plan, prep, cmd)
     }
 
@@ -285,6 +286,7 @@ impl Sandbox {
                 mkdir_p(&l.work)?;
             }
         }
+        self.mark_started();
         exec::prestart(plan, prep)
     }
 
@@ -309,9 +311,24 @@ impl Sandbox {
         crate::changes::collect(&self.layers)
     }
 
-    /// Commit the changes into the live filesystem (once; see [`crate::commit`]).
+    /// Commit the changes into the live filesystem (once; see [`crate::commit`]). Refuses
+    /// ([`Error::Conflict`]) to replace or delete a live file whose ctime is later than the
+    /// start of the sandbox's first run — someone else changed it meanwhile.
     pub fn commit(&self) -> Result<CommitReport, Error> {
-        commit::commit(&self.dir, &self.layers)
+        commit::commit(&self.dir, &self.layers, true)
+    }
+
+    /// [`Sandbox::commit`] without the conflict check (the caller validated the run, as the
+    /// engine's scheduler does).
+    pub fn commit_unchecked(&self) -> Result<CommitReport, Error> {
+        commit::commit(&self.dir, &self.layers, false)
+    }
+
+    fn mark_started(&self) {
+        let p = self.dir.join(commit::STARTED);
+        if !p.exists() {
+            let _ = std::fs::write(&p, b"");
+        }
     }
 
     /// Throw the sandbox away: remove its directory and upper dirs.
