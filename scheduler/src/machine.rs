@@ -295,6 +295,7 @@ pub struct Scheduler {
     /// Variable (or context, `None`) → the effective instance after which it last changed.
     changed_after: HashMap<Option<Vec<u8>>, NodeIndex>,
     loops: HashMap<LoopKey, Arc<Vec<Vec<u8>>>>,
+    latest: HashMap<LoopId, Arc<Vec<Vec<u8>>>>,
     pos: Pos,
     runs: BTreeMap<RunId, Run>,
     by_instance: BTreeMap<Instance, RunId>,
@@ -342,6 +343,7 @@ impl Scheduler {
             context: None,
             changed_after: HashMap::new(),
             loops: HashMap::new(),
+            latest: HashMap::new(),
             pos: Pos::Start,
             runs: BTreeMap::new(),
             by_instance: BTreeMap::new(),
@@ -423,7 +425,9 @@ impl Scheduler {
             }
             Event::GateReached { instance, state } => self.gate(instance, state),
             Event::LoopStarted { id, iters, words } => {
-                self.loops.insert((id, iters), Arc::new(words));
+                let words = Arc::new(words);
+                self.latest.insert(id, words.clone());
+                self.loops.insert((id, iters), words);
                 self.refresh();
             }
             Event::RunFinished { run, trace, exit } => self.run_finished(run, trace, exit),
@@ -863,6 +867,7 @@ impl Scheduler {
         let walker = Walker {
             program: &self.program,
             loops: &self.loops,
+            latest: &self.latest,
             known: &self.known,
             memory: &self.memory,
             inner: self.inner.as_ref(),

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::program::{Connector, Flat, Piece, Program};
+use crate::program::{Connector, Flat, LoopId, Piece, Program};
 use crate::state::{Instance, LoopKey};
 
 /// Variable values by name (`None`: unset).
@@ -93,6 +93,9 @@ pub(crate) struct Cursor {
 pub(crate) struct Walker<'a> {
     pub(crate) program: &'a Program,
     pub(crate) loops: &'a HashMap<LoopKey, Arc<Vec<Vec<u8>>>>,
+    /// Each loop's latest reported words: the guess for its next run (e.g. an inner loop
+    /// in the next outer iteration).
+    pub(crate) latest: &'a HashMap<LoopId, Arc<Vec<Vec<u8>>>>,
     pub(crate) known: &'a Vars,
     /// Decision node → arm the shell took last time.
     pub(crate) memory: &'a HashMap<usize, usize>,
@@ -406,7 +409,8 @@ impl Walker<'_> {
                             .loops
                             .get(&key)
                             .cloned()
-                            .or_else(|| words.clone().map(Arc::new));
+                            .or_else(|| words.clone().map(Arc::new))
+                            .or_else(|| self.latest.get(id).cloned());
                         match words {
                             Some(words) => c.stack.push(Work::ForNext {
                                 node: n,

@@ -574,3 +574,25 @@ fn hold_back_learns_paths_that_follow_the_loop_variable() {
     assert!(st.discarded <= 4, "{st:?}");
     assert!(st.held > 0, "{st:?}");
 }
+
+#[test]
+fn inner_loop_words_are_guessed_from_the_last_outer_iteration() {
+    // for d in d1 d2 d3; do for f in $files; do proc $d $f; done; done
+    let script = SimNode::For {
+        id: 0,
+        var: s("d"),
+        words: vec![s("d1"), s("d2"), s("d3")],
+        literal: true,
+        body: Box::new(SimNode::For {
+            id: 1,
+            var: s("f"),
+            words: vec![s("f1"), s("f2")],
+            literal: false,
+            body: Box::new(unit(0, &["d", "f"], vec![Op::Write(s("/$d-$f"))], 10)),
+        }),
+    };
+    let sim = check(&script, Fs::new(), &[], config(6));
+    let st = sim.sched.stats();
+    assert_eq!(st.committed, 6, "{st:?}");
+    assert!(sim.elapsed_ms() < 25, "took {} ms", sim.elapsed_ms());
+}
