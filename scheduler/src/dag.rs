@@ -31,9 +31,11 @@ pub enum Why {
         observed: AccessKind,
         /// How the writer changed it.
         wrote: AccessKind,
-        /// The writer (`None`: an untraced effect).
-        by: Option<Instance>,
+        /// The writer.
+        by: Instance,
     },
+    /// An effect completed after it started has an incomplete trace.
+    Untraced,
     /// Still running when the shell reached it, and an earlier trace of the same unit with
     /// the same state observed `path`, which changed after the run started: the shell runs
     /// it rather than wait for a result that would most likely be thrown away.

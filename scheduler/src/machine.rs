@@ -565,19 +565,14 @@ impl Scheduler {
             return Err(Why::Unsafe(trace.flags));
         }
         if self.untraced > run.seen {
-            return Err(Why::Conflict {
-                path: Vec::new(),
-                observed: crate::AccessKind::Read,
-                wrote: crate::AccessKind::Write,
-                by: None,
-            });
+            return Err(Why::Untraced);
         }
         if let Some(h) = self.index.first_hazard(trace, run.seen) {
             return Err(Why::Conflict {
                 path: h.path,
                 observed: h.observed,
                 wrote: h.wrote,
-                by: Some(self.dag.graph()[h.by].instance.clone()),
+                by: self.dag.graph()[h.by].instance.clone(),
             });
         }
         Ok(())
@@ -760,15 +755,7 @@ impl Scheduler {
                 continue;
             };
             if untraced {
-                doomed.push((
-                    id,
-                    Why::Conflict {
-                        path: Vec::new(),
-                        observed: crate::AccessKind::Read,
-                        wrote: crate::AccessKind::Write,
-                        by: None,
-                    },
-                ));
+                doomed.push((id, Why::Untraced));
                 continue;
             }
             if let Some((w, (path, kind))) = trace
@@ -781,15 +768,13 @@ impl Scheduler {
                         path,
                         observed: kind,
                         wrote: w.kind,
-                        by: Some(x.clone()),
+                        by: x.clone(),
                     },
                 ));
             }
         }
         for (id, why) in doomed {
-            let waiting_here = self.waiting == Some(id);
             self.drop_run(id, why);
-            debug_assert!(!waiting_here);
         }
     }
 

@@ -96,7 +96,7 @@ fn weather_report_appender_reruns_after_writer() {
             assert_eq!(path, b"/w/report");
             assert_eq!(*observed, AccessKind::Append);
             assert_eq!(*wrote, AccessKind::Write);
-            assert_eq!(by.as_ref(), Some(&Instance::new(1, &[])));
+            assert_eq!(*by, Instance::new(1, &[]));
         }
         other => panic!("first appender run: {other:?}"),
     }
