@@ -142,7 +142,7 @@ pub struct Stats {
     pub discarded: u64,
     /// Units the shell ran itself.
     pub direct: u64,
-    /// Speculations held back because an earlier trace predicted a conflict.
+    /// Instances held back at least once because an earlier trace predicted a conflict.
     pub held: u64,
     /// Run time of speculative runs that were killed or discarded.
     pub wasted: Duration,
@@ -326,6 +326,8 @@ pub struct Scheduler {
     last_gate: Option<(Instance, State)>,
     attempts: HashMap<Instance, u32>,
     unsafe_units: HashSet<UnitId>,
+    /// Instances held back so far (for the counter).
+    held: HashSet<Instance>,
     dag: Dag,
     stats: Stats,
     exited: bool,
@@ -365,6 +367,7 @@ impl Scheduler {
             last_gate: None,
             attempts: HashMap::new(),
             unsafe_units: HashSet::new(),
+            held: HashSet::new(),
             dag: Dag::default(),
             stats: Stats::default(),
             exited: false,
@@ -979,7 +982,9 @@ impl Scheduler {
                         .as_ref()
                         .is_some_and(|t| pending.first_hazard(t, 0).is_some());
                 if held {
-                    self.stats.held += 1;
+                    if self.held.insert(pred.instance.clone()) {
+                        self.stats.held += 1;
+                    }
                 } else {
                     self.start(
                         pred,
