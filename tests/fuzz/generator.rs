@@ -116,6 +116,15 @@ fn skipped(what: &str) -> bool {
     std::env::var("HS_FUZZ_SKIP").is_ok_and(|v| v.split(',').any(|w| w.trim() == what))
 }
 
+/// `words`, or a constant when they contain a command substitution.
+fn no_subst(words: String) -> String {
+    if words.contains("$(") {
+        "'%s\\n' const".into()
+    } else {
+        words
+    }
+}
+
 struct Gen {
     rng: Rng,
     /// Variables assigned so far (usable in words).
@@ -328,8 +337,10 @@ impl Gen {
             4 => format!("sort {w} | uniq -c"),
             5 => format!("ls {w} | wc -l"),
             // Pipelines that read no file may write anywhere.
-            6 => format!("printf {} | sort > {w}", self.printf_args()),
-            7 => format!("echo {} | tr a-z A-Z >> {w}", self.text()),
+            // A command substitution in the first stage (`$(ls | wc -l)`) would race with
+            // the last stage's redirection creating its file: replaced by a constant.
+            6 => format!("printf {} | sort > {w}", no_subst(self.printf_args())),
+            7 => format!("echo {} | tr a-z A-Z >> {w}", no_subst(self.text())),
             _ => format!("printf '%s\\n' 3 1 2 | sort -n | tee {w}"),
         };
         // A pipeline whose last stage can fail before reading (its redirection fails) gives
@@ -462,7 +473,7 @@ impl Gen {
                 let ms = self.rng.below(4);
                 match self.rng.below(3) {
                     0 => format!("sleep 0.0{ms} &\nwait $!; echo \"w=$?\""),
-                    1 => "printf '%s\\n' bgline > \"$TMPDIR/bgs.log\" &\nwait; cat \"$TMPDIR/bgs.log\"".into(),
+                    1 => "printf '%s\\n' bgline > \"$TMPDIR/bgs.log\" &\nwait $!; cat \"$TMPDIR/bgs.log\"".into(),
                     _ => format!("(sleep 0.0{ms}; exit 5) &\nwait $!; echo \"w=$?\""),
                 }
             }
