@@ -907,6 +907,14 @@ impl Scheduler {
             }
         }
         for (id, why) in stale {
+            // Not the run's fault: the attempt is given back.
+            if let Some(a) = self
+                .runs
+                .get(&id)
+                .and_then(|r| self.attempts.get_mut(&r.instance))
+            {
+                *a = a.saturating_sub(1);
+            }
             self.drop_run(id, why);
         }
         if self.config.window == 0 {
