@@ -31,7 +31,8 @@ pub(crate) struct Procs {
     view: View,
 }
 
-const MAX_ENTRIES: usize = 512;
+/// Threads remembered at once (each holds a pidfd; several tracers share one fd limit).
+const MAX_ENTRIES: usize = 64;
 
 impl Procs {
     pub(crate) fn new(view: View) -> Self {
@@ -154,7 +155,7 @@ impl Procs {
 }
 
 /// Directory fds kept open for [`Procs::fd_path`].
-const MAX_FDS: usize = 128;
+const MAX_FDS: usize = 32;
 
 pub(crate) fn read_link(path: String) -> Option<Vec<u8>> {
     nix::fcntl::readlink(path.as_str())

@@ -816,3 +816,36 @@ fn execveat_of_an_fd_records_the_program() {
         has(&t, &tru, Kinds::EXEC);
     }
 }
+
+#[test]
+fn concurrent_traces_stay_separate() {
+    let dir = tmpdir("concurrent");
+    for i in 0..4 {
+        std::fs::write(dir.join(format!("in{i}")), "x").unwrap();
+    }
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            let mut cmd = Command::new("/bin/sh");
+            cmd.arg("-c")
+                .arg(format!("for k in 1 2 3 4 5; do cat in{i}; done >/dev/null"))
+                .current_dir(&dir);
+            trace::spawn_traced(&mut cmd).unwrap()
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let (status, t) = child.wait().unwrap();
+        assert!(status.success());
+        for j in 0..4 {
+            let p = dir.join(format!("in{j}"));
+            if i == j {
+                has(&t, &p, Kinds::READ);
+            } else {
+                assert!(
+                    t.get(p.as_os_str().as_bytes()).is_none(),
+                    "trace {i} saw in{j}\n{}",
+                    dump(&t)
+                );
+            }
+        }
+    }
+}
