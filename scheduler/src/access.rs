@@ -181,18 +181,14 @@ pub(crate) struct Mark<T: Copy> {
     pub(crate) who: T,
 }
 
-/// A read-after-write hazard: `obs` was changed by `by` (written as `wrote`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Hazard<T> {
-    /// Path of the observation.
-    #[serde(serialize_with = "crate::access::lossy")]
-    pub path: Vec<u8>,
-    /// How it was observed.
-    pub observed: AccessKind,
-    /// How the writer changed it (or the entry below it).
-    pub wrote: AccessKind,
-    /// The writer.
-    pub by: T,
+/// A read-after-write hazard: `path`, observed as `observed`, was changed by `by` (as
+/// `wrote`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Hazard<T> {
+    pub(crate) path: Vec<u8>,
+    pub(crate) observed: AccessKind,
+    pub(crate) wrote: AccessKind,
+    pub(crate) by: T,
 }
 
 /// One run's observations by path, to test new writes against it quickly.

@@ -99,7 +99,7 @@ mod program;
 mod state;
 
 pub use crate::{
-    access::{Access, AccessKind, Flags, Hazard, Trace},
+    access::{Access, AccessKind, Flags, Trace},
     dag::{Dag, Edge, InstanceRecord, Outcome, Report, RunId, RunRecord, Why},
     machine::{Action, Config, Event, Scheduler, Stats},
     program::{Connector, LoopId, Node, Piece, Program, UnitId, UnitSpec},
