@@ -52,7 +52,6 @@ pub struct Rule {
 /// and `exec` (to hand over the listener fd and report errors), and stopping them could
 /// deadlock a process against its own supervisor (youki's `check_seccomp` rule, extended).
 const NEVER_TRAP: &[i64] = &[
-    libc::SYS_read,
     libc::SYS_write,
     libc::SYS_close,
     libc::SYS_exit,
@@ -192,6 +191,22 @@ pub fn default_rules(fstat_fast_path: bool) -> Vec<Rule> {
         action: Action::Errno(ENOSYS),
     });
     rules
+}
+
+/// Extra rules for [`crate::Tracer::watch_stdin`]: the read family traps when it reads fd 0.
+pub fn stdin_rules() -> Vec<Rule> {
+    use libc::*;
+    const FD0: &[u32] = &[0];
+    [SYS_read, SYS_readv, SYS_pread64, SYS_preadv, SYS_preadv2]
+        .into_iter()
+        .map(|nr| Rule {
+            nr,
+            action: Action::NotifyIfArgIn {
+                arg: 0,
+                values: FD0,
+            },
+        })
+        .collect()
 }
 
 /// `getxattrat` and friends (Linux 6.13); not yet in the libc crate.

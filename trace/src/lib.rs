@@ -71,6 +71,6 @@ mod sys;
 mod view;
 
 pub use crate::error::Error;
-pub use crate::filter::{ARCH, Action, Filter, Rule, default_rules, simulate};
+pub use crate::filter::{ARCH, Action, Filter, Rule, default_rules, simulate, stdin_rules};
 pub use crate::model::{Access, Flags, Kinds, PathBytes, Stats, Trace};
 pub use crate::spawn::{ChildHook, Session, TracedChild, Tracer, spawn_traced};

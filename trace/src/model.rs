@@ -132,6 +132,8 @@ bitset! {
         OUTLIVED = 3, "outlived";
         /// A device was opened for writing (a terminal, a disk): an effect outside the sandbox.
         DEVICE = 4, "device";
+        /// The standard input hs itself received was read (with [`crate::Tracer::watch_stdin`]).
+        STDIN = 5, "stdin";
     }
 }
 

@@ -72,6 +72,17 @@ impl Tracer {
         self
     }
 
+    /// Also flags reads of the standard input this process received ([`Flags::STDIN`]): the
+    /// `read` family traps when it reads fd 0, and the supervisor checks with `kcmp` whether
+    /// that fd 0 is our own stdin (inherited) or something else (a pipe within the command).
+    /// Off by default, since every read of fd 0 then costs a round trip.
+    pub fn watch_stdin(mut self) -> Tracer {
+        let mut rules = self.filter.rules().to_vec();
+        rules.extend(crate::filter::stdin_rules());
+        self.filter = Arc::new(Filter::from_rules(rules).expect("the stdin rules are valid"));
+        self
+    }
+
     /// Whether to ask for synchronous wake-ups (`SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`, on by
     /// default): the tracee and the supervisor then hand the CPU to each other instead of
     /// waking across CPUs (DESIGN §7). Off is for measurements.

@@ -635,6 +635,16 @@ impl Supervisor {
                     ));
                 }
             }
+            SYS_read | SYS_readv | SYS_pread64 | SYS_preadv | SYS_preadv2 => {
+                // Only fd 0 traps. Is it the very stdin we were given (same open file)?
+                let ours = std::process::id() as i32;
+                if sys::same_file(n.pid as i32, 0, ours, 0).unwrap_or(false) {
+                    return Some((
+                        Flags::STDIN,
+                        format!("read of the inherited stdin by pid {}", n.pid),
+                    ));
+                }
+            }
             SYS_connect => return self.sockaddr(n, "connect", a[1], a[2]),
             SYS_bind => return self.sockaddr(n, "bind", a[1], a[2]),
             SYS_sendto => return self.sockaddr(n, "sendto", a[4], a[5]),

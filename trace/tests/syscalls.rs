@@ -849,3 +849,29 @@ fn concurrent_traces_stay_separate() {
         }
     }
 }
+
+#[test]
+fn reads_of_the_inherited_stdin_are_flagged_when_watched() {
+    let dir = tmpdir("stdin");
+    let run_sh = |script: &str, watch: bool| {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(script)
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::inherit());
+        let tracer = if watch {
+            trace::Tracer::new().watch_stdin()
+        } else {
+            trace::Tracer::new()
+        };
+        let (status, t) = tracer.spawn(&mut cmd).unwrap().wait().unwrap();
+        assert!(status.success());
+        t
+    };
+    let t = run_sh("read x || true", true);
+    assert!(t.flags.contains(Flags::STDIN), "{}", dump(&t));
+    let t = run_sh("echo hi | { read x; }", true);
+    assert!(!t.flags.contains(Flags::STDIN), "{}", dump(&t));
+    let t = run_sh("read x || true", false);
+    assert!(!t.flags.contains(Flags::STDIN), "{}", dump(&t));
+}
