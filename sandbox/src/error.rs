@@ -67,7 +67,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A live path changed after the sandbox started; committing would overwrite that change.
-    #[error("{} changed in the live filesystem after the sandbox started; not committing over it (hint: inspect it, then commit with --force semantics via `Sandbox::commit_unchecked`)", path.display())]
+    #[error("{} changed in the live filesystem after the sandbox started; not committing over it (hint: look at it, then run the command again with `hs try` on the current state)", path.display())]
     Conflict {
         /// The live path.
         path: PathBuf,

@@ -24,9 +24,12 @@
 //! (own `/proc`), ipc and, unless [`Options::net`], net with only loopback up.
 //!
 //! As root, `/` gets one overlay. Unprivileged, the kernel refuses an overlay whose lower dir
-//! has locked submounts, so the root filesystem is split: a read-only tmpfs skeleton holds the
-//! directories leading to mount points, and every other top-level directory gets its own
-//! overlay.
+//! has locked submounts and cannot copy up directories of unmapped users, so the root becomes
+//! a read-only tmpfs skeleton: the topmost writable directories on the way to `/tmp`,
+//! `/var/tmp`, `$HOME` and the cwd get an overlay each, everything else is bound read-only.
+//!
+//! Sandboxes can be set up ahead of use ([`Sandbox::prestart`], a pool) so that setup latency
+//! stays off the critical path. See README.md for the commit algorithm and measurements.
 //!
 //! All `unsafe` code lives in the private `sys` module.
 #![deny(missing_docs)]
