@@ -25,7 +25,7 @@ pub(crate) struct Procs {
     fds: HashMap<(u32, i32), (OwnedFd, Vec<u8>)>,
     /// Threads stopped in `chdir`-like calls that may not have taken effect yet: no cwd is
     /// cached until each of them has been seen again (so its call completed).
-    chdir_pending: Vec<u32>,
+    chdir_pending: InFlight,
     /// Whether directory paths may be cached (not while a namespace change is in flight).
     pub(crate) dir_caching: bool,
     view: View,
@@ -40,7 +40,7 @@ impl Procs {
             view,
             map: HashMap::new(),
             fds: HashMap::new(),
-            chdir_pending: Vec::new(),
+            chdir_pending: InFlight::default(),
             dir_caching: true,
         }
     }
@@ -71,15 +71,12 @@ impl Procs {
         for e in self.map.values_mut() {
             e.cwd = None;
         }
-        if !self.chdir_pending.contains(&tid) {
-            self.chdir_pending.push(tid);
-        }
+        self.chdir_pending.add(tid);
     }
 
     /// A notification from `tid` arrived: any `chdir` it was stopped in has completed.
     pub(crate) fn seen(&mut self, tid: u32) {
-        if !self.chdir_pending.is_empty() && self.chdir_pending.contains(&tid) {
-            self.chdir_pending.retain(|&t| t != tid);
+        if self.chdir_pending.settle(tid) {
             for e in self.map.values_mut() {
                 e.cwd = None;
             }
@@ -151,6 +148,36 @@ impl Procs {
             self.fds.insert((tid, fd), (ours, p.clone()));
         }
         Some(p)
+    }
+}
+
+/// Threads stopped in a call whose effect may not have happened yet (a `chdir`, a `rename`):
+/// a thread is settled once it is seen in another notification (so that call completed) or
+/// has exited.
+#[derive(Default)]
+pub(crate) struct InFlight(Vec<(u32, Option<OwnedFd>)>);
+
+impl InFlight {
+    pub(crate) fn add(&mut self, tid: u32) {
+        if !self.0.iter().any(|(t, _)| *t == tid) {
+            self.0.push((tid, sys::pidfd_open_thread(tid as i32).ok()));
+        }
+    }
+
+    /// Drops `seen` and every thread that exited; returns whether any was dropped.
+    pub(crate) fn settle(&mut self, seen: u32) -> bool {
+        if self.0.is_empty() {
+            return false;
+        }
+        let before = self.0.len();
+        self.0.retain(|(t, fd)| {
+            *t != seen && !fd.as_ref().is_some_and(|fd| sys::has_exited(fd.as_fd()))
+        });
+        self.0.len() != before
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use nix::fcntl::OFlag;
 
 use crate::model::{Flags, Kinds, Trace};
-use crate::procs::{Procs, read_link};
+use crate::procs::{InFlight, Procs, read_link};
 use crate::sys::{self, Notif};
 use crate::view::View;
 
@@ -64,7 +64,7 @@ pub(crate) struct Supervisor {
     resolver: Resolver,
     procs: Procs,
     /// Threads stopped in a delete or rename whose effect may not have happened yet.
-    unsettled: Vec<u32>,
+    unsettled: InFlight,
     /// The traced command's pid (the root of the tree).
     root_pid: i32,
     /// Decoding an `openat2` with `RESOLVE_IN_ROOT`.
@@ -88,7 +88,7 @@ impl Supervisor {
             pending: Vec::new(),
             resolver: Resolver::new(view.clone()),
             procs: Procs::new(view),
-            unsettled: Vec::new(),
+            unsettled: InFlight::default(),
             root_pid,
             in_root: false,
             scratch: vec![0; PATH_MAX],
@@ -143,9 +143,8 @@ impl Supervisor {
         debug_assert_eq!(n.arch, crate::filter::ARCH, "the filter kills other ABIs");
         self.pending.clear();
         self.procs.seen(n.pid);
-        if let Some(i) = self.unsettled.iter().position(|&t| t == n.pid) {
-            // Its namespace change has completed: drop what was learnt meanwhile.
-            self.unsettled.swap_remove(i);
+        if self.unsettled.settle(n.pid) {
+            // A namespace change has completed: drop what was learnt meanwhile.
             self.resolver.invalidate();
             self.procs.invalidate_dirs();
         }
@@ -219,9 +218,7 @@ impl Supervisor {
                     self.resolver.missing.clear();
                     self.resolver.results.clear();
                 }
-                if !self.unsettled.contains(&pid) {
-                    self.unsettled.push(pid);
-                }
+                self.unsettled.add(pid);
             }
             self.resolver.caching = self.unsettled.is_empty();
             self.procs.dir_caching = self.unsettled.is_empty();
