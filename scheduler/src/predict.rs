@@ -66,6 +66,8 @@ enum Work {
     },
     /// Leaving a function body.
     Return,
+    /// Leaving `! ..`: invert the status.
+    Flip,
     /// Leaving a subshell: its assignments and context changes are forgotten.
     Restore(Bound, bool, Option<Arc<[u8]>>),
     Stop,
@@ -288,6 +290,7 @@ impl Walker<'_> {
                     }
                 }
                 Flat::Background(_) => return None,
+                Flat::Not(_) => stack.push(Work::Flip),
                 Flat::Subshell(_) => {
                     // Leaving it restores the outside; inside, what the shell reported there.
                     stack.push(Work::Restore(bound.clone(), false, context.clone()));
@@ -436,6 +439,10 @@ impl Walker<'_> {
                         _ => c.stack.clear(),
                     },
                     Flat::Group(k) => c.stack.push(Work::Exec(*k)),
+                    Flat::Not(k) => {
+                        c.stack.push(Work::Flip);
+                        c.stack.push(Work::Exec(*k));
+                    }
                     Flat::Subshell(k) => {
                         c.stack.push(Work::Restore(
                             c.bound.clone(),
@@ -556,6 +563,7 @@ impl Walker<'_> {
                     }
                 }
                 Work::Return => c.calls = c.calls.saturating_sub(1),
+                Work::Flip => c.status = c.status.map(|s| !s),
                 Work::Restore(bound, changed, context) => {
                     c.bound = bound;
                     c.context_changed = changed;

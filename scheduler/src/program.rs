@@ -121,6 +121,8 @@ pub enum Node {
         /// Function name.
         name: Vec<u8>,
     },
+    /// `! pipeline`: the status is inverted.
+    Not(Box<Node>),
     /// `{ ..; }`.
     Group(Box<Node>),
     /// `( .. )`.
@@ -170,6 +172,7 @@ pub(crate) enum Flat {
         body: usize,
     },
     Call(Vec<u8>),
+    Not(usize),
     Group(usize),
     Subshell(usize),
     Background(usize),
@@ -286,6 +289,7 @@ impl Program {
                 self.calls.entry(name.clone()).or_default().push(me);
                 Flat::Call(name)
             }
+            Node::Not(c) => Flat::Not(self.add(*c, p)),
             Node::Group(c) => Flat::Group(self.add(*c, p)),
             Node::Subshell(c) => Flat::Subshell(self.add(*c, p)),
             Node::Background(c) => Flat::Background(self.add(*c, p)),

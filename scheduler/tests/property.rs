@@ -106,8 +106,13 @@ impl Gen {
             ),
             66 => SimNode::Context(format!("cwd=/{}", self.rng.below(2))),
             67 => SimNode::SneakyContext(format!("cwd=/{}", self.rng.below(2))),
-            68..=79 => SimNode::If(
+            68..=73 => SimNode::If(
                 Box::new(self.unit()),
+                Box::new(self.seq(depth - 1)),
+                self.rng.chance(60).then(|| Box::new(self.seq(depth - 1))),
+            ),
+            74..=79 => SimNode::If(
+                Box::new(SimNode::Not(Box::new(self.unit()))),
                 Box::new(self.seq(depth - 1)),
                 self.rng.chance(60).then(|| Box::new(self.seq(depth - 1))),
             ),

@@ -596,3 +596,30 @@ fn inner_loop_words_are_guessed_from_the_last_outer_iteration() {
     assert_eq!(st.committed, 6, "{st:?}");
     assert!(sim.elapsed_ms() < 25, "took {} ms", sim.elapsed_ms());
 }
+
+#[test]
+fn negated_conditions_flip_the_prediction() {
+    // if ! [ -e /flag ]; then A; else B; fi — /flag exists, so B runs.
+    let script = SimNode::Seq(vec![SimNode::If(
+        Box::new(SimNode::Not(Box::new(unit(
+            0,
+            &[],
+            vec![Op::FailIfMissing(s("/flag"))],
+            5,
+        )))),
+        Box::new(unit(1, &[], vec![Op::Write(s("/then"))], 10)),
+        Some(Box::new(unit(2, &[], vec![Op::Write(s("/else"))], 10))),
+    )]);
+    let sim = check(&script, fs_with(&["/flag"]), &[], config(1));
+    // The cond succeeded, `!` made it fail: the else branch was speculated, not the then.
+    assert!(
+        sim.sched
+            .dag()
+            .record(&Instance::new(1, &[]))
+            .is_none_or(|r| r.runs.is_empty() || r.runs[0].discarded == Some(Why::WrongPath))
+    );
+    assert!(matches!(
+        fate(&sim, Instance::new(2, &[])).outcome,
+        Fate::Committed(_)
+    ));
+}

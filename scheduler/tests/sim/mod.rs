@@ -80,6 +80,8 @@ pub enum SimNode {
     /// `case $var in v1) ..;; v2) ..;; *) ..;; esac`: the first arm whose value matches,
     /// else the last arm.
     Case(String, Vec<(String, SimNode)>),
+    /// `! node`.
+    Not(Box<SimNode>),
     /// `name() { body; }`.
     Function(String, Box<SimNode>),
     /// `name` (a call).
@@ -138,6 +140,7 @@ impl SimNode {
                 arms: arms.iter().map(|(_, n)| n.to_node()).collect(),
             },
             SimNode::Subshell(b) => Node::Subshell(Box::new(b.to_node())),
+            SimNode::Not(b) => Node::Not(Box::new(b.to_node())),
             SimNode::Function(name, body) => Node::Function {
                 name: name.as_bytes().to_vec(),
                 body: Box::new(body.to_node()),
@@ -190,7 +193,7 @@ impl SimNode {
             | SimNode::SneakyContext(_)
             | SimNode::Test(..) => {}
             SimNode::Case(_, arms) => arms.iter().for_each(|(_, n)| n.units(out)),
-            SimNode::Subshell(b) | SimNode::Function(_, b) => b.units(out),
+            SimNode::Subshell(b) | SimNode::Function(_, b) | SimNode::Not(b) => b.units(out),
             SimNode::Call(_) => {}
             SimNode::If(c, t, e) => {
                 c.units(out);
@@ -522,6 +525,7 @@ impl SimShell {
                     None => 0,
                 }
             }
+            SimNode::Not(b) => (self.run(b, iters, w) == 0) as i32,
             SimNode::Function(name, body) => {
                 self.functions.insert(name.clone(), (**body).clone());
                 0
