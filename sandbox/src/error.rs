@@ -72,6 +72,14 @@ pub enum Error {
         /// The live path.
         path: PathBuf,
     },
+    /// An upper dir cannot live where it was placed.
+    #[error("cannot keep sandbox changes in {}: {reason} (hint: put the sandbox directory on a real filesystem with -D, e.g. a volume or tmpfs)", path.display())]
+    UnsupportedUpper {
+        /// The upper dir.
+        path: PathBuf,
+        /// Why not.
+        reason: &'static str,
+    },
     /// The command to run is empty or invalid.
     #[error("invalid command: {0}")]
     InvalidCommand(&'static str),

@@ -117,6 +117,27 @@ pub fn default_base() -> PathBuf {
     std::env::temp_dir()
 }
 
+/// Refuse upper dirs on filesystems overlayfs cannot use as upper layer, with a hint.
+fn check_upper_fs(upper: &Path) -> Result<(), Error> {
+    const OVERLAYFS_MAGIC: i64 = 0x794c_7630;
+    let mut p = upper;
+    while !p.exists() {
+        match p.parent() {
+            Some(q) => p = q,
+            None => return Ok(()),
+        }
+    }
+    if let Ok(st) = nix::sys::statfs::statfs(p) {
+        if st.filesystem_type().0 as i64 == OVERLAYFS_MAGIC {
+            return Err(Error::UnsupportedUpper {
+                path: upper.to_path_buf(),
+                reason: "it is on an overlayfs (e.g. a container's root)",
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Give a new upper dir the attributes of the live directory it covers: the overlay's root
 /// shows the upper dir's owner, mode and times. An unprivileged caller cannot give away
 /// ownership, so where it cannot write the live directory the owner-write bit is dropped
@@ -190,6 +211,7 @@ impl Sandbox {
             }
         }
         for l in &plan.layers {
+            check_upper_fs(&l.upper)?;
             if !l.upper.exists() {
                 mkdir_p(&l.upper)?;
                 init_upper_root(&l.upper, &l.target)?;
@@ -311,7 +333,7 @@ impl Sandbox {
         crate::changes::collect(&self.layers)
     }
 
-    /// Commit the changes into the live filesystem (once; see [`crate::commit`]). Refuses
+    /// Commit the changes into the live filesystem (once; journaled, see README.md). Refuses
     /// ([`Error::Conflict`]) to replace or delete a live file whose ctime is later than the
     /// start of the sandbox's first run — someone else changed it meanwhile.
     pub fn commit(&self) -> Result<CommitReport, Error> {
