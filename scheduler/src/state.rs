@@ -45,7 +45,8 @@ pub(crate) type LoopKey = (LoopId, Vec<u32>);
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct State {
     /// Shell variables by name: `Some(value)` when set, `None` when unset. At a gate, at least
-    /// the variables the unit references; in a prediction, exactly those.
+    /// the variables the unit references, unset ones included as `None` (a missing name
+    /// counts as a mismatch); in a prediction, exactly those.
     pub vars: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Exported environment, cwd, umask and the shell options that change expansion, encoded
     /// by the engine; compared bytewise, and handed back in predictions so a sandbox can be
