@@ -477,7 +477,19 @@ fn library_runs_twice_in_one_sandbox() {
     let dir = PathBuf::from(format!("/var/tmp/hs-test-lib-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let sb = sandbox::Sandbox::create(&dir, &sandbox::Options::default()).unwrap();
-    let f = dir.join("f");
+    let f = PathBuf::from(format!("/var/tmp/hs-test-lib-{}-f", std::process::id()));
+    // The sandbox's own directory is hidden (an empty read-only tmpfs) inside it.
+    let hidden = format!("ls -A {d}; touch {d}/x 2>/dev/null || echo ro", d = dir.display());
+    let (r, w) = std::io::pipe().unwrap();
+    let c = sandbox::Command::new(["sh".to_string(), "-c".to_string(), hidden]).fd(1, w.into());
+    let mut child = sb.spawn(&c).unwrap();
+    drop(c);
+    let mut out = String::new();
+    use std::io::Read;
+    let mut r = r;
+    r.read_to_string(&mut out).unwrap();
+    assert_eq!(child.wait().unwrap(), 0);
+    assert_eq!(out, "ro\n");
     let cmd = |s: String| sandbox::Command::new(["sh".to_string(), "-c".to_string(), s]);
     assert_eq!(sb.run(&cmd(format!("echo 1 > {}", f.display()))).unwrap(), 0);
     assert_eq!(sb.run(&cmd(format!("echo 2 >> {}", f.display()))).unwrap(), 0);
@@ -486,7 +498,6 @@ fn library_runs_twice_in_one_sandbox() {
     let mut child = sb.spawn(&c).unwrap();
     drop(c);
     let mut out = String::new();
-    use std::io::Read;
     let mut r = r;
     r.read_to_string(&mut out).unwrap();
     assert_eq!(child.wait().unwrap(), 0);
@@ -543,9 +554,9 @@ fn prestarted_sandbox_runs_a_command_later() {
     let ready = sb.prestart().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
     let (r, w) = std::io::pipe().unwrap();
-    let c = sandbox::Command::new(["sh", "-c", "echo \"$X $(pwd) $(umask)\"; touch f; exit 7"])
+    let c = sandbox::Command::new(["sh", "-c", "echo \"$X $(pwd) $(umask)\"; touch hs-test-pre-f; exit 7"])
         .env(vec![("X".into(), "x y".into()), ("PATH".into(), "/usr/bin:/bin".into())])
-        .cwd(&dir)
+        .cwd("/var/tmp")
         .umask(0o027)
         .fd(1, w.into());
     let mut child = ready.exec(&c).unwrap();
@@ -555,7 +566,7 @@ fn prestarted_sandbox_runs_a_command_later() {
     let mut r = r;
     r.read_to_string(&mut out).unwrap();
     assert_eq!(child.wait().unwrap(), 7);
-    assert_eq!(out, format!("x y {} 0027\n", dir.display()));
+    assert_eq!(out, "x y /var/tmp 0027\n");
     assert_eq!(sb.changes().unwrap().changes.len(), 1);
     let unused = sb.prestart().unwrap();
     drop(unused);

@@ -668,6 +668,24 @@ pub fn build(input: &PlanInput, mounts: &[MountInfo]) -> Result<Plan, Error> {
         }
     }
 
+    // Hide the sandbox's own storage (its directory and upper dirs kept elsewhere) behind
+    // empty read-only tmpfs mounts: the command cannot see or delete what holds its changes.
+    let mut hidden: Vec<PathBuf> = vec![input.dir.clone()];
+    for l in &b.layers {
+        if let Some(store) = l.upper.parent().and_then(Path::parent) {
+            if !store.starts_with(&input.dir) && !hidden.iter().any(|h| h == store) {
+                hidden.push(store.to_path_buf());
+            }
+        }
+    }
+    for h in hidden {
+        let target = join(&new_root, &h);
+        b.steps.push(Step::MountTmpfs {
+            target: target.clone(),
+        });
+        b.read_only_after.push(target);
+    }
+
     let proc_ = join(&new_root, Path::new("/proc"));
     b.steps.push(Step::MountProc {
         target: proc_.clone(),
