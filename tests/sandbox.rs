@@ -439,6 +439,7 @@ fn crash_at_every_commit_step_then_recover() {
         e.sh(setup);
         let before = probe(e);
         let mut after: Option<Vec<String>> = None;
+        let mut crashes = 0;
         for k in 0..20 {
             e.sh("rm -rf $L/* && true");
             e.sh(setup);
@@ -464,7 +465,9 @@ fn crash_at_every_commit_step_then_recover() {
             if !crashed {
                 break;
             }
+            crashes += 1;
         }
+        assert!(crashes >= 8, "only {crashes} crash points exercised");
         let after = after.unwrap();
         assert_eq!(after, vec!["none", "file:a\n", "file:B\n", "none", "file:n\n", "file:x\n", "none", "file:"]);
         no_overlay_xattrs(&e.live());
@@ -610,5 +613,19 @@ fn commit_refuses_to_overwrite_later_live_changes() {
         assert!(text(&out.stderr).contains("changed in the live filesystem"), "{}", text(&out.stderr));
         assert_eq!(std::fs::read_to_string(e.live().join("f")).unwrap(), "host\n");
         assert_eq!(std::fs::read_to_string(e.live().join("g")).unwrap(), "1\n");
+    });
+}
+
+/// The sandboxed process cannot undo its sandbox: no unmounting the overlays, no new mounts
+/// in the sandbox's mount namespace, no sysctl writes.
+#[test]
+fn no_escape_from_the_sandbox() {
+    both("escape", |e| {
+        let out = e.try_sh(
+            &["-n"],
+            "umount -l / 2>/dev/null && echo unmounted; mount -t tmpfs x /mnt 2>/dev/null && echo mounted; \
+             echo 1 > /proc/sys/kernel/sysrq 2>/dev/null && echo sysctl; echo done",
+        );
+        assert_eq!(text(&out.stdout), "done\n");
     });
 }
