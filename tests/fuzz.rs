@@ -434,8 +434,9 @@ fn fuzz_harness_catches_and_reduces() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Divergences the fuzzer found, as regression tests. `#[ignore]`d until hs is fixed: run with
-// `cargo test -p engine --test fuzz -- --ignored`, and drop the `#[ignore]` with the fix.
+// Divergences the fuzzer found, as regression tests. A new one is `#[ignore]`d until hs is
+// fixed (run those with `cargo test -p engine --test fuzz -- --ignored`); the fix drops the
+// `#[ignore]`.
 
 /// Runs `script` under bash and hs (`$HS_BIN`, `$HS_FUZZ_FLAGS` as for the fuzzer) and panics
 /// with both results if they differ.
@@ -457,8 +458,8 @@ fn check_script(script: &str) {
 /// `__hs_gate 0`, i.e. `0`, where bash has the value from before the pipeline (here empty).
 /// (A simple-command unit sets `$_` itself, so only pipelines show it.) The parser leaves units
 /// that expand `$_` unwrapped, but here it is the *next* command that reads it.
+/// Fixed by 2e6d2c4 (every gate call passes the caller's `"$_"` as its last argument).
 #[test]
-#[ignore = "hs bug: $_ after a gated pipeline is the gate's argument"]
 fn regression_underscore_after_pipeline() {
     check_script("find a | sort\necho \"last=$_\"\n");
 }
