@@ -254,10 +254,11 @@ impl Planner<'_> {
             let u = upper.join(&name);
             let l = live.join(&name);
             let lm = std::fs::symlink_metadata(&l).ok();
-            if let (Some(m), Some(since)) = (&lm, self.since) {
-                if (m.ctime(), m.ctime_nsec()) > since && !m.is_dir() {
-                    return Err(Error::Conflict { path: l });
-                }
+            if let (Some(m), Some(since)) = (&lm, self.since)
+                && (m.ctime(), m.ctime_nsec()) > since
+                && !m.is_dir()
+            {
+                return Err(Error::Conflict { path: l });
             }
             // Fast path (most entries of a big commit): a new non-directory needs no stat;
             // the type and inode number come from readdir. Whiteouts are character devices.

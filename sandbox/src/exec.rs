@@ -6,7 +6,7 @@
 //! with its status. Setup failures travel back over a close-on-exec pipe as (step index,
 //! errno); end of file on that pipe means the command was exec'd.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -786,40 +786,13 @@ fn init(
     for (i, step) in prep.steps.iter().enumerate().skip(start) {
         let t0 = std::time::Instant::now();
         let r = match step {
-            Prep::Mount {
-                src,
-                target,
-                fstype,
-                flags,
-                data,
-                ro,
-            } => sys::mount(
-                src.as_deref(),
-                target,
-                fstype.as_deref(),
-                *flags,
-                data.as_deref(),
-            )
-            .and_then(|_| match ro {
-                Some(rec) => sys::mount_setattr(
-                    target,
-                    *rec,
-                    sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV,
-                    0,
-                ),
-                None => Ok(()),
-            }),
-            Prep::Mkdir(p) => sys::mkdir(p, 0o755),
-            Prep::Symlink(t, l) => sys::symlink(t, l),
-            Prep::CreateFile(p) => sys::create_file(p, 0o644),
-            Prep::ReadOnly(p) => sys::mount_setattr(p, false, sys::MOUNT_ATTR_RDONLY, 0),
-            Prep::LoopbackUp => sys::loopback_up(),
-            Prep::PivotRoot(root) => (|| {
-                sys::chdir(root)?;
-                sys::pivot_root(c".", c".")?;
-                sys::umount2(c".", libc::MNT_DETACH)?;
-                sys::chdir(c"/")
-            })(),
+            Prep::Mount { .. }
+            | Prep::Mkdir(_)
+            | Prep::Symlink(..)
+            | Prep::CreateFile(_)
+            | Prep::ReadOnly(_)
+            | Prep::LoopbackUp
+            | Prep::PivotRoot(_) => run_fs_step(&mut LinuxSys, step),
             Prep::EnterUserNs => (|| {
                 let (to_helper, from_helper) = hs.ok_or(Errno::EINVAL)?;
                 sys::unshare(libc::CLONE_NEWUSER)?;
@@ -892,6 +865,106 @@ fn exec_and_reap(spec: &ExecSpec, err: RawFd, index: usize) -> ! {
     sys::exit(code)
 }
 
+/// The kernel operations of the filesystem steps, so that the step runner can be checked
+/// against a recording fake without privileges (youki's `Syscall` trait, reduced).
+pub(crate) trait Sys {
+    /// `mount(2)`.
+    fn mount(
+        &mut self,
+        src: Option<&CStr>,
+        target: &CStr,
+        fstype: Option<&CStr>,
+        flags: c_ulong,
+        data: Option<&CStr>,
+    ) -> Result<(), Errno>;
+    /// `mount_setattr(2)` setting `set`.
+    fn mount_setattr(&mut self, path: &CStr, recursive: bool, set: u64) -> Result<(), Errno>;
+    /// `mkdir(2)`, existing is fine.
+    fn mkdir(&mut self, path: &CStr) -> Result<(), Errno>;
+    /// `symlink(2)`.
+    fn symlink(&mut self, target: &CStr, link: &CStr) -> Result<(), Errno>;
+    /// Create an empty file.
+    fn create_file(&mut self, path: &CStr) -> Result<(), Errno>;
+    /// Bring `lo` up.
+    fn loopback_up(&mut self) -> Result<(), Errno>;
+    /// chdir + pivot_root(".", ".") + detach the old root + chdir("/").
+    fn pivot_root(&mut self, new_root: &CStr) -> Result<(), Errno>;
+}
+
+/// The real kernel.
+pub(crate) struct LinuxSys;
+
+impl Sys for LinuxSys {
+    fn mount(
+        &mut self,
+        src: Option<&CStr>,
+        target: &CStr,
+        fstype: Option<&CStr>,
+        flags: c_ulong,
+        data: Option<&CStr>,
+    ) -> Result<(), Errno> {
+        sys::mount(src, target, fstype, flags, data)
+    }
+    fn mount_setattr(&mut self, path: &CStr, recursive: bool, set: u64) -> Result<(), Errno> {
+        sys::mount_setattr(path, recursive, set, 0)
+    }
+    fn mkdir(&mut self, path: &CStr) -> Result<(), Errno> {
+        sys::mkdir(path, 0o755)
+    }
+    fn symlink(&mut self, target: &CStr, link: &CStr) -> Result<(), Errno> {
+        sys::symlink(target, link)
+    }
+    fn create_file(&mut self, path: &CStr) -> Result<(), Errno> {
+        sys::create_file(path, 0o644)
+    }
+    fn loopback_up(&mut self) -> Result<(), Errno> {
+        sys::loopback_up()
+    }
+    fn pivot_root(&mut self, root: &CStr) -> Result<(), Errno> {
+        sys::chdir(root)?;
+        sys::pivot_root(c".", c".")?;
+        sys::umount2(c".", libc::MNT_DETACH)?;
+        sys::chdir(c"/")
+    }
+}
+
+/// Run one filesystem step (mounts, skeleton entries, pivot); other steps are a no-op here.
+fn run_fs_step(sys: &mut impl Sys, step: &Prep) -> Result<(), Errno> {
+    match step {
+        Prep::Mount {
+            src,
+            target,
+            fstype,
+            flags,
+            data,
+            ro,
+        } => {
+            sys.mount(
+                src.as_deref(),
+                target,
+                fstype.as_deref(),
+                *flags,
+                data.as_deref(),
+            )?;
+            match ro {
+                Some(rec) => sys.mount_setattr(
+                    target,
+                    *rec,
+                    sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV,
+                ),
+                None => Ok(()),
+            }
+        }
+        Prep::Mkdir(p) => sys.mkdir(p),
+        Prep::Symlink(t, l) => sys.symlink(t, l),
+        Prep::CreateFile(p) => sys.create_file(p),
+        Prep::ReadOnly(p) => sys.mount_setattr(p, false, sys::MOUNT_ATTR_RDONLY),
+        Prep::LoopbackUp => sys.loopback_up(),
+        Prep::PivotRoot(root) => sys.pivot_root(root),
+        _ => Ok(()),
+    }
+}
+
 /// The command child: fds, cwd, umask, signals, exec.
 fn command(spec: &ExecSpec) -> ! {
     // Move the requested fds out of the way first, then onto 0, 1, 2.
@@ -956,5 +1029,124 @@ impl Child {
         sys::set_signal(libc::SIGINT, int);
         sys::set_signal(libc::SIGQUIT, quit);
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{PlanInput, build, parse_mountinfo};
+
+    /// Records every call as a line of text.
+    #[derive(Default)]
+    struct Recorder(Vec<String>);
+
+    fn s(c: Option<&CStr>) -> String {
+        c.map_or("-".into(), |c| c.to_string_lossy().into_owned())
+    }
+
+    impl Sys for Recorder {
+        fn mount(
+            &mut self,
+            src: Option<&CStr>,
+            target: &CStr,
+            fstype: Option<&CStr>,
+            flags: c_ulong,
+            data: Option<&CStr>,
+        ) -> Result<(), Errno> {
+            self.0.push(format!(
+                "mount {} {} {} {flags:#x} {}",
+                s(src),
+                s(Some(target)),
+                s(fstype),
+                s(data)
+            ));
+            Ok(())
+        }
+        fn mount_setattr(&mut self, path: &CStr, recursive: bool, set: u64) -> Result<(), Errno> {
+            self.0.push(format!(
+                "setattr {} rec={recursive} {set:#x}",
+                s(Some(path))
+            ));
+            Ok(())
+        }
+        fn mkdir(&mut self, path: &CStr) -> Result<(), Errno> {
+            self.0.push(format!("mkdir {}", s(Some(path))));
+            Ok(())
+        }
+        fn symlink(&mut self, target: &CStr, link: &CStr) -> Result<(), Errno> {
+            self.0
+                .push(format!("symlink {} {}", s(Some(target)), s(Some(link))));
+            Ok(())
+        }
+        fn create_file(&mut self, path: &CStr) -> Result<(), Errno> {
+            self.0.push(format!("create {}", s(Some(path))));
+            Ok(())
+        }
+        fn loopback_up(&mut self) -> Result<(), Errno> {
+            self.0.push("lo up".into());
+            Ok(())
+        }
+        fn pivot_root(&mut self, root: &CStr) -> Result<(), Errno> {
+            self.0.push(format!("pivot {}", s(Some(root))));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn runner_issues_the_planned_mounts() {
+        let dir = std::env::temp_dir().join("a,b:c");
+        let input = PlanInput {
+            dir: std::env::temp_dir(),
+            uid: 0,
+            gid: 0,
+            privileged: true,
+            net: false,
+            existing: vec![Layer {
+                target: "/".into(),
+                upper: dir.join("u"),
+                work: dir.join("w"),
+            }],
+            writable_roots: Vec::new(),
+            upper_in_dir: true,
+        };
+        let mounts = parse_mountinfo(
+            b"1 0 8:1 / / rw - ext4 /dev/sda rw\n2 1 0:5 / /opt ro - squashfs x ro\n",
+        );
+        let plan = build(&input, &mounts).unwrap();
+        let prep = prepare(&plan).unwrap();
+        let mut rec = Recorder::default();
+        for step in &prep.steps {
+            run_fs_step(&mut rec, step).unwrap();
+        }
+        let calls = rec.0.join("\n");
+        let t = std::env::temp_dir();
+        let d = t.to_string_lossy();
+        assert!(calls.starts_with("mount - / - 0x44000 -\n"), "{calls}");
+        let u = dir
+            .join("u")
+            .to_string_lossy()
+            .replace(',', "\\,")
+            .replace(':', "\\:");
+        assert!(
+            calls.contains(&format!(
+                "mount overlay {d}/root overlay 0x0 lowerdir=/,upperdir={u},"
+            )),
+            "{calls}"
+        );
+        assert!(
+            calls.contains(&format!(
+                "mount /opt {d}/root/opt - 0x5000 -\nsetattr {d}/root/opt rec=true 0x7"
+            )),
+            "{calls}"
+        );
+        assert!(
+            calls.contains(&format!("mount proc {d}/root/proc proc")),
+            "{calls}"
+        );
+        assert!(
+            calls.ends_with(&format!("lo up\npivot {d}/root")),
+            "{calls}"
+        );
     }
 }

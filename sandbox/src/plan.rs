@@ -672,10 +672,11 @@ pub fn build(input: &PlanInput, mounts: &[MountInfo]) -> Result<Plan, Error> {
     // empty read-only tmpfs mounts: the command cannot see or delete what holds its changes.
     let mut hidden: Vec<PathBuf> = vec![input.dir.clone()];
     for l in &b.layers {
-        if let Some(store) = l.upper.parent().and_then(Path::parent) {
-            if !store.starts_with(&input.dir) && !hidden.iter().any(|h| h == store) {
-                hidden.push(store.to_path_buf());
-            }
+        if let Some(store) = l.upper.parent().and_then(Path::parent)
+            && !store.starts_with(&input.dir)
+            && !hidden.iter().any(|h| h == store)
+        {
+            hidden.push(store.to_path_buf());
         }
     }
     for h in hidden {

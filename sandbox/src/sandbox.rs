@@ -127,13 +127,13 @@ fn check_upper_fs(upper: &Path) -> Result<(), Error> {
             None => return Ok(()),
         }
     }
-    if let Ok(st) = nix::sys::statfs::statfs(p) {
-        if st.filesystem_type().0 as i64 == OVERLAYFS_MAGIC {
-            return Err(Error::UnsupportedUpper {
-                path: upper.to_path_buf(),
-                reason: "it is on an overlayfs (e.g. a container's root)",
-            });
-        }
+    if let Ok(st) = nix::sys::statfs::statfs(p)
+        && st.filesystem_type().0 == OVERLAYFS_MAGIC
+    {
+        return Err(Error::UnsupportedUpper {
+            path: upper.to_path_buf(),
+            reason: "it is on an overlayfs (e.g. a container's root)",
+        });
     }
     Ok(())
 }
