@@ -62,7 +62,10 @@ fn node(script: &Script, n: &P, next_loop: &mut u32) -> S {
                 vars,
             })
         }
-        P::Pipeline { .. } | P::Call { .. } | P::Opaque { .. } => S::Unknown,
+        P::Pipeline { .. } | P::Opaque { .. } => S::Unknown,
+        P::Call { name, .. } => S::Call {
+            name: name.as_bytes().to_vec(),
+        },
         P::AndOr { first, rest } => S::AndOr {
             first: Box::new(go(first)),
             rest: rest
@@ -76,8 +79,7 @@ fn node(script: &Script, n: &P, next_loop: &mut u32) -> S {
                 })
                 .collect(),
         },
-        // The negation only flips the status; prediction of what follows stays the same.
-        P::Not { body } => go(body),
+        P::Not { body } => S::Not(Box::new(go(body))),
         P::If {
             branches,
             otherwise,
