@@ -360,6 +360,12 @@ impl Supervisor {
                 exec: flags.exec,
             }),
             None if path.is_empty() && !empty_ok => {}
+            // A dirfd that is not open, or not a path (a pipe, a socket): the call fails with
+            // EBADF or ENOTDIR without looking anything up.
+            None if dirfd != libc::AT_FDCWD
+                && path.first() != Some(&b'/')
+                && read_link(format!("/proc/{}/fd/{dirfd}", n.pid))
+                    .is_none_or(|p| p.first() != Some(&b'/')) => {}
             None => self.untraceable(n, "unresolvable directory fd or cwd"),
         }
     }

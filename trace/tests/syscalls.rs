@@ -875,3 +875,26 @@ fn reads_of_the_inherited_stdin_are_flagged_when_watched() {
     let t = run_sh("read x || true", false);
     assert!(!t.flags.contains(Flags::STDIN), "{}", dump(&t));
 }
+
+const BAD_DIRFD: &str = r#"
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+int main(void) {
+    struct stat st;
+    int p[2];
+    if (pipe(p) != 0) return 1;
+    fstatat(p[0], "x", &st, 0);     /* ENOTDIR */
+    fstatat(999, "x", &st, 0);      /* EBADF */
+    return 0;
+}
+"#;
+
+#[test]
+fn failing_dirfds_are_not_untraceable() {
+    let dir = tmpdir("baddirfd");
+    for bin in cc(&dir, "baddirfd", BAD_DIRFD) {
+        let t = run_bin(&dir, &bin);
+        assert!(!t.flags.contains(Flags::UNTRACEABLE), "{}", dump(&t));
+    }
+}
