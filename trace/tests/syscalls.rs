@@ -898,3 +898,28 @@ fn failing_dirfds_are_not_untraceable() {
         assert!(!t.flags.contains(Flags::UNTRACEABLE), "{}", dump(&t));
     }
 }
+
+const SPAWN: &str = r#"
+#include <spawn.h>
+#include <sys/wait.h>
+extern char **environ;
+int main(void) {
+    pid_t p;
+    char *argv[] = {"cat", "input", 0};
+    if (posix_spawnp(&p, "cat", 0, 0, argv, environ) != 0) return 1;
+    int st;
+    waitpid(p, &st, 0);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 2;
+}
+"#;
+
+#[test]
+fn posix_spawn_children_are_traced() {
+    let dir = tmpdir("posix-spawn");
+    std::fs::write(dir.join("input"), "").unwrap();
+    for bin in cc(&dir, "spawn", SPAWN) {
+        let t = run_bin(&dir, &bin);
+        has(&t, &dir.join("input"), Kinds::READ);
+        has(&t, &std::fs::canonicalize("/bin/cat").unwrap(), Kinds::EXEC);
+    }
+}
