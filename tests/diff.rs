@@ -589,19 +589,18 @@ fn invocation(script: &Script, prefix: &[OsString]) -> (Vec<OsString>, Vec<u8>) 
     (args, stdin)
 }
 
-/// The options hs gets before the script: `$HS_DIFF_ARGS`, then the script's `hs-flags:`.
-fn hs_flags(script: &Script) -> Vec<OsString> {
-    let mut flags: Vec<OsString> = std::env::var("HS_DIFF_ARGS")
+/// `$HS_DIFF_ARGS`, split on blanks: options for hs before every script's own `hs-flags:`.
+fn hs_diff_args() -> Vec<OsString> {
+    std::env::var("HS_DIFF_ARGS")
         .unwrap_or_default()
         .split_whitespace()
         .map(OsString::from)
-        .collect();
-    flags.extend(script.hs_flags.iter().cloned());
-    flags
+        .collect()
 }
 
-/// Runs `script` under bash and under `hs_prog`; returns a readable report of every difference.
-fn compare(script: &Script, hs_prog: &OsStr) -> Result<(), String> {
+/// Runs `script` under bash and under `hs_prog extra_args [hs-flags]`; returns a readable
+/// report of every difference.
+fn compare(script: &Script, hs_prog: &OsStr, extra_args: &[OsString]) -> Result<(), String> {
     let root = TempRoot::new(&script.name);
     let setup = root.path.join("setup");
     fs::create_dir_all(&setup).unwrap();
@@ -628,7 +627,8 @@ fn compare(script: &Script, hs_prog: &OsStr) -> Result<(), String> {
         fs::write(setup.join("script.sh"), &script.text).unwrap();
     }
     let work = root.path.join("work");
-    let hs_flags = hs_flags(script);
+    let mut hs_flags = extra_args.to_vec();
+    hs_flags.extend(script.hs_flags.iter().cloned());
     let mut outcomes = vec![];
     // For `invoke: shebang`, the script runs as an executable at one fixed path, its first line
     // `#!/usr/bin/env bash` or `#!/usr/bin/env hs`, with a directory holding `hs` first in PATH.
@@ -829,7 +829,7 @@ fn tree_diff(report: &mut String, bash: &Tree, hs: &Tree) {
 /// Runs one script under bash and hs and panics with the report if they differ.
 fn check(name: &str) {
     let script = Script::load(name).unwrap_or_else(|e| panic!("{e}"));
-    if let Err(report) = compare(&script, &hs_bin()) {
+    if let Err(report) = compare(&script, &hs_bin(), &hs_diff_args()) {
         panic!("{report}");
     }
 }
@@ -884,9 +884,7 @@ fn harness_detects_differences() {
     let root = TempRoot::new("harness_self_test");
     let fake = |name: &str, body: &str| {
         let p = root.path.join(name);
-        // Drop options meant for hs ($HS_DIFF_ARGS), then act as bash would, plus `body`.
-        let strip = r#"while [ $# -gt 0 ] && [ "${1#-}" != "$1" ]; do shift; done"#;
-        fs::write(&p, format!("#!/bin/bash\n{strip}\n{body}\n")).unwrap();
+        fs::write(&p, format!("#!/bin/bash\n{body}\n")).unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
         p
     };
@@ -895,7 +893,7 @@ fn harness_detects_differences() {
     let script = Script::parse("self.sh", root.path.join("self.sh"), text.clone()).unwrap();
     fs::write(&script.path, &text).unwrap();
     let same = fake("same", r#"exec bash "$@""#);
-    compare(&script, same.as_os_str()).expect("bash vs bash must agree");
+    compare(&script, same.as_os_str(), &[]).expect("bash vs bash must agree");
     for (name, body, what) in [
         (
             "out",
@@ -920,7 +918,7 @@ fn harness_detects_differences() {
         ),
     ] {
         let p = fake(name, body);
-        let err = compare(&script, p.as_os_str()).expect_err(name);
+        let err = compare(&script, p.as_os_str(), &[]).expect_err(name);
         // compare() keeps a failing case's directory for inspection: not wanted here (a new
         // TempRoot of the same name wipes it, and removes it when dropped).
         drop(TempRoot::new(&script.name));
