@@ -7,7 +7,8 @@
 //!
 //! Knobs: `HS_BIN` runs another binary instead of the `hs` cargo built; `HS_CORPUS_ARGS` adds
 //! options to the hs command line (split on blanks, e.g. `--no-speculate`); `SCALE` is passed
-//! to the corpus setups as usual. The work root is private to the test run and removed when the
+//! to the corpus setups as usual; `HS_CORPUS_MIN` (default 40) is the least number of entries
+//! the corpus must have. The work root is private to the test run and removed when the
 //! test passes (kept, with the per-entry outputs, when it fails).
 
 use std::ffi::OsString;
@@ -69,6 +70,40 @@ fn entry_diff(root: &Path, entry: &str) -> String {
     s
 }
 
+/// The result row of `entry` in a run_corpus.sh TSV file.
+fn tsv_row(file: &Path, entry: &str) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines()
+        .find(|l| !l.starts_with('#') && l.split('\t').next() == Some(entry))
+        .map(str::to_string)
+}
+
+/// What must agree in a row: exit status and the stdout, stderr and final-state hashes (not
+/// the wall time or the note).
+fn fingerprint(row: &str) -> Vec<&str> {
+    let f: Vec<&str> = row.split('\t').collect();
+    [1, 3, 4, 5]
+        .iter()
+        .map(|&i| f.get(i).copied().unwrap_or(""))
+        .collect()
+}
+
+/// Replaces the row of `entry` in a TSV file.
+fn replace_row(file: &Path, entry: &str, row: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let out: Vec<&str> = text
+        .lines()
+        .map(|l| {
+            if !l.starts_with('#') && l.split('\t').next() == Some(entry) {
+                row
+            } else {
+                l
+            }
+        })
+        .collect();
+    std::fs::write(file, out.join("\n") + "\n").unwrap();
+}
+
 #[test]
 fn corpus_matches_bash() {
     let Some(corpus) = corpus_dir() else {
@@ -87,35 +122,91 @@ fn corpus_matches_bash() {
     let (ok, list) = run_corpus(&script, &["--list".into()]);
     assert!(ok, "run_corpus.sh --list failed:\n{list}");
     let entries = list.lines().filter(|l| !l.trim().is_empty()).count();
+    // The shared corpus has 40 entries; HS_CORPUS_MIN lowers the bar for a trimmed corpus.
+    let min: usize = std::env::var("HS_CORPUS_MIN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
     assert!(
-        entries >= 40,
-        "expected at least 40 corpus entries, found {entries}:\n{list}"
+        entries >= min,
+        "expected at least {min} corpus entries, found {entries}:\n{list}"
     );
 
-    let common = |tag: &str| -> Vec<OsString> {
-        vec![
+    // Arguments of run_corpus.sh for one side ("bash" or "hs"), output files named after `tag`,
+    // optionally only one entry.
+    let args = |side: &str, tag: &str, only: Option<&str>| -> Vec<OsString> {
+        let mut v: Vec<OsString> = vec![
             "-w".into(),
             p("work"),
             "-r".into(),
             p(&format!("{tag}.results")),
             "-o".into(),
             p(&format!("{tag}.tsv")),
-        ]
+        ];
+        if let Some(e) = only {
+            v.push("-f".into());
+            v.push(format!("^{}$", e.replace('.', "\\.")).into());
+        }
+        if side == "hs" {
+            v.push(hs_bin());
+            if let Some(extra) = std::env::var_os("HS_CORPUS_ARGS") {
+                v.extend(
+                    extra
+                        .to_string_lossy()
+                        .split_whitespace()
+                        .map(OsString::from),
+                );
+            }
+        }
+        v
     };
-    let (_, bash_log) = run_corpus(&script, &common("bash"));
-    let mut hs_args = common("hs");
-    hs_args.push(hs_bin());
-    if let Some(extra) = std::env::var_os("HS_CORPUS_ARGS") {
-        hs_args.extend(
-            extra
-                .to_string_lossy()
-                .split_whitespace()
-                .map(OsString::from),
-        );
-    }
-    let (_, hs_log) = run_corpus(&script, &hs_args);
-    let (same, table) = run_corpus(&script, &["--compare".into(), p("bash.tsv"), p("hs.tsv")]);
+    let (_, bash_log) = run_corpus(&script, &args("bash", "bash", None));
+    let (_, hs_log) = run_corpus(&script, &args("hs", "hs", None));
+    let compare = || run_corpus(&script, &["--compare".into(), p("bash.tsv"), p("hs.tsv")]);
+    let (mut same, mut table) = compare();
     eprintln!("{table}");
+
+    // A few corpus scripts race with their own background jobs (e.g. pash-scripts/
+    // tee_web_index_bug removes files its jobs may not have created yet), so on a loaded
+    // machine one run can differ from another even under bash alone. An entry that differs is
+    // run again under both, up to twice; when a pair agrees, it replaces the first results.
+    let mut retries = String::new();
+    if !same {
+        let failing: Vec<String> = table
+            .lines()
+            .filter(|l| l.contains("DIFF"))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect();
+        for e in &failing {
+            for attempt in 1..=2 {
+                run_corpus(&script, &args("bash", "bash.retry", Some(e)));
+                run_corpus(&script, &args("hs", "hs.retry", Some(e)));
+                let (b, h) = (
+                    tsv_row(&root.join("bash.retry.tsv"), e),
+                    tsv_row(&root.join("hs.retry.tsv"), e),
+                );
+                let agree = match (&b, &h) {
+                    (Some(b), Some(h)) => fingerprint(b) == fingerprint(h),
+                    _ => false,
+                };
+                retries.push_str(&format!(
+                    "retry {attempt} of {e}: {}\n",
+                    if agree {
+                        "bash and hs agree"
+                    } else {
+                        "still differs"
+                    }
+                ));
+                if agree {
+                    replace_row(&root.join("bash.tsv"), e, b.as_deref().unwrap());
+                    replace_row(&root.join("hs.tsv"), e, h.as_deref().unwrap());
+                    break;
+                }
+            }
+        }
+        (same, table) = compare();
+        eprintln!("{retries}\nafter retries:\n{table}");
+    }
 
     let want = format!("{entries} passed, 0 failed");
     if same && table.lines().any(|l| l.trim() == want) {
@@ -124,7 +215,7 @@ fn corpus_matches_bash() {
     }
     let mut report = format!(
         "\n#################### corpus differs from bash ####################\n\
-         expected \"{want}\"; kept {}\n\n{table}\n",
+         expected \"{want}\"; kept {}\n\n{table}\n{retries}\n",
         root.display()
     );
     for line in table
