@@ -114,11 +114,6 @@ fn corpus_matches_bash() {
         return;
     };
     let script = corpus.join("run_corpus.sh");
-    let root = std::env::temp_dir().join(format!("hs-corpus-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).unwrap();
-    let p = |name: &str| OsString::from(root.join(name));
-
     let (ok, list) = run_corpus(&script, &["--list".into()]);
     assert!(ok, "run_corpus.sh --list failed:\n{list}");
     let entries = list.lines().filter(|l| !l.trim().is_empty()).count();
@@ -131,6 +126,11 @@ fn corpus_matches_bash() {
         entries >= min,
         "expected at least {min} corpus entries, found {entries}:\n{list}"
     );
+
+    let root = std::env::temp_dir().join(format!("hs-corpus-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let p = |name: &str| OsString::from(root.join(name));
 
     // Arguments of run_corpus.sh for one side ("bash" or "hs"), output files named after `tag`,
     // optionally only one entry.
