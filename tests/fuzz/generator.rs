@@ -111,7 +111,9 @@ const UNDERSCORE: &str = "echo \"last=$_\"";
 
 /// Constructs named in `HS_FUZZ_SKIP` (comma-separated) are rendered as a harmless `echo`,
 /// without changing the random stream, so the other statements of every seed stay the same.
-/// Meant for fuzzing past a known divergence until it is fixed. Names: `underscore`.
+/// Meant for fuzzing past a known divergence until it is fixed. Names: `underscore` (`$_`
+/// after a statement), `type` (`type f1`, `command -V f1`), `errtrap` (an ERR trap printing
+/// `$BASH_COMMAND`).
 fn skipped(what: &str) -> bool {
     std::env::var("HS_FUZZ_SKIP").is_ok_and(|v| v.split(',').any(|w| w.trim() == what))
 }
@@ -171,6 +173,14 @@ pub fn generate(seed: u64) -> Script {
     }
     if g.rng.chance(8) {
         stmts.push(line("trap 'echo \"exit trap rc=$?\"' EXIT"));
+    }
+    if g.rng.chance(6) {
+        // See `regression_err_trap_bash_command_in_subshell` in tests/fuzz.rs.
+        stmts.push(line(if skipped("errtrap") {
+            "echo \"ERR trap (skipped)\""
+        } else {
+            "trap 'echo \"ERR line $LINENO: $BASH_COMMAND rc=$?\"' ERR"
+        }));
     }
     let n = g.rng.range(6, 22);
     for _ in 0..n {
@@ -393,7 +403,42 @@ impl Gen {
 
     /// A one-line (or here-document) statement.
     fn leaf(&mut self) -> Stmt {
-        let text = match self.rng.below(30) {
+        let text = match self.rng.below(32) {
+            // What the script can see of itself and its process: functions (their text, the
+            // list), shell flags, the environment, open descriptors, the call stack.
+            30 | 31 => {
+                let f = self.funcs.last().cloned();
+                let mut probes = vec![
+                    "echo \"flags=$-\"",
+                    "env | sort",
+                    "ls /proc/self/fd | wc -l",
+                    "ls \"/proc/$BASHPID/fd\" | wc -l",
+                    "declare -F | wc -l",
+                    "compgen -A function | sort",
+                    "set -o | grep -E 'errexit|pipefail|nounset'",
+                    "echo \"src=${BASH_SOURCE[*]##*/} fn=${FUNCNAME[*]} line=${BASH_LINENO[*]}\"",
+                    "alias; echo \"aliases=$?\"",
+                ];
+                let mut owned = vec![];
+                if let Some(f) = f {
+                    owned.push(format!("declare -f {f}"));
+                    owned.push(format!("type {f}"));
+                    owned.push(format!("command -v {f}"));
+                }
+                if self.in_func {
+                    probes.push("caller 0 | sed 's,.*/,,'");
+                }
+                let n = probes.len() + owned.len();
+                let i = self.rng.below(n);
+                if i < probes.len() {
+                    probes[i].to_string()
+                } else if i == probes.len() + 1 && skipped("type") {
+                    // See `regression_type_shows_instrumented_function` in tests/fuzz.rs.
+                    "echo \"type (skipped)\"".into()
+                } else {
+                    owned[i - probes.len()].clone()
+                }
+            }
             0..=11 => self.simple(),
             12 => format!("{}; echo \"rc=$?\"", self.simple()),
             13 | 14 => self.pipeline(),
