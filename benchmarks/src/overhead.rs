@@ -1,6 +1,7 @@
 //! `benchmarks overhead`: what hs's machinery costs when every gate answers "run it yourself".
 //!
-//! Two measurements, each alternating bash and `hs --no-speculate` run by run (so drift in the
+//! An empty script first gives the fixed cost of starting hs (3 × `--runs` runs each). Then two
+//! measurements, each alternating bash and `hs --no-speculate` run by run (so drift in the
 //! machine's speed hits both alike), reported as median and min–max over the runs:
 //!
 //! - (a) a script of 2,000 `/bin/true` calls; the per-gate cost is
@@ -33,6 +34,7 @@ const HELP: &str = "\
 usage: benchmarks overhead [OPTIONS]
 
 Measures hs --no-speculate against bash, alternating A/B runs, median (min-max):
+  (0) an empty script -> fixed cost of starting hs, in ms
   (a) a script of N /bin/true calls -> per-gate cost in ms = (hs - bash) / N
   (b) each corpus script -> hs/bash ratio per script and geomean
 
@@ -295,11 +297,19 @@ fn timed(
     Ok((sample, out))
 }
 
-/// (a): N `/bin/true` calls.
-fn true_calls(o: &Opts, hs: &OsString, root: &Path) -> Result<(Side, Side)> {
-    let script = root.join("true.sh");
+/// A script of `calls` `/bin/true` lines under bash and hs, `runs` alternating runs each; `tag`
+/// names the progress line. With 0 calls it measures the fixed cost of starting hs.
+fn true_calls(
+    o: &Opts,
+    hs: &OsString,
+    root: &Path,
+    calls: usize,
+    runs: usize,
+    tag: &str,
+) -> Result<(Side, Side)> {
+    let script = root.join(format!("true{calls}.sh"));
     let mut text = String::from("# independent external commands\n");
-    for _ in 0..o.calls {
+    for _ in 0..calls {
         text.push_str("/bin/true\n");
     }
     std::fs::write(&script, text)?;
@@ -323,7 +333,7 @@ fn true_calls(o: &Opts, hs: &OsString, root: &Path) -> Result<(Side, Side)> {
     run(&bash_argv)?;
     run(&hs_argv)?;
     let (mut b, mut h) = (Side::default(), Side::default());
-    for r in 0..o.runs {
+    for r in 0..runs {
         let bash_first = r % 2 == 0;
         for side in [bash_first, !bash_first] {
             if side {
@@ -332,7 +342,7 @@ fn true_calls(o: &Opts, hs: &OsString, root: &Path) -> Result<(Side, Side)> {
                 h.push(run(&hs_argv)?);
             }
         }
-        eprint!("\r(a) run {}/{}", r + 1, o.runs);
+        eprint!("\r{tag} run {}/{}", r + 1, runs);
     }
     eprintln!();
     Ok((b, h))
@@ -502,7 +512,20 @@ pub(crate) fn main(args: Vec<OsString>) -> Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
-    let (tb, th) = true_calls(&o, &hs, &root)?;
+    let (eb, eh) = true_calls(&o, &hs, &root, 0, 3 * o.runs, "(0)")?;
+    let ms = |x: f64| x * 1000.0;
+    println!(
+        "\n(0) empty script, {} alternating runs each: fixed cost of starting hs {:.1} ms wall \
+         (median; {:.1} ms from the fastest runs), {:.1} ms cpu\n    \
+         wall: bash {}   hs {}",
+        3 * o.runs,
+        ms(eh.wall.median() - eb.wall.median()),
+        ms(eh.wall.min() - eb.wall.min()),
+        ms(eh.cpu.median() - eb.cpu.median()),
+        eb.wall.show(),
+        eh.wall.show(),
+    );
+    let (tb, th) = true_calls(&o, &hs, &root, o.calls, o.runs, "(a)")?;
     let n = o.calls as f64;
     let per_gate_ms = (th.wall.median() - tb.wall.median()) / n * 1000.0;
     let per_gate_fastest_ms = (th.wall.min() - tb.wall.min()) / n * 1000.0;
@@ -526,6 +549,9 @@ pub(crate) fn main(args: Vec<OsString>) -> Result<()> {
     print!("{out}");
     let mut report = json!({
         "hs": hs_cmd, "shell": Path::new(&o.shell).display().to_string(), "loadavg_start": load.trim(),
+        "startup": {"runs": 3 * o.runs, "bash": eb.json(), "hs": eh.json(),
+                    "fixed_cost_ms": ms(eh.wall.median() - eb.wall.median()),
+                    "fixed_cost_cpu_ms": ms(eh.cpu.median() - eb.cpu.median())},
         "true_calls": {"calls": o.calls, "runs": o.runs, "bash": tb.json(), "hs": th.json(),
                        "per_gate_ms": per_gate_ms, "per_gate_ms_fastest": per_gate_fastest_ms,
                        "per_gate_cpu_ms": per_gate_cpu_ms},
