@@ -8,8 +8,8 @@
 //! (see below) runs once with plain bash in `root/setup`. Then, one after the other, bash and hs
 //! each run in `root/work`, a fresh `cp -a` copy of `root/setup` — the *same* path for both, so
 //! scripts that print `$PWD` or paths under `TMPDIR` agree. After each run the tree is
-//! snapshotted and the directory moved aside (`work.bash`, `work.hs`). Both runs get the same
-//! environment (cleared, then `PATH`, `HOME`, `LC_ALL=C`, `TMPDIR=root/tmp`, ... see [`env`]),
+//! snapshotted, and so is `$HOME` (a fresh empty `root/home` for each run), and the directory
+//! is moved aside (`work.bash`, `work.hs`). Both runs get the same environment (cleared, then `PATH`, `HOME`, `LC_ALL=C`, `TMPDIR=root/tmp`, ... see [`env`]),
 //! and the same stdin. The root is removed when the case passes and kept (path printed) when it
 //! fails, or always with `HS_DIFF_KEEP=1`.
 //!
@@ -408,6 +408,8 @@ struct Outcome {
     stderr: Vec<u8>,
     status: String,
     tree: Tree,
+    /// What the run left in `$HOME` (a fresh empty directory before each run).
+    home: Tree,
     elapsed: Duration,
 }
 
@@ -473,7 +475,10 @@ fn run_one(
     let tmp = root.join("tmp");
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp).unwrap();
-    let _ = fs::create_dir_all(root.join("home"));
+    let home = root.join("home");
+    let _ = make_writable(&home);
+    let _ = fs::remove_dir_all(&home);
+    fs::create_dir_all(&home).unwrap();
     let mut cmd = Command::new(program);
     cmd.args(args)
         .current_dir(cwd)
@@ -557,6 +562,7 @@ fn run_one(
         stderr: err_t.join().unwrap(),
         status,
         tree: snapshot(cwd),
+        home: snapshot(&home),
         elapsed,
     }
 }
@@ -684,7 +690,10 @@ fn compare(script: &Script, hs_prog: &OsStr, extra_args: &[OsString]) -> Result<
         fenced(&mut report, "stderr", &bash.stderr, &hs.stderr);
     }
     if bash.tree != hs.tree {
-        tree_diff(&mut report, &bash.tree, &hs.tree);
+        tree_diff(&mut report, "final files", &bash.tree, &hs.tree);
+    }
+    if bash.home != hs.home {
+        tree_diff(&mut report, "files left in $HOME", &bash.home, &hs.home);
     }
     if report.is_empty() {
         return Ok(());
@@ -793,10 +802,10 @@ fn fenced(report: &mut String, what: &str, bash: &[u8], hs: &[u8]) {
     }
 }
 
-fn tree_diff(report: &mut String, bash: &Tree, hs: &Tree) {
+fn tree_diff(report: &mut String, what: &str, bash: &Tree, hs: &Tree) {
     let _ = writeln!(
         report,
-        "\n==================== final files differ ===================="
+        "\n==================== {what} differ ===================="
     );
     report.push_str("```\n");
     let mut keys: Vec<&Vec<u8>> = bash.keys().chain(hs.keys()).collect();
@@ -915,6 +924,11 @@ fn harness_detects_differences() {
             "mode",
             r#"bash "$@"; rc=$?; chmod 600 made; exit $rc"#,
             "final files differ",
+        ),
+        (
+            "home",
+            r#"bash "$@"; rc=$?; touch ~/x; exit $rc"#,
+            "files left in $HOME differ",
         ),
     ] {
         let p = fake(name, body);

@@ -76,6 +76,7 @@ scripts! {
     heredoc_dash,
     heredoc_function,
     heredoc_pipeline,
+    home_and_devices,
     ifs_splitting,
     interleave_merged,
     introspection,
