@@ -385,7 +385,11 @@ impl Builder<'_> {
         }
         let index = self.next_index;
         self.next_index += 1;
-        let base = if self.input.upper_in_dir || dev == self.dir_dev || !writable(mountpoint) {
+        let base = if self.input.upper_in_dir
+            || dev == self.dir_dev
+            || !writable(mountpoint)
+            || is_overlayfs(mountpoint)
+        {
             self.input.dir.join("layers")
         } else {
             let id = std::fs::metadata(&self.input.dir)
@@ -491,6 +495,13 @@ impl Builder<'_> {
             }
         }
     }
+}
+
+/// Whether `p` is on an overlayfs (which cannot hold an upper dir, e.g. a container's root).
+#[allow(clippy::unnecessary_cast)] // f_type is i64 on x86_64, narrower elsewhere
+pub(crate) fn is_overlayfs(p: &Path) -> bool {
+    const OVERLAYFS_MAGIC: i64 = 0x794c_7630;
+    nix::sys::statfs::statfs(p).is_ok_and(|st| st.filesystem_type().0 as i64 == OVERLAYFS_MAGIC)
 }
 
 fn writable(p: &Path) -> bool {
