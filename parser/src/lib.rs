@@ -406,6 +406,28 @@ fn unsupported(tokens: &[brush_parser::Token]) -> Option<String> {
                 Some("listing all variables would show hs's variables")
             }
             "compgen" => Some("compgen can list hs's functions"),
+            // `type f` and `command -V f` print a function's body, gates included.
+            "type"
+                if defines_function(tokens)
+                    && !tokens[i + 1..]
+                        .iter()
+                        .map_while(|t| match t {
+                            brush_parser::Token::Word(w, _) => Some(w.as_str()),
+                            _ => None,
+                        })
+                        .any(|a| {
+                            a.starts_with('-')
+                                && (a.contains('t') || a.contains('p') || a.contains('P'))
+                        }) =>
+            {
+                Some("`type` prints function bodies, which hold gates")
+            }
+            "command"
+                if next.is_some_and(|a| a.starts_with('-') && a.contains('V'))
+                    && defines_function(tokens) =>
+            {
+                Some("`command -V` prints function bodies, which hold gates")
+            }
             "BASH_XTRACEFD" => Some("BASH_XTRACEFD"),
             "extdebug" | "functrace" => Some("debugging options see every command"),
             "trap"
@@ -418,11 +440,23 @@ fn unsupported(tokens: &[brush_parser::Token]) -> Option<String> {
             }
             _ => None,
         };
+        // `$BASH_COMMAND` (in a trap) can name a compound command, gates included.
+        let reason = reason.or_else(|| {
+            w.contains("BASH_COMMAND")
+                .then_some("$BASH_COMMAND can show gates")
+        });
         if let Some(r) = reason {
             return Some(r.to_string());
         }
     }
     None
+}
+
+/// Whether the script has a function definition (`name()` or `function name`).
+fn defines_function(tokens: &[brush_parser::Token]) -> bool {
+    tokens.windows(3).any(|t| {
+        matches!((&t[0], &t[1], &t[2]), (brush_parser::Token::Word(..), brush_parser::Token::Operator(a, _), brush_parser::Token::Operator(b, _)) if a == "(" && b == ")")
+    }) || tokens.iter().any(|t| matches!(t, brush_parser::Token::Word(w, _) if w == "function"))
 }
 
 fn lossy<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {

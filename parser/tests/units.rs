@@ -181,11 +181,23 @@ fn non_utf8_bytes_keep_offsets() {
 #[test]
 fn unsupported_constructs_are_reported() {
     for src in [
+        "f() { ls; }\ntype -t f; type -P ls; command -v f\n",
+        "type ls\n",
+    ] {
+        assert!(
+            parser::parse(src.as_bytes()).unwrap().unsupported.is_none(),
+            "{src}"
+        );
+    }
+    for src in [
         "set -x\nls\n",
         "set -euxo pipefail\nls",
         "declare -f\n",
         "trap 'echo' DEBUG\n",
         "set\n",
+        "f() { ls; }\ntype f\n",
+        "function f { ls; }\ncommand -V f\n",
+        "trap 'echo \"$BASH_COMMAND\"' ERR\n",
     ] {
         assert!(
             parser::parse(src.as_bytes()).unwrap().unsupported.is_some(),
