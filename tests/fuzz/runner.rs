@@ -311,7 +311,7 @@ fn run_one(program: &OsStr, args: &[OsString], run: &Path, timeout: Duration) ->
     let runs = run.as_os_str().as_bytes();
     Outcome {
         stdout: replace(&out_t.join().unwrap(), runs, b"$RUN"),
-        stderr: replace(&err_t.join().unwrap(), runs, b"$RUN"),
+        stderr: mask_pids(&replace(&err_t.join().unwrap(), runs, b"$RUN")),
         status,
         tree: normalise(snapshot(&work), runs),
         elapsed,
@@ -336,6 +336,28 @@ fn normalise(tree: Tree, runs: &[u8]) -> Tree {
             (k, e)
         })
         .collect()
+}
+
+/// Masks the process ids bash prints in some messages of its own (`wait: pid 123 is not a
+/// child of this shell`, `wait_for: No record of process 123`, a bash 5.2 quirk with `set -u`
+/// and an EXIT trap): the same under bash and hs, but a different number every run.
+fn mask_pids(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        out.push(b[i]);
+        i += 1;
+        if out.ends_with(b"wait: pid ") || out.ends_with(b"No record of process ") {
+            let start = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i > start {
+                out.extend_from_slice(b"<pid>");
+            }
+        }
+    }
+    out
 }
 
 fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
