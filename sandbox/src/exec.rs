@@ -17,6 +17,38 @@ use crate::error::Error;
 use crate::plan::{Layer, Plan, Step};
 use crate::sys::{self, Errno, Fork};
 
+/// The background reaping of a sandbox's helper: the next run of the same sandbox waits for
+/// it, since the old overlays stay mounted (and their upper dirs busy) until the helper is gone.
+pub(crate) type Reaper = std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>;
+
+/// Reap `pid` in a background thread recorded in `slot` (inline if no thread can be made).
+fn reap_in_background(pid: libc::pid_t, slot: &Reaper) {
+    match std::thread::Builder::new()
+        .name("hs-sandbox-reaper".into())
+        .spawn(move || {
+            let _ = sys::waitpid(pid, 0);
+        }) {
+        Ok(h) => {
+            if let Ok(mut g) = slot.lock()
+                && let Some(old) = g.replace(h)
+            {
+                let _ = old.join();
+            }
+        }
+        Err(_) => {
+            let _ = sys::waitpid(pid, 0);
+        }
+    }
+}
+
+/// Wait for the previous run's helper (see [`Reaper`]).
+pub(crate) fn wait_reaped(slot: &Reaper) {
+    let h = slot.lock().ok().and_then(|mut g| g.take());
+    if let Some(h) = h {
+        let _ = h.join();
+    }
+}
+
 /// What to run in the sandbox.
 #[derive(Debug)]
 pub struct Command {
@@ -80,6 +112,7 @@ pub struct Child {
     pid: libc::pid_t,
     done: Option<i32>,
     status: Option<OwnedFd>,
+    reaper: Reaper,
 }
 
 impl Child {
@@ -108,13 +141,7 @@ impl Child {
             if got == 4 {
                 let code = i32::from_le_bytes(buf);
                 self.done = Some(code);
-                let pid = self.pid;
-                let reaped = std::thread::Builder::new()
-                    .name("hs-sandbox-reaper".into())
-                    .spawn(move || sys::waitpid(pid, 0));
-                if reaped.is_err() {
-                    let _ = sys::waitpid(pid, 0);
-                }
+                reap_in_background(self.pid, &self.reaper);
                 return Ok(code);
             }
         }
@@ -534,10 +561,15 @@ fn fail(err_fd: RawFd, index: usize, errno: Errno) -> ! {
 
 /// Start `cmd` in a sandbox set up by `prep`. Returns once the command was exec'd (or setup
 /// failed).
-pub(crate) fn spawn(plan: &Plan, prep: &Prepared, cmd: &Command) -> Result<Child, Error> {
+pub(crate) fn spawn(
+    plan: &Plan,
+    prep: &Prepared,
+    cmd: &Command,
+    reaper: &Reaper,
+) -> Result<Child, Error> {
     let spec = exec_spec(cmd)?;
     let (pid, err_r, status_r) = start(prep, spec)?;
-    finish_spawn(plan, pid, err_r, status_r)
+    finish_spawn(plan, pid, err_r, status_r, reaper.clone())
 }
 
 /// A sandbox whose namespaces and mounts are being set up in the background, waiting for its
@@ -548,6 +580,7 @@ pub struct Ready {
     /// (error pipe, status pipe, go socket); `None` once used.
     fds: Option<(OwnedFd, OwnedFd, OwnedFd)>,
     plan: Plan,
+    reaper: Reaper,
 }
 
 impl Drop for Ready {
@@ -555,10 +588,7 @@ impl Drop for Ready {
     fn drop(&mut self) {
         if let Some(fds) = self.fds.take() {
             drop(fds);
-            let pid = self.pid;
-            let _ = std::thread::Builder::new()
-                .name("hs-sandbox-reaper".into())
-                .spawn(move || sys::waitpid(pid, 0));
+            reap_in_background(self.pid, &self.reaper);
         }
     }
 }
@@ -601,11 +631,11 @@ impl Ready {
             }
         }
         drop(go);
-        finish_spawn(&self.plan, self.pid, err_r, status_r)
+        finish_spawn(&self.plan, self.pid, err_r, status_r, self.reaper.clone())
     }
 }
 
-pub(crate) fn prestart(plan: &Plan, prep: &Prepared) -> Result<Ready, Error> {
+pub(crate) fn prestart(plan: &Plan, prep: &Prepared, reaper: &Reaper) -> Result<Ready, Error> {
     let (go, init_end) = nix::sys::socket::socketpair(
         nix::sys::socket::AddressFamily::Unix,
         nix::sys::socket::SockType::Stream,
@@ -621,6 +651,7 @@ pub(crate) fn prestart(plan: &Plan, prep: &Prepared) -> Result<Ready, Error> {
         pid,
         fds: Some((err_r, status_r, go)),
         plan: plan.clone(),
+        reaper: reaper.clone(),
     })
 }
 
@@ -651,6 +682,7 @@ fn finish_spawn(
     pid: libc::pid_t,
     err_r: OwnedFd,
     status_r: OwnedFd,
+    reaper: Reaper,
 ) -> Result<Child, Error> {
     let mut buf = [0u8; 8];
     let mut got = 0;
@@ -666,6 +698,7 @@ fn finish_spawn(
         pid,
         done: None,
         status: Some(status_r),
+        reaper,
     };
     if got == 8 {
         let _ = child.wait();
@@ -679,6 +712,14 @@ fn finish_spawn(
 
 /// The helper: unshare, map ids, fork init, wait for it.
 fn helper(prep: &Prepared, spec: &ExecSpec, err: RawFd) -> ! {
+    // Other threads of the caller may have pipes and sockets open (other sandboxes' error,
+    // status and command channels); a copy kept here would hold their ends open for as long
+    // as this sandbox lives. Keep only what this sandbox uses. (No locks may be taken in this
+    // child either: std's environment lock, for one, may be held by a thread that no longer
+    // exists here — hence `spec.timing` instead of reading the environment.)
+    let mut keep = vec![0, 1, 2, err, spec.status_fd, spec.go_fd];
+    keep.extend(spec.stdio.iter().flatten());
+    sys::close_all_except(&keep);
     mark(spec.timing, "helper");
     sys::set_signal(libc::SIGINT, true);
     sys::set_signal(libc::SIGQUIT, true);
@@ -690,7 +731,7 @@ fn helper(prep: &Prepared, spec: &ExecSpec, err: RawFd) -> ! {
                 if let Err(e) = sys::unshare(*flags) {
                     fail(err, i, e)
                 }
-                if std::env::var_os("HS_SANDBOX_TIMING").is_some() {
+                if spec.timing {
                     let msg = format!(
                         "hs sandbox: helper unshare took {} us\n",
                         t0.elapsed().as_micros()
@@ -782,7 +823,7 @@ fn init(
 ) -> ! {
     mark(spec.timing, "init");
     let _ = sys::die_with_parent();
-    let timing = std::env::var_os("HS_SANDBOX_TIMING").is_some();
+    let timing = spec.timing;
     for (i, step) in prep.steps.iter().enumerate().skip(start) {
         let t0 = std::time::Instant::now();
         let r = match step {

@@ -33,6 +33,8 @@ pub struct Sandbox {
     plan: Option<(Plan, Prepared)>,
     /// Whether a run has used the work dirs since they were last emptied.
     used: std::cell::Cell<bool>,
+    /// The previous run's helper, reaped in the background.
+    reaper: exec::Reaper,
 }
 
 const META: &str = "sandbox.meta";
@@ -232,6 +234,7 @@ impl Sandbox {
             layers,
             plan: Some((plan, prepared)),
             used: Default::default(),
+            reaper: Default::default(),
         })
     }
 
@@ -258,6 +261,7 @@ impl Sandbox {
             layers,
             plan: None,
             used: Default::default(),
+            reaper: Default::default(),
         })
     }
 
@@ -282,6 +286,7 @@ impl Sandbox {
             .plan
             .as_ref()
             .ok_or(Error::InvalidCommand("sandbox opened read-only"))?;
+        exec::wait_reaped(&self.reaper);
         if self.used.replace(true) {
             // A previous run left overlayfs's `volatile` marker: empty the work dirs.
             for l in &plan.layers {
@@ -290,7 +295,7 @@ impl Sandbox {
             }
         }
         self.mark_started();
-        exec::spawn(plan, prep, cmd)
+        exec::spawn(plan, prep, cmd, &self.reaper)
     }
 
     /// Start setting up the sandbox's namespaces and mounts now, in the background, and return
@@ -302,6 +307,7 @@ impl Sandbox {
             .plan
             .as_ref()
             .ok_or(Error::InvalidCommand("sandbox opened read-only"))?;
+        exec::wait_reaped(&self.reaper);
         if self.used.replace(true) {
             for l in &plan.layers {
                 commit::remove_tree(&l.work)?;
@@ -309,7 +315,7 @@ impl Sandbox {
             }
         }
         self.mark_started();
-        exec::prestart(plan, prep)
+        exec::prestart(plan, prep, &self.reaper)
     }
 
     /// Run `cmd` in the sandbox and wait for it: its exit code (128 + signal if killed).
@@ -337,12 +343,14 @@ impl Sandbox {
     /// ([`Error::Conflict`]) to replace or delete a live file whose ctime is later than the
     /// start of the sandbox's first run — someone else changed it meanwhile.
     pub fn commit(&self) -> Result<CommitReport, Error> {
+        exec::wait_reaped(&self.reaper);
         commit::commit(&self.dir, &self.layers, true)
     }
 
     /// [`Sandbox::commit`] without the conflict check (the caller validated the run, as the
     /// engine's scheduler does).
     pub fn commit_unchecked(&self) -> Result<CommitReport, Error> {
+        exec::wait_reaped(&self.reaper);
         commit::commit(&self.dir, &self.layers, false)
     }
 
@@ -355,6 +363,7 @@ impl Sandbox {
 
     /// Throw the sandbox away: remove its directory and upper dirs.
     pub fn discard(self) -> Result<(), Error> {
+        exec::wait_reaped(&self.reaper);
         for l in &self.layers {
             if !l.upper.starts_with(&self.dir)
                 && let Some(parent) = l.upper.parent()

@@ -228,6 +228,23 @@ pub(crate) fn close(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
 
+/// Close every descriptor from 3 up except those in `keep` (`close_range(2)`, Linux 5.9).
+pub(crate) fn close_all_except(keep: &[RawFd]) {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&fd| fd >= 3).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut lo: libc::c_uint = 3;
+    for fd in keep.into_iter().chain([RawFd::MAX]) {
+        let fd = fd as libc::c_uint;
+        if fd > lo {
+            // SAFETY: closes descriptors this process no longer uses; none is referenced by
+            // a live Rust owner in this single-threaded child that will be used again.
+            unsafe { libc::syscall(libc::SYS_close_range, lo, fd - 1, 0) };
+        }
+        lo = fd.saturating_add(1);
+    }
+}
+
 /// `umask(2)`.
 pub(crate) fn umask(mask: u32) {
     // SAFETY: plain syscall.
