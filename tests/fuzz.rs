@@ -484,9 +484,9 @@ fn regression_underscore_after_pipeline() {
 /// `type f` (also `type -a f`, `command -V f`) prints the *instrumented* body of a function,
 /// gates included (`if __hs_gate 0 "$_"; then ls a; else __hs_replay; fi`), where bash prints
 /// the user's text. `declare -f f`, `typeset -f f`, `declare -f`, `compgen -A function` are
-/// fine (hs runs those scripts unchanged); `type` and `command -V` are not detected.
+/// fine (hs runs those scripts unchanged); `type` and `command -V` were not detected.
+/// Fixed by f1f3307 (such scripts run unchanged).
 #[test]
-#[ignore = "hs bug: type f / command -V f show the gates in a function's body"]
 fn regression_type_shows_instrumented_function() {
     check_script("f1() {\nls a\n}\ntype f1\n");
     check_script("f1() {\nls a\n}\ncommand -V f1\n");
@@ -497,8 +497,8 @@ fn regression_type_shows_instrumented_function() {
 /// bash prints `ERR: ( ls /nonexistent )`, hs prints
 /// `ERR: ( if __hs_gate 0 "$_"; then\n    ls /nonexistent;\nelse\n    __hs_replay;\nfi )`.
 /// (For a failing simple command, `if`, `{ }`, function call or `$( )` it is right.)
+/// Fixed by f1f3307 (such scripts run unchanged).
 #[test]
-#[ignore = "hs bug: $BASH_COMMAND of a failing subshell shows its gates"]
 fn regression_err_trap_bash_command_in_subshell() {
     check_script("trap 'echo \"ERR: $BASH_COMMAND\"' ERR\n( ls /nonexistent )\necho \"rc=$?\"\n");
 }
