@@ -11,7 +11,12 @@ use clap::{Args, Parser, Subcommand};
 /// status and files. A script hs cannot parse runs unchanged under bash. To run a script whose
 /// name is also a subcommand (`try`, `parse`, ...), write it with a path: `hs ./try`.
 #[derive(Debug, Parser)]
-#[command(name = "hs", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "hs",
+    version,
+    args_conflicts_with_subcommands = true,
+    args_override_self = true
+)]
 #[command(after_help = "Exit status: the script's own, exactly as bash would return it.")]
 pub struct Cli {
     #[command(subcommand)]

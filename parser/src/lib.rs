@@ -383,6 +383,9 @@ fn unsupported(tokens: &[brush_parser::Token]) -> Option<String> {
                     found = Some("`set` without arguments lists hs's functions");
                 }
                 while let Some(a) = word(j) {
+                    if a == "--" {
+                        break; // positional parameters follow
+                    }
                     if a.starts_with('-')
                         && !a.starts_with("--")
                         && (a.contains('x') || a.contains('v'))

@@ -183,6 +183,7 @@ fn unsupported_constructs_are_reported() {
     for src in [
         "f() { ls; }\ntype -t f; type -P ls; command -v f\n",
         "type ls\n",
+        "set -- -x -v\n",
     ] {
         assert!(
             parser::parse(src.as_bytes()).unwrap().unsupported.is_none(),
