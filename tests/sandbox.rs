@@ -4,6 +4,9 @@
 //! Every case runs as the current user and, when that is root, again as an unprivileged user
 //! (uid/gid 65534 through `setpriv`), since the two build different mount plans.
 
+#[path = "util/unpriv.rs"]
+mod unpriv;
+
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -14,7 +17,10 @@ const NOBODY: u32 = 65534;
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -50,7 +56,12 @@ impl Env {
     /// Make everything under the test root belong to the user hs runs as.
     fn chown_all(&self) {
         if self.unpriv {
-            let st = Command::new("chown").arg("-R").arg(format!("{NOBODY}:{NOBODY}")).arg(&self.root).status().unwrap();
+            let st = Command::new("chown")
+                .arg("-R")
+                .arg(format!("{NOBODY}:{NOBODY}"))
+                .arg(&self.root)
+                .status()
+                .unwrap();
             assert!(st.success());
         }
     }
@@ -59,12 +70,19 @@ impl Env {
         let hs = env!("CARGO_BIN_EXE_hs");
         let mut c = if self.unpriv {
             let mut c = Command::new("setpriv");
-            c.args([format!("--reuid={NOBODY}"), format!("--regid={NOBODY}"), "--clear-groups".into(), hs.into()]);
+            c.args([
+                format!("--reuid={NOBODY}"),
+                format!("--regid={NOBODY}"),
+                "--clear-groups".into(),
+            ]);
+            c.arg(unpriv::hs_for_anyone());
             c
         } else {
             Command::new(hs)
         };
-        c.env("HOME", &self.root).current_dir(&self.root).stdin(Stdio::null());
+        c.env("HOME", &self.root)
+            .current_dir(&self.root)
+            .stdin(Stdio::null());
         c
     }
 
@@ -72,7 +90,9 @@ impl Env {
         let out = self.cmd().args(args).output().unwrap();
         eprintln!(
             "$ hs {:?}\n--- status {:?}\n--- stdout\n{}--- stderr\n{}",
-            args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>(),
+            args.iter()
+                .map(|a| a.as_ref().to_string_lossy().into_owned())
+                .collect::<Vec<_>>(),
             out.status.code(),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
@@ -84,7 +104,12 @@ impl Env {
     fn try_sh(&self, flags: &[&str], script: &str) -> Output {
         let mut args: Vec<std::ffi::OsString> = vec!["try".into()];
         args.extend(flags.iter().map(Into::into));
-        args.extend(["--".into(), "sh".into(), "-c".into(), format!("L='{}'; {script}", self.live().display()).into()]);
+        args.extend([
+            "--".into(),
+            "sh".into(),
+            "-c".into(),
+            format!("L='{}'; {script}", self.live().display()).into(),
+        ]);
         self.hs(&args)
     }
 
@@ -92,13 +117,26 @@ impl Env {
     fn sh(&self, script: &str) -> Output {
         let mut c = if self.unpriv {
             let mut c = Command::new("setpriv");
-            c.args([format!("--reuid={NOBODY}"), format!("--regid={NOBODY}"), "--clear-groups".into(), "sh".into()]);
+            c.args([
+                format!("--reuid={NOBODY}"),
+                format!("--regid={NOBODY}"),
+                "--clear-groups".into(),
+                "sh".into(),
+            ]);
             c
         } else {
             Command::new("sh")
         };
-        let out = c.arg("-c").arg(format!("L='{}'; {script}", self.live().display())).output().unwrap();
-        assert!(out.status.success(), "setup script failed: {script}\n{}", String::from_utf8_lossy(&out.stderr));
+        let out = c
+            .arg("-c")
+            .arg(format!("L='{}'; {script}", self.live().display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "setup script failed: {script}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     }
 }
@@ -175,25 +213,42 @@ fn exact_argv_and_shell_strings() {
 #[test]
 fn summary_of_touch_rm_unzip_and_live_untouched() {
     both("summary", |e| {
-        e.sh("echo old > $L/old; mkdir $L/tree; echo 1 > $L/tree/a; echo 22 > $L/tree/b; \
-              cd $L && zip -qr z.zip tree && rm -r tree");
+        e.sh(
+            "echo old > $L/old; mkdir $L/tree; echo 1 > $L/tree/a; echo 22 > $L/tree/b; \
+              cd $L && zip -qr z.zip tree && rm -r tree",
+        );
         let s = e.sbx("s");
-        let out = e.try_sh(&["-n", "-D", s.to_str().unwrap()], "touch $L/new; rm $L/old; cd $L && unzip -q z.zip");
+        let out = e.try_sh(
+            &["-n", "-D", s.to_str().unwrap()],
+            "touch $L/new; rm $L/old; cd $L && unzip -q z.zip",
+        );
         assert_eq!(out.status.code(), Some(0));
-        assert!(e.live().join("old").exists() && !e.live().join("new").exists() && !e.live().join("tree").exists());
+        assert!(
+            e.live().join("old").exists()
+                && !e.live().join("new").exists()
+                && !e.live().join("tree").exists()
+        );
         let sum = e.hs(&["summary".as_ref(), s.as_os_str()]);
         let t = text(&sum.stdout);
         let l = e.live().display().to_string();
         assert!(t.contains(&format!("created      {l}/new\n")), "{t}");
         assert!(t.contains(&format!("deleted      {l}/old\n")), "{t}");
-        assert!(t.contains(&format!("created      {l}/tree/ (2 entries, 5 B)\n")), "{t}");
+        assert!(
+            t.contains(&format!("created      {l}/tree/ (2 entries, 5 B)\n")),
+            "{t}"
+        );
         let json = e.hs(&["summary".as_ref(), s.as_os_str(), "--json".as_ref()]);
         let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
         let kinds: Vec<(String, String)> = v["changes"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|c| (c["path"].as_str().unwrap().to_string(), c["kind"].as_str().unwrap().to_string()))
+            .map(|c| {
+                (
+                    c["path"].as_str().unwrap().to_string(),
+                    c["kind"].as_str().unwrap().to_string(),
+                )
+            })
             .collect();
         assert_eq!(
             kinds,
@@ -214,7 +269,9 @@ fn make(kind: &str, p: &Path) -> String {
         "dir" => format!("mkdir {q} && echo inner > {q}/inner"),
         "symlink" => format!("ln -s target-of-link {q}"),
         "fifo" => format!("mkfifo {q}"),
-        "socket" => format!("/usr/bin/python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' {q}"),
+        "socket" => format!(
+            "/usr/bin/python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' {q}"
+        ),
         _ => unreachable!(),
     }
 }
@@ -273,8 +330,15 @@ fn commit_every_type_pair() {
                 let p = e.live().join(format!("{from}-{to}"));
                 assert_eq!(kind_of(&p), to, "{from} -> {to}");
                 if to == "dir" {
-                    let names: Vec<_> = std::fs::read_dir(&p).unwrap().map(|d| d.unwrap().file_name()).collect();
-                    assert_eq!(names, vec![std::ffi::OsString::from("inner")], "{from} -> {to}");
+                    let names: Vec<_> = std::fs::read_dir(&p)
+                        .unwrap()
+                        .map(|d| d.unwrap().file_name())
+                        .collect();
+                    assert_eq!(
+                        names,
+                        vec![std::ffi::OsString::from("inner")],
+                        "{from} -> {to}"
+                    );
                 }
                 if to == "symlink" {
                     assert_eq!(std::fs::read_link(&p).unwrap(), Path::new("target-of-link"));
@@ -292,7 +356,10 @@ fn opaque_directories_and_whiteouts() {
         let out = e.try_sh(&["-y"], "rm -r $L/d && mkdir $L/d && touch $L/d/c && rm $L/gone && rm -r $L/n/m && touch $L/n/y");
         assert_eq!(out.status.code(), Some(0));
         let names = |p: PathBuf| {
-            let mut v: Vec<_> = std::fs::read_dir(p).unwrap().map(|d| d.unwrap().file_name().into_string().unwrap()).collect();
+            let mut v: Vec<_> = std::fs::read_dir(p)
+                .unwrap()
+                .map(|d| d.unwrap().file_name().into_string().unwrap())
+                .collect();
             v.sort();
             v
         };
@@ -301,7 +368,11 @@ fn opaque_directories_and_whiteouts() {
         assert_eq!(names(e.live().join("n")), vec!["y"]);
         no_overlay_xattrs(&e.live());
         // No whiteouts or leftovers anywhere.
-        let out = Command::new("find").arg(&e.live()).args(["-type", "c", "-o", "-name", ".hs-*"]).output().unwrap();
+        let out = Command::new("find")
+            .arg(&e.live())
+            .args(["-type", "c", "-o", "-name", ".hs-*"])
+            .output()
+            .unwrap();
         assert_eq!(text(&out.stdout), "");
     });
 }
@@ -310,7 +381,10 @@ fn opaque_directories_and_whiteouts() {
 fn metadata_is_committed() {
     both("meta", |e| {
         e.sh("mkdir $L/d && touch $L/d/f && chmod 600 $L/d/f");
-        let out = e.try_sh(&["-y"], "chmod 751 $L/d && chmod 640 $L/d/f && touch -d 2001-02-03T04:05:06Z $L/d/f $L/d");
+        let out = e.try_sh(
+            &["-y"],
+            "chmod 751 $L/d && chmod 640 $L/d/f && touch -d 2001-02-03T04:05:06Z $L/d/f $L/d",
+        );
         assert_eq!(out.status.code(), Some(0));
         let d = std::fs::metadata(e.live().join("d")).unwrap();
         let f = std::fs::metadata(e.live().join("d/f")).unwrap();
@@ -327,7 +401,10 @@ fn metadata_is_committed() {
 fn odd_file_names() {
     both("names", |e| {
         let s = e.sbx("n");
-        let out = e.try_sh(&["-n", "-D", s.to_str().unwrap()], "touch \"$L/$(printf 'a\\nb')\" \"$L/$(printf '\\377x')\" \"$L/sp ace\"");
+        let out = e.try_sh(
+            &["-n", "-D", s.to_str().unwrap()],
+            "touch \"$L/$(printf 'a\\nb')\" \"$L/$(printf '\\377x')\" \"$L/sp ace\"",
+        );
         assert_eq!(out.status.code(), Some(0));
         let sum = e.hs(&["summary".as_ref(), s.as_os_str()]);
         let t = text(&sum.stdout);
@@ -335,7 +412,13 @@ fn odd_file_names() {
         assert!(t.contains("/\\xffx\n"), "{t}");
         let json = e.hs(&["summary".as_ref(), s.as_os_str(), "--json".as_ref()]);
         let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-        assert!(v["changes"].as_array().unwrap().iter().any(|c| c["path_bytes"].is_array()));
+        assert!(
+            v["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["path_bytes"].is_array())
+        );
         let out = e.hs(&["commit".as_ref(), s.as_os_str()]);
         assert_eq!(out.status.code(), Some(0));
         assert!(e.live().join("a\nb").exists());
@@ -359,7 +442,9 @@ fn network_is_isolated() {
             .collect();
         assert_eq!(ifaces, vec!["lo"]);
         let out = e.hs(&["try", "-n", "--net", "--", "cat", "/proc/net/dev"]);
-        assert!(text(&out.stdout).lines().count() > 3 || !Path::new("/sys/class/net/eth0").exists());
+        assert!(
+            text(&out.stdout).lines().count() > 3 || !Path::new("/sys/class/net/eth0").exists()
+        );
     });
 }
 
@@ -385,7 +470,10 @@ fn reusing_a_sandbox_dir() {
         assert!(!e.live().join("a").exists());
         let out = e.hs(&["commit", s]);
         assert_eq!(out.status.code(), Some(0));
-        assert_eq!(std::fs::read_to_string(e.live().join("a")).unwrap(), "1\n2\n");
+        assert_eq!(
+            std::fs::read_to_string(e.live().join("a")).unwrap(),
+            "1\n2\n"
+        );
     });
 }
 
@@ -394,13 +482,29 @@ fn explore_runs_a_shell_in_the_sandbox() {
     both("explore", |e| {
         let s = e.sbx("e");
         let mut c = e.cmd();
-        c.args(["explore".as_ref(), s.as_os_str()]).env("SHELL", "/bin/sh").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.args(["explore".as_ref(), s.as_os_str()])
+            .env("SHELL", "/bin/sh")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = c.spawn().unwrap();
         use std::io::Write;
-        let script = format!("echo hello > '{}/e'\necho in-sandbox\nexit 0\n", e.live().display());
-        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        let script = format!(
+            "echo hello > '{}/e'\necho in-sandbox\nexit 0\n",
+            e.live().display()
+        );
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(text(&out.stdout).contains("in-sandbox"), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("in-sandbox"),
+            "{}",
+            text(&out.stderr)
+        );
         assert!(!e.live().join("e").exists());
         let sum = e.hs(&["summary".as_ref(), s.as_os_str()]);
         assert!(text(&sum.stdout).contains("/e\n"));
@@ -412,7 +516,10 @@ fn plan_is_printable() {
     both("plan", |e| {
         let out = e.hs(&["try", "--plan", "true"]);
         let t = text(&out.stdout);
-        assert!(t.contains("mount-overlay") && t.contains("pivot-root") && t.contains("mount-proc"), "{t}");
+        assert!(
+            t.contains("mount-overlay") && t.contains("pivot-root") && t.contains("mount-proc"),
+            "{t}"
+        );
     });
 }
 
@@ -448,12 +555,22 @@ fn crash_at_every_commit_step_then_recover() {
             let s = e.sbx(&format!("c{k}"));
             let out = e.try_sh(&["-n", "-D", s.to_str().unwrap()], change);
             assert_eq!(out.status.code(), Some(0));
-            let out = e.cmd().args(["commit".as_ref(), s.as_os_str()]).env("HS_COMMIT_CRASH_AFTER", k.to_string()).output().unwrap();
+            let out = e
+                .cmd()
+                .args(["commit".as_ref(), s.as_os_str()])
+                .env("HS_COMMIT_CRASH_AFTER", k.to_string())
+                .output()
+                .unwrap();
             let crashed = out.status.code().is_none();
             let mid = probe(e);
             if let Some(a) = &after {
                 for (i, m) in mid.iter().enumerate() {
-                    assert!(m == &before[i] || m == &a[i], "k={k} path {i}: {m} is neither {} nor {}", before[i], a[i]);
+                    assert!(
+                        m == &before[i] || m == &a[i],
+                        "k={k} path {i}: {m} is neither {} nor {}",
+                        before[i],
+                        a[i]
+                    );
                 }
             }
             let out = e.hs(&["recover"]);
@@ -471,7 +588,12 @@ fn crash_at_every_commit_step_then_recover() {
         }
         assert!(crashes >= 8, "only {crashes} crash points exercised");
         let after = after.unwrap();
-        assert_eq!(after, vec!["none", "file:a\n", "file:B\n", "none", "file:n\n", "file:x\n", "none", "file:"]);
+        assert_eq!(
+            after,
+            vec![
+                "none", "file:a\n", "file:B\n", "none", "file:n\n", "file:x\n", "none", "file:"
+            ]
+        );
         no_overlay_xattrs(&e.live());
     });
 }
@@ -484,7 +606,10 @@ fn library_runs_twice_in_one_sandbox() {
     let sb = sandbox::Sandbox::create(&dir, &sandbox::Options::default()).unwrap();
     let f = PathBuf::from(format!("/var/tmp/hs-test-lib-{}-f", std::process::id()));
     // The sandbox's own directory is hidden (an empty read-only tmpfs) inside it.
-    let hidden = format!("ls -A {d}; touch {d}/x 2>/dev/null || echo ro", d = dir.display());
+    let hidden = format!(
+        "ls -A {d}; touch {d}/x 2>/dev/null || echo ro",
+        d = dir.display()
+    );
     let (r, w) = std::io::pipe().unwrap();
     let c = sandbox::Command::new(["sh".to_string(), "-c".to_string(), hidden]).fd(1, w.into());
     let mut child = sb.spawn(&c).unwrap();
@@ -496,8 +621,14 @@ fn library_runs_twice_in_one_sandbox() {
     assert_eq!(child.wait().unwrap(), 0);
     assert_eq!(out, "ro\n");
     let cmd = |s: String| sandbox::Command::new(["sh".to_string(), "-c".to_string(), s]);
-    assert_eq!(sb.run(&cmd(format!("echo 1 > {}", f.display()))).unwrap(), 0);
-    assert_eq!(sb.run(&cmd(format!("echo 2 >> {}", f.display()))).unwrap(), 0);
+    assert_eq!(
+        sb.run(&cmd(format!("echo 1 > {}", f.display()))).unwrap(),
+        0
+    );
+    assert_eq!(
+        sb.run(&cmd(format!("echo 2 >> {}", f.display()))).unwrap(),
+        0
+    );
     let (r, w) = std::io::pipe().unwrap();
     let c = cmd(format!("cat {}", f.display())).fd(1, w.into());
     let mut child = sb.spawn(&c).unwrap();
@@ -544,7 +675,12 @@ fn copy_commit_and_enospc() {
         .output()
         .unwrap();
     let err = std::fs::read_to_string(e.root.join("err")).unwrap_or_default();
-    assert_eq!(text(&out.stdout), "keep\nkeep\n640 981173106\nhi\n", "{}\n{err}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "keep\nkeep\n640 981173106\nhi\n",
+        "{}\n{err}",
+        text(&out.stderr)
+    );
     assert!(err.contains("no space left"), "{err}");
     assert!(err.contains("the live filesystem was not changed"), "{err}");
 }
@@ -559,11 +695,18 @@ fn prestarted_sandbox_runs_a_command_later() {
     let ready = sb.prestart().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
     let (r, w) = std::io::pipe().unwrap();
-    let c = sandbox::Command::new(["sh", "-c", "echo \"$X $(pwd) $(umask)\"; touch hs-test-pre-f; exit 7"])
-        .env(vec![("X".into(), "x y".into()), ("PATH".into(), "/usr/bin:/bin".into())])
-        .cwd("/var/tmp")
-        .umask(0o027)
-        .fd(1, w.into());
+    let c = sandbox::Command::new([
+        "sh",
+        "-c",
+        "echo \"$X $(pwd) $(umask)\"; touch hs-test-pre-f; exit 7",
+    ])
+    .env(vec![
+        ("X".into(), "x y".into()),
+        ("PATH".into(), "/usr/bin:/bin".into()),
+    ])
+    .cwd("/var/tmp")
+    .umask(0o027)
+    .fd(1, w.into());
     let mut child = ready.exec(&c).unwrap();
     drop(c);
     let mut out = String::new();
@@ -594,7 +737,11 @@ fn commit_preflight_refuses_unwritable_directories() {
     std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
     let out = e.hs(&["commit".as_ref(), s.as_os_str()]);
     assert_ne!(out.status.code(), Some(0));
-    assert!(text(&out.stderr).contains("checking write permission"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("checking write permission"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(!e.live().join("y").exists());
     std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let out = e.hs(&["commit".as_ref(), s.as_os_str()]);
@@ -608,12 +755,22 @@ fn commit_refuses_to_overwrite_later_live_changes() {
     both("conflict", |e| {
         e.sh("echo 1 > $L/f; echo 1 > $L/g");
         let s = e.sbx("c");
-        e.try_sh(&["-n", "-D", s.to_str().unwrap()], "echo sandbox > $L/f; echo sandbox > $L/g");
+        e.try_sh(
+            &["-n", "-D", s.to_str().unwrap()],
+            "echo sandbox > $L/f; echo sandbox > $L/g",
+        );
         e.sh("echo host > $L/f");
         let out = e.hs(&["commit".as_ref(), s.as_os_str()]);
         assert_ne!(out.status.code(), Some(0));
-        assert!(text(&out.stderr).contains("changed in the live filesystem"), "{}", text(&out.stderr));
-        assert_eq!(std::fs::read_to_string(e.live().join("f")).unwrap(), "host\n");
+        assert!(
+            text(&out.stderr).contains("changed in the live filesystem"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read_to_string(e.live().join("f")).unwrap(),
+            "host\n"
+        );
         assert_eq!(std::fs::read_to_string(e.live().join("g")).unwrap(), "1\n");
     });
 }
@@ -641,12 +798,17 @@ fn concurrent_sandboxes_do_not_leak_fds_into_each_other() {
         let tx = tx.clone();
         std::thread::spawn(move || {
             for i in 0..4 {
-                let dir = PathBuf::from(format!("/var/tmp/hs-test-conc-{}-{t}-{i}", std::process::id()));
+                let dir = PathBuf::from(format!(
+                    "/var/tmp/hs-test-conc-{}-{t}-{i}",
+                    std::process::id()
+                ));
                 let sb = sandbox::Sandbox::create(&dir, &sandbox::Options::default()).unwrap();
                 if i % 2 == 0 {
                     drop(sb.prestart().unwrap());
                 }
-                let code = sb.run(&sandbox::Command::new(["sh", "-c", "exit 5"])).unwrap();
+                let code = sb
+                    .run(&sandbox::Command::new(["sh", "-c", "exit 5"]))
+                    .unwrap();
                 assert_eq!(code, 5);
                 sb.discard().unwrap();
             }
@@ -654,6 +816,7 @@ fn concurrent_sandboxes_do_not_leak_fds_into_each_other() {
         });
     }
     for _ in 0..4 {
-        rx.recv_timeout(std::time::Duration::from_secs(60)).expect("a sandbox thread hung");
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a sandbox thread hung");
     }
 }

@@ -1,5 +1,8 @@
 //! `hs trace` end to end: the real binary, its report on stderr, its exit status.
 
+#[path = "util/unpriv.rs"]
+mod unpriv;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -91,7 +94,7 @@ fn works_unprivileged() {
     .unwrap();
     let o = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_hs"))
+        .arg(unpriv::hs_for_anyone())
         .args(["trace", "--", "cat"])
         .arg(&f)
         .output()

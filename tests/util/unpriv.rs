@@ -1,0 +1,22 @@
+//! The `hs` binary as an unprivileged user can run it.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// A copy of the `hs` under test in a world-readable temporary directory, so that a user
+/// switched to with `setpriv` can run it even when the checkout (and `target/`) sits where it
+/// cannot enter, such as under `/root`.
+pub fn hs_for_anyone() -> PathBuf {
+    static COPY: OnceLock<PathBuf> = OnceLock::new();
+    COPY.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("hs-unpriv-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let hs = dir.join("hs");
+        std::fs::copy(env!("CARGO_BIN_EXE_hs"), &hs).unwrap();
+        std::fs::set_permissions(&hs, std::fs::Permissions::from_mode(0o755)).unwrap();
+        hs
+    })
+    .clone()
+}
