@@ -27,7 +27,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn sh(script: &str) -> anyhow::Result<()> {
-    let st = std::process::Command::new("sh").arg("-c").arg(script).status()?;
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .status()?;
     if !st.success() {
         bail!("setup script failed: {script}");
     }
@@ -49,11 +52,22 @@ struct Args {
 }
 
 fn parse(args: Vec<OsString>) -> anyhow::Result<Args> {
-    let mut a = Args { runs: 50, skip_big: false, json: None };
+    let mut a = Args {
+        runs: 50,
+        skip_big: false,
+        json: None,
+    };
     let mut it = args.into_iter();
     while let Some(x) = it.next() {
         match x.to_str().unwrap_or("") {
-            "--runs" => a.runs = it.next().context("--runs N")?.to_str().context("--runs N")?.parse()?,
+            "--runs" => {
+                a.runs = it
+                    .next()
+                    .context("--runs N")?
+                    .to_str()
+                    .context("--runs N")?
+                    .parse()?
+            }
             "--skip-big" => a.skip_big = true,
             "--json" => a.json = Some(it.next().context("--json FILE")?.into()),
             "-h" | "--help" => {
@@ -72,7 +86,10 @@ pub fn main(args: Vec<OsString>) -> anyhow::Result<()> {
     let base = sandbox::default_base().join(format!("hs-bench-sandbox-{}", std::process::id()));
     std::fs::create_dir_all(&base)?;
     let result = bench(&args, &base);
-    let _ = std::process::Command::new("rm").arg("-rf").arg(&base).status();
+    let _ = std::process::Command::new("rm")
+        .arg("-rf")
+        .arg(&base)
+        .status();
     let report = result?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     if let Some(p) = &args.json {
@@ -127,12 +144,24 @@ fn bench(args: &Args, base: &Path) -> anyhow::Result<serde_json::Value> {
     let live = base.join("live-small");
     std::fs::create_dir_all(&live)?;
     let sb = Sandbox::create(&base.join("small"), &opts)?;
-    run_in(&sb, &format!("cd '{}' && seq 1 10000 > .all && split -l 1 -a 5 .all f && rm .all", live.display()))?;
+    run_in(
+        &sb,
+        &format!(
+            "cd '{}' && seq 1 10000 > .all && split -l 1 -a 5 .all f && rm .all",
+            live.display()
+        ),
+    )?;
     let t = Instant::now();
     let r = sb.commit()?;
     let small_ms = ms(t.elapsed());
-    anyhow::ensure!(std::fs::read_dir(&live)?.count() == 10000, "commit lost files");
-    eprintln!("commit 10,000 small files: {small_ms:.1} ms ({} renamed)", r.renamed);
+    anyhow::ensure!(
+        std::fs::read_dir(&live)?.count() == 10000,
+        "commit lost files"
+    );
+    eprintln!(
+        "commit 10,000 small files: {small_ms:.1} ms ({} renamed)",
+        r.renamed
+    );
     sb.discard()?;
 
     let mut big = serde_json::Value::Null;
@@ -140,7 +169,12 @@ fn bench(args: &Args, base: &Path) -> anyhow::Result<serde_json::Value> {
         // 3. Commit of one 1 GiB file, and 4. write + commit vs writing directly.
         let live = base.join("live-big");
         std::fs::create_dir_all(&live)?;
-        let write = |dir: &Path| format!("head -c 1073741824 /dev/zero > '{}/big' && sync", dir.display());
+        let write = |dir: &Path| {
+            format!(
+                "head -c 1073741824 /dev/zero > '{}/big' && sync",
+                dir.display()
+            )
+        };
         sh("sync")?;
         let t = Instant::now();
         sh(&write(&live))?;
@@ -154,7 +188,10 @@ fn bench(args: &Args, base: &Path) -> anyhow::Result<serde_json::Value> {
         let t = Instant::now();
         sb.commit()?;
         let commit_ms = ms(t.elapsed());
-        anyhow::ensure!(std::fs::metadata(live.join("big"))?.len() == 1 << 30, "big file not committed");
+        anyhow::ensure!(
+            std::fs::metadata(live.join("big"))?.len() == 1 << 30,
+            "big file not committed"
+        );
         sb.discard()?;
         let ratio = (in_sandbox_ms + commit_ms) / direct_ms;
         eprintln!(
