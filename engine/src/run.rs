@@ -79,7 +79,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let Some(s) = args.args.first() else {
             return plain("-c without a command string");
         };
-        match prepare(s.as_bytes()) {
+        match prepare(s.as_bytes(), needs_server(&args)) {
             Ok(text) if text.len() <= MAX_ARG => (Input::String { text }, &args.args[1..]),
             Ok(_) => return plain("instrumented -c string too long for one argument"),
             Err(why) => return plain(&why),
@@ -96,7 +96,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(b) => b,
             Err(e) => return plain(&format!("cannot read script: {e}")),
         };
-        match prepare(&bytes) {
+        match prepare(&bytes, needs_server(&args)) {
             Ok(text) => (Input::Script { path, text }, &args.args[1..]),
             Err(why) => return plain(&why),
         }
@@ -110,13 +110,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Parses and instruments a script; `Err(reason)` means: run it unchanged.
-fn prepare(bytes: &[u8]) -> Result<Vec<u8>, String> {
+/// Parses and instruments a script; `Err(reason)` means: run it unchanged. Loops report
+/// their words only when a server listens.
+fn prepare(bytes: &[u8], listened: bool) -> Result<Vec<u8>, String> {
     let script = parser::parse(bytes).map_err(|e| format!("parse failed: {e}"))?;
     if let Some(why) = &script.unsupported {
         return Err(why.clone());
     }
-    Ok(parser::instrument(bytes, &script))
+    Ok(if listened {
+        parser::instrument(bytes, &script)
+    } else {
+        parser::instrument_gates(bytes, &script)
+    })
 }
 
 /// The uninhabited type: `start` only returns on failure.

@@ -278,6 +278,8 @@ struct Edit {
     at: usize,
     delete_to: usize,
     text: String,
+    /// Part of a `for` loop's word-list report (left out by [`instrument_gates`]).
+    loop_report: bool,
 }
 
 impl Edit {
@@ -286,6 +288,7 @@ impl Edit {
             at,
             delete_to: at,
             text,
+            loop_report: false,
         }
     }
 }
@@ -347,10 +350,24 @@ pub fn parse(bytes: &[u8]) -> Result<Script, Error> {
 /// their words. Only inserts text within lines, so line numbers do not move. Returns the script
 /// unchanged when [`Script::unsupported`] is set.
 pub fn instrument(bytes: &[u8], script: &Script) -> Vec<u8> {
+    apply(bytes, script, true)
+}
+
+/// Like [`instrument`], but `for` loops do not report their words: for runs where nothing
+/// listens to those reports, since the captured word list costs memory in every fork.
+pub fn instrument_gates(bytes: &[u8], script: &Script) -> Vec<u8> {
+    apply(bytes, script, false)
+}
+
+fn apply(bytes: &[u8], script: &Script, loops: bool) -> Vec<u8> {
     if script.unsupported.is_some() {
         return bytes.to_vec();
     }
-    let mut edits: Vec<&Edit> = script.edits.iter().collect();
+    let mut edits: Vec<&Edit> = script
+        .edits
+        .iter()
+        .filter(|e| loops || !e.loop_report)
+        .collect();
     // Stable: edits at one position keep the order they were made in.
     edits.sort_by_key(|e| e.at);
     let extra: usize = edits.iter().map(|e| e.text.len()).sum();

@@ -761,6 +761,7 @@ impl<'s, 'b> Walker<'s, 'b> {
                     at: start,
                     delete_to: end,
                     text: format!("\"${{{var}[@]}}\""),
+                    loop_report: true,
                 });
                 format!(
                     "__hs_u=$_; {var}=({text}) || builtin :; __hs_loop {} \"${{{var}[@]}}\" \"$__hs_u\"; ",
@@ -768,7 +769,10 @@ impl<'s, 'b> Walker<'s, 'b> {
                 )
             }
         };
-        self.edits.push(Edit::insert(for_at, prefix));
+        self.edits.push(Edit {
+            loop_report: true,
+            ..Edit::insert(for_at, prefix)
+        });
         self.loops[id.0 as usize].reported = true;
     }
 }

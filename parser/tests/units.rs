@@ -135,6 +135,13 @@ fn for_loops_report_their_words() {
         instrumented("f() { sort \"$1\"; }\n"),
         "f() { if __hs_gate 0 \"$@\" \"$_\"; then sort \"$1\"; else __hs_replay; fi; }\n"
     );
+    // Without reports, the loop stays as written.
+    let src = "for f in a b; do wc $f; done\n";
+    let s = parser::parse(src.as_bytes()).unwrap();
+    assert_eq!(
+        String::from_utf8(parser::instrument_gates(src.as_bytes(), &s)).unwrap(),
+        "for f in a b; do if __hs_gate 0 \"$_\"; then wc $f; else __hs_replay; fi; done\n"
+    );
     // A failing substitution in the words must not trip `set -e` or an ERR trap.
     let script =
         "set -e\ntrap 'echo trapped' ERR\nfor x in $(false) a; do echo $x; done\necho end\n";
