@@ -282,19 +282,7 @@ impl Sandbox {
 
     /// Start `cmd` in the sandbox. Returns when the command has been exec'd.
     pub fn spawn(&self, cmd: &Command) -> Result<Child, Error> {
-        let (plan, prep) = self
-            .plan
-            .as_ref()
-            .ok_or(Error::InvalidCommand("sandbox opened read-only"))?;
-        exec::wait_reaped(&self.reaper);
-        if self.used.replace(true) {
-            // A previous run left overlayfs's `volatile` marker: empty the work dirs.
-            for l in &plan.layers {
-                commit::remove_tree(&l.work)?;
-                mkdir_p(&l.work)?;
-            }
-        }
-        self.mark_started();
+        let (plan, prep) = self.begin_run()?;
         exec::spawn(plan, prep, cmd, &self.reaper)
     }
 
@@ -303,6 +291,14 @@ impl Sandbox {
     /// prestarted run per sandbox at a time (they would share the upper dirs); a pool is a set
     /// of sandboxes, each prestarted.
     pub fn prestart(&self) -> Result<Ready, Error> {
+        let (plan, prep) = self.begin_run()?;
+        exec::prestart(plan, prep, &self.reaper)
+    }
+
+    /// What every run does first: wait for the previous run's teardown, empty the work dirs
+    /// if a run used them (it left overlayfs's `volatile` marker), and mark the sandbox
+    /// started.
+    fn begin_run(&self) -> Result<(&Plan, &Prepared), Error> {
         let (plan, prep) = self
             .plan
             .as_ref()
@@ -315,7 +311,7 @@ impl Sandbox {
             }
         }
         self.mark_started();
-        exec::prestart(plan, prep, &self.reaper)
+        Ok((plan, prep))
     }
 
     /// Run `cmd` in the sandbox and wait for it: its exit code (128 + signal if killed).
