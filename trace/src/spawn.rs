@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::filter::Filter;
 use crate::model::{Flags, Trace};
-use crate::supervisor::Supervisor;
+use crate::supervisor::{Progress, Supervisor};
 use crate::sys;
 use crate::view::View;
 
@@ -123,14 +123,16 @@ impl Tracer {
             source,
         })?);
         let trace = Arc::new(Mutex::new(Trace::new()));
+        let progress = Arc::new(Progress::default());
         let (done_tx, done) = mpsc::channel();
         let thread = {
             let (stop, trace, view) = (Arc::clone(&stop), Arc::clone(&trace), self.view.clone());
+            let progress = Arc::clone(&progress);
             let (root_from_tracee, sync) = (self.root_from_tracee, self.sync_wake_up);
             std::thread::Builder::new()
                 .name("hs-trace".into())
                 .spawn(move || {
-                    let r = supervise(read, &stop, trace, view, root_from_tracee, sync);
+                    let r = supervise(read, &stop, trace, progress, view, root_from_tracee, sync);
                     let _ = done_tx.send(());
                     r
                 })
@@ -142,6 +144,7 @@ impl Tracer {
         let session = Session {
             thread: Some(thread),
             trace,
+            progress,
             stop,
             done,
             grace: self.grace,
@@ -199,6 +202,7 @@ impl ChildHook {
 pub struct Session {
     thread: Option<JoinHandle<io::Result<()>>>,
     trace: Arc<Mutex<Trace>>,
+    progress: Arc<Progress>,
     stop: Arc<OwnedFd>,
     done: mpsc::Receiver<()>,
     grace: Duration,
@@ -216,6 +220,23 @@ impl Session {
     /// A copy of what has been recorded so far.
     pub fn snapshot(&self) -> Trace {
         self.trace.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Returns everything recorded so far — accesses, flags, notes and counters — and starts
+    /// afresh, so that a long-lived session (the real shell, traced for its whole life) can be
+    /// cut into segments. The supervisor keeps running and keeps its caches (they describe the
+    /// filesystem, not the trace).
+    ///
+    /// Exact at a point where the traced processes that matter are blocked (e.g. the shell
+    /// waiting at a gate): every call they completed before that point is in the returned
+    /// trace. A lookup is recorded just after its caller was let go, so `take` first waits
+    /// (for at most a second) until every notification the supervisor had received when
+    /// `take` was called is recorded. Calls of other processes still running land in
+    /// whichever segment they are recorded in.
+    pub fn take(&self) -> Trace {
+        self.progress.settle(Duration::from_secs(1));
+        let mut t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *t)
     }
 
     /// Returns the trace once every traced process has exited, or after the grace period with
@@ -249,6 +270,7 @@ fn supervise(
     read: OwnedFd,
     stop: &OwnedFd,
     trace: Arc<Mutex<Trace>>,
+    progress: Arc<Progress>,
     mut view: View,
     root_from_tracee: bool,
     sync: bool,
@@ -287,7 +309,7 @@ fn supervise(
             }
         }
     }
-    Supervisor::new(listener, trace, view, pid).run(sync)
+    Supervisor::new(listener, trace, progress, view, pid).run(sync)
 }
 
 /// A command running under the tracer.
@@ -306,6 +328,12 @@ impl TracedChild {
     /// The underlying child (for its stdio pipes).
     pub fn child_mut(&mut self) -> &mut Child {
         &mut self.child
+    }
+
+    /// The supervisor session (for [`Session::snapshot`] and [`Session::take`] while the
+    /// command runs).
+    pub fn session(&self) -> &Session {
+        &self.session
     }
 
     /// Waits for the command to exit, then for the trace (see [`Session::finish`]).

@@ -13,6 +13,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use nix::fcntl::OFlag;
@@ -57,9 +58,36 @@ const fn look(if_exists: Kinds) -> Class {
 /// Maximum path length read from a tracee (PATH_MAX).
 const PATH_MAX: usize = 4096;
 
+/// How far the supervisor got: notifications received and notifications fully recorded.
+/// [`crate::Session::take`] waits until every notification received before it was called has
+/// been recorded, since lookups are recorded after the caller was already let go.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    pub(crate) received: AtomicU64,
+    pub(crate) done: AtomicU64,
+}
+
+impl Progress {
+    /// Waits until every notification received so far has been recorded (or `limit` passed).
+    pub(crate) fn settle(&self, limit: std::time::Duration) {
+        let target = self.received.load(Ordering::SeqCst);
+        let start = std::time::Instant::now();
+        let mut spins = 0u32;
+        while self.done.load(Ordering::SeqCst) < target && start.elapsed() < limit {
+            if spins < 64 {
+                std::thread::yield_now();
+                spins += 1;
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        }
+    }
+}
+
 pub(crate) struct Supervisor {
     listener: OwnedFd,
     trace: Arc<Mutex<Trace>>,
+    progress: Arc<Progress>,
     pending: Vec<Pending>,
     resolver: Resolver,
     procs: Procs,
@@ -79,12 +107,14 @@ impl Supervisor {
     pub(crate) fn new(
         listener: OwnedFd,
         trace: Arc<Mutex<Trace>>,
+        progress: Arc<Progress>,
         view: View,
         root_pid: i32,
     ) -> Supervisor {
         Supervisor {
             listener,
             trace,
+            progress,
             pending: Vec::new(),
             resolver: Resolver::new(view.clone()),
             procs: Procs::new(view),
@@ -115,7 +145,11 @@ impl Supervisor {
         loop {
             let fd = self.listener.as_fd();
             match sys::notif_recv(fd) {
-                Ok(n) => self.handle(&n),
+                Ok(n) => {
+                    self.progress.received.fetch_add(1, Ordering::SeqCst);
+                    self.handle(&n);
+                    self.progress.done.fetch_add(1, Ordering::SeqCst);
+                }
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EINTR)) => {
                     if sys::hung_up(fd)? {
                         break;
