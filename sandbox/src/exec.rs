@@ -57,6 +57,8 @@ pub struct Command {
     cwd: Option<PathBuf>,
     umask: Option<u32>,
     stdio: [Option<OwnedFd>; 3],
+    trace: Option<trace::ChildHook>,
+    idle: bool,
 }
 
 impl Command {
@@ -72,6 +74,8 @@ impl Command {
             cwd: None,
             umask: None,
             stdio: [None, None, None],
+            trace: None,
+            idle: false,
         }
     }
 
@@ -102,6 +106,30 @@ impl Command {
     pub fn fd(mut self, which: usize, fd: OwnedFd) -> Command {
         assert!(which < 3, "only fds 0, 1 and 2 can be redirected");
         self.stdio[which] = Some(fd);
+        self
+    }
+
+    /// Trace the command and everything it starts: the command process calls
+    /// [`trace::ChildHook::install`] as its very last step before `execve` (after stdio, cwd,
+    /// umask, signals and [`Command::idle`]), so the sandbox's own setup is never traced.
+    ///
+    /// Start the hook's session with [`trace::Tracer::root_from_tracee`]: paths are then
+    /// resolved in the sandbox and recorded as the command sees them (the same absolute paths
+    /// as in the live filesystem). Works with [`crate::Sandbox::spawn`]/`run` and with
+    /// prestarted sandboxes ([`Ready::exec`] sends the program and the report fd to the
+    /// sandbox's init). The `Command` keeps the hook's report fd open until it is dropped; if
+    /// the run fails to start, call [`trace::Session::abort`], else
+    /// [`trace::Session::finish`] after [`Child::wait`].
+    pub fn trace(mut self, hook: trace::ChildHook) -> Command {
+        self.trace = Some(hook);
+        self
+    }
+
+    /// Run the command (and everything it starts) with the `SCHED_IDLE` policy, set just
+    /// before `execve` (before the tracer hook): speculative work then never takes CPU time
+    /// from the real shell or anything else that wants it.
+    pub fn idle(mut self, on: bool) -> Command {
+        self.idle = on;
         self
     }
 }
@@ -346,6 +374,12 @@ struct ExecSpec {
     stdio: [Option<RawFd>; 3],
     restore_int: bool,
     restore_quit: bool,
+    /// `SCHED_IDLE` before exec.
+    idle: bool,
+    /// The tracer's hook, installed last before exec (this process's own copy).
+    hook: Option<trace::ChildHook>,
+    /// Prestarted sandboxes: the serialized filter program, until the report fd arrives.
+    program: Vec<u8>,
     timing: bool,
     /// Write end of the status pipe: init reports the command's exit code there.
     status_fd: RawFd,
@@ -364,6 +398,9 @@ impl ExecSpec {
             stdio: [None; 3],
             restore_int: true,
             restore_quit: true,
+            idle: false,
+            hook: None,
+            program: Vec::new(),
             timing: std::env::var_os("HS_SANDBOX_TIMING").is_some(),
             status_fd: -1,
             go_fd: -1,
@@ -393,8 +430,11 @@ impl ExecSpec {
         }
         rec(
             b'f',
-            &[self.restore_int as u8 | (self.restore_quit as u8) << 1],
+            &[self.restore_int as u8 | (self.restore_quit as u8) << 1 | (self.idle as u8) << 2],
         );
+        if let Some(h) = &self.hook {
+            rec(b'b', &h.program_bytes());
+        }
         out
     }
 
@@ -415,7 +455,9 @@ impl ExecSpec {
                 b'f' => {
                     self.restore_int = b.first()? & 1 != 0;
                     self.restore_quit = b.first()? & 2 != 0;
+                    self.idle = b.first()? & 4 != 0;
                 }
+                b'b' => self.program = b.to_vec(),
                 _ => return None,
             }
         }
@@ -423,12 +465,13 @@ impl ExecSpec {
     }
 }
 
-/// Receive the command of a prestarted sandbox: a 8-byte header (payload length, stdio mask)
-/// carrying the stdio fds as SCM_RIGHTS, then the payload.
+/// Receive the command of a prestarted sandbox: a 8-byte header (payload length, fd mask:
+/// bits 0–2 stdio, bit 3 the tracer's report fd) carrying those fds as SCM_RIGHTS, then the
+/// payload.
 fn receive_spec(spec: &ExecSpec) -> Result<ExecSpec, Errno> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut header = [0u8; 8];
-    let mut cmsg = nix::cmsg_space!([RawFd; 3]);
+    let mut cmsg = nix::cmsg_space!([RawFd; 4]);
     let (got, fds) = {
         let mut iov = [std::io::IoSliceMut::new(&mut header)];
         let msg = recvmsg::<()>(
@@ -467,6 +510,11 @@ fn receive_spec(spec: &ExecSpec) -> Result<ExecSpec, Errno> {
         if mask & (1 << i) != 0 {
             out.stdio[i] = fds.next();
         }
+    }
+    if mask & (1 << 3) != 0 {
+        let report = sys::own_received(fds.next().ok_or(Errno::EINVAL)?);
+        let program = std::mem::take(&mut out.program);
+        out.hook = Some(trace::ChildHook::from_parts(&program, report).map_err(|_| Errno::EINVAL)?);
     }
     Ok(out)
 }
@@ -530,6 +578,15 @@ fn exec_spec(cmd: &Command) -> Result<ExecSpec, Error> {
         stdio: [0, 1, 2].map(|i| cmd.stdio[i].as_ref().map(AsRawFd::as_raw_fd)),
         restore_int: !sys::signal_ignored(libc::SIGINT),
         restore_quit: !sys::signal_ignored(libc::SIGQUIT),
+        idle: cmd.idle,
+        hook: match &cmd.trace {
+            Some(h) => Some(
+                h.try_clone()
+                    .map_err(|e| Error::io("duplicate", Path::new("the tracer's report fd"), e))?,
+            ),
+            None => None,
+        },
+        program: Vec::new(),
         timing: std::env::var_os("HS_SANDBOX_TIMING").is_some(),
         status_fd: -1,
         go_fd: -1,
@@ -610,6 +667,10 @@ impl Ready {
                 mask |= 1 << i;
                 fds.push(*fd);
             }
+        }
+        if let Some(h) = &spec.hook {
+            mask |= 1 << 3;
+            fds.push(h.report_fd());
         }
         header.extend(mask.to_le_bytes());
         let iov = [std::io::IoSlice::new(&header)];
@@ -719,6 +780,7 @@ fn helper(prep: &Prepared, spec: &ExecSpec, err: RawFd) -> ! {
     // exists here — hence `spec.timing` instead of reading the environment.)
     let mut keep = vec![0, 1, 2, err, spec.status_fd, spec.go_fd];
     keep.extend(spec.stdio.iter().flatten());
+    keep.extend(spec.hook.as_ref().map(trace::ChildHook::report_fd));
     sys::close_all_except(&keep);
     mark(spec.timing, "helper");
     sys::set_signal(libc::SIGINT, true);
@@ -807,6 +869,11 @@ fn helper(prep: &Prepared, spec: &ExecSpec, err: RawFd) -> ! {
     if spec.go_fd >= 0 {
         sys::close(spec.go_fd);
     }
+    // Only init's line leads to the command: a copy of the report fd here would keep the
+    // supervisor waiting if the command died before installing the filter.
+    if let Some(h) = &spec.hook {
+        sys::close(h.report_fd());
+    }
     match sys::waitpid(init, 0) {
         Ok((_, status)) => sys::exit(sys::status_code(status)),
         Err(_) => sys::exit(125),
@@ -882,10 +949,13 @@ fn init(
 fn exec_and_reap(spec: &ExecSpec, err: RawFd, index: usize) -> ! {
     let cmd = match sys::fork() {
         Err(e) => fail(err, index, e),
-        Ok(Fork::Child) => command(spec),
+        Ok(Fork::Child) => command(spec, err, index),
         Ok(Fork::Parent(pid)) => pid,
     };
     sys::close(err);
+    if let Some(h) = &spec.hook {
+        sys::close(h.report_fd());
+    }
     // Close the caller's stdio copies in init so pipes see EOF when the command exits.
     for fd in spec.stdio.iter().flatten() {
         sys::close(*fd);
@@ -1006,8 +1076,9 @@ fn run_fs_step(sys: &mut impl Sys, step: &Prep) -> Result<(), Errno> {
     }
 }
 
-/// The command child: fds, cwd, umask, signals, exec.
-fn command(spec: &ExecSpec) -> ! {
+/// The command child: fds, cwd, umask, signals, priority, tracer, exec. A failure to install
+/// the tracer is reported as a failure of step `index` (the exec step) on `err`.
+fn command(spec: &ExecSpec, err: RawFd, index: usize) -> ! {
     // Move the requested fds out of the way first, then onto 0, 1, 2.
     let mut moved = [None; 3];
     for (i, fd) in spec.stdio.iter().enumerate() {
@@ -1039,6 +1110,20 @@ fn command(spec: &ExecSpec) -> ! {
         let _ = sys::chdir(c"/");
     }
     mark(spec.timing, "exec");
+    if spec.idle {
+        // Best effort: lowering the policy needs no privilege, and a failure only costs speed.
+        let _ = sys::sched_idle();
+    }
+    // Last: everything from here on (the PATH search included) is the command's own doing.
+    if let Some(hook) = &spec.hook
+        && let Err(e) = hook.install()
+    {
+        fail(
+            err,
+            index,
+            Errno::from_raw(e.raw_os_error().unwrap_or(libc::EPERM)),
+        )
+    }
     let mut last = Errno::ENOENT;
     for cand in &spec.candidates {
         let e = sys::execve(cand, &spec.argv, &spec.envp);

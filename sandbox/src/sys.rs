@@ -516,3 +516,18 @@ pub(crate) fn ids() -> (u32, u32, u32) {
     // SAFETY: these calls cannot fail.
     unsafe { (libc::getuid(), libc::getgid(), libc::geteuid()) }
 }
+
+/// `sched_setscheduler(0, SCHED_IDLE)`: run the calling process (and what it forks) only when
+/// a CPU has nothing else to do. Lowering the policy needs no privilege.
+pub(crate) fn sched_idle() -> SysResult<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param for the duration of the call.
+    check(unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) }).map(drop)
+}
+
+/// Take ownership of a descriptor just received by `SCM_RIGHTS` (nothing else owns it).
+pub(crate) fn own_received(fd: RawFd) -> OwnedFd {
+    // SAFETY: the kernel installed `fd` in this process for this message; no other owner
+    // exists, and the caller uses it only through the returned `OwnedFd`.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}

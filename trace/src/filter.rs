@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::Arc;
 
 use crate::error::Error;
 use crate::sys;
@@ -253,7 +254,7 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 #[derive(Clone, Debug)]
 pub struct Filter {
     rules: Vec<Rule>,
-    prog: Vec<libc::sock_filter>,
+    prog: Arc<[libc::sock_filter]>,
 }
 
 impl Filter {
@@ -311,7 +312,7 @@ impl Filter {
             }
         }
         rules.sort_by_key(|r| r.nr);
-        let prog = compile(&rules)?;
+        let prog = compile(&rules)?.into();
         Ok(Filter { rules, prog })
     }
 
@@ -335,13 +336,60 @@ impl Filter {
     /// Async-signal-safe: call it from a `pre_exec` closure or after `clone`, as the last step
     /// before `exec`.
     pub fn install_in_child(&self, report_fd: RawFd) -> io::Result<()> {
-        let fd = sys::install_filter(&self.prog)?;
-        let pid = sys::getpid_raw();
-        let mut msg = [0u8; 8];
-        msg[..4].copy_from_slice(&pid.to_ne_bytes());
-        msg[4..].copy_from_slice(&fd.to_ne_bytes());
-        sys::write_all_raw(report_fd, &msg)
+        install_program(&self.prog, report_fd)
     }
+
+    /// The compiled program, shared.
+    pub(crate) fn shared_program(&self) -> Arc<[libc::sock_filter]> {
+        Arc::clone(&self.prog)
+    }
+}
+
+/// [`Filter::install_in_child`] for a bare program. Async-signal-safe.
+pub(crate) fn install_program(prog: &[libc::sock_filter], report_fd: RawFd) -> io::Result<()> {
+    let fd = sys::install_filter(prog)?;
+    let pid = sys::getpid_raw();
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&pid.to_ne_bytes());
+    msg[4..].copy_from_slice(&fd.to_ne_bytes());
+    sys::write_all_raw(report_fd, &msg)
+}
+
+/// Size of one serialized BPF instruction ([`program_to_bytes`]).
+const INSN_BYTES: usize = 8;
+
+/// Serializes a program: per instruction `code` (u16), `jt`, `jf` (u8 each), `k` (u32), native
+/// endian — the layout of `struct sock_filter`.
+pub(crate) fn program_to_bytes(prog: &[libc::sock_filter]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(prog.len() * INSN_BYTES);
+    for f in prog {
+        out.extend(f.code.to_ne_bytes());
+        out.extend([f.jt, f.jf]);
+        out.extend(f.k.to_ne_bytes());
+    }
+    out
+}
+
+/// Inverse of [`program_to_bytes`]; `None` unless the length is a multiple of 8 and the
+/// program has 1 to 4096 instructions (the kernel's limit).
+pub(crate) fn program_from_bytes(bytes: &[u8]) -> Option<Vec<libc::sock_filter>> {
+    if bytes.is_empty()
+        || !bytes.len().is_multiple_of(INSN_BYTES)
+        || bytes.len() / INSN_BYTES > 4096
+    {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(INSN_BYTES)
+            .map(|b| libc::sock_filter {
+                code: u16::from_ne_bytes([b[0], b[1]]),
+                jt: b[2],
+                jf: b[3],
+                k: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+            })
+            .collect(),
+    )
 }
 
 fn ret(action: Action) -> u32 {

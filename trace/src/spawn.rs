@@ -152,7 +152,7 @@ impl Tracer {
         Ok((
             session,
             ChildHook {
-                filter: Arc::clone(&self.filter),
+                program: self.filter.shared_program(),
                 report: write,
             },
         ))
@@ -176,10 +176,15 @@ impl Tracer {
     }
 }
 
-/// The child's half of a trace: the compiled filter and the fd to report the listener on.
+/// The child's half of a trace: the compiled filter program and the fd to report the
+/// listener on.
+///
+/// It can travel to another process (a sandbox's init, prepared before the command was
+/// known): send [`ChildHook::program_bytes`] and the [`ChildHook::report_fd`] (by
+/// `SCM_RIGHTS`), and rebuild it there with [`ChildHook::from_parts`].
 #[derive(Debug)]
 pub struct ChildHook {
-    filter: Arc<Filter>,
+    program: Arc<[libc::sock_filter]>,
     report: OwnedFd,
 }
 
@@ -188,12 +193,40 @@ impl ChildHook {
     /// (see [`Filter::install_in_child`]). Async-signal-safe; call it last before `exec`. Works
     /// in a new pid namespace: the supervisor learns the child's pid from the kernel.
     pub fn install(&self) -> io::Result<()> {
-        self.filter.install_in_child(self.report.as_raw_fd())
+        crate::filter::install_program(&self.program, self.report.as_raw_fd())
     }
 
     /// The report fd (close-on-exec), for callers that need to keep it open across `clone`.
     pub fn report_fd(&self) -> RawFd {
         self.report.as_raw_fd()
+    }
+
+    /// A second handle on the same hook (the report fd duplicated, close-on-exec): for a
+    /// caller that must hand one to a child it forks while keeping its own.
+    pub fn try_clone(&self) -> io::Result<ChildHook> {
+        Ok(ChildHook {
+            program: Arc::clone(&self.program),
+            report: self.report.try_clone()?,
+        })
+    }
+
+    /// The compiled BPF program, serialized (8 bytes per instruction, native endian: the
+    /// layout of `struct sock_filter`), for [`ChildHook::from_parts`] in another process.
+    pub fn program_bytes(&self) -> Vec<u8> {
+        crate::filter::program_to_bytes(&self.program)
+    }
+
+    /// Rebuilds a hook from [`ChildHook::program_bytes`] and a received copy of its
+    /// [`ChildHook::report_fd`]. Allocates: call it before the fork that leads to `exec`.
+    pub fn from_parts(program: &[u8], report: OwnedFd) -> Result<ChildHook, Error> {
+        let program = crate::filter::program_from_bytes(program).ok_or(Error::InvalidRule {
+            nr: -1,
+            reason: "a serialized program is 1 to 4096 instructions of 8 bytes",
+        })?;
+        Ok(ChildHook {
+            program: program.into(),
+            report,
+        })
     }
 }
 

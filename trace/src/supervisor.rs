@@ -213,7 +213,10 @@ impl Supervisor {
             t.flag(flag, || note);
         }
         for (path, kinds) in records {
-            if kinds.intersects(Kinds::WRITE | Kinds::WRITE_TRUNC) && is_device(&path) {
+            if kinds.intersects(Kinds::WRITE | Kinds::WRITE_TRUNC)
+                && is_device(&path)
+                && (path != b"/dev/tty" || has_controlling_tty(n.pid))
+            {
                 t.flag(Flags::DEVICE, || {
                     format!(
                         "write to {} by pid {}",
@@ -1146,6 +1149,26 @@ fn elf_interp(file: &std::fs::File, head: &[u8]) -> Option<Vec<u8>> {
         return Some(name);
     }
     None
+}
+
+/// Whether thread `tid` has a controlling terminal (`tty_nr` in `/proc/TID/stat`). Without
+/// one, opening `/dev/tty` fails with `ENXIO`: bash opens it for writing at every start (its
+/// `check_dev_tty`), which is then no device access at all. Unknown counts as having one.
+fn has_controlling_tty(tid: u32) -> bool {
+    let Ok(stat) = std::fs::read(format!("/proc/{tid}/stat")) else {
+        return true;
+    };
+    // "pid (comm) state ppid pgrp session tty_nr ...": comm may hold anything but a last ')'.
+    let Some(close) = stat.iter().rposition(|&b| b == b')') else {
+        return true;
+    };
+    stat[close + 1..]
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty())
+        .nth(4)
+        .and_then(|f| std::str::from_utf8(f).ok())
+        .and_then(|f| f.parse::<i64>().ok())
+        .is_none_or(|tty| tty != 0)
 }
 
 /// Devices whose writes have effects outside the sandbox (terminals, disks); the harmless

@@ -1,0 +1,334 @@
+//! Sandboxed commands traced from inside the sandbox (`Command::trace`) and run at idle
+//! priority (`Command::idle`), through `Sandbox::spawn` and prestarted sandboxes, as root and
+//! as an unprivileged user.
+//!
+//! Every case runs in a fresh copy of this test binary (so that its stdin is a known file):
+//! as the current user and, when that is root, again as uid/gid 65534 through `setpriv`.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Command as Proc;
+use std::sync::OnceLock;
+
+use sandbox::{Command, Options, Sandbox};
+use trace::{Flags, Kinds, Trace, Tracer};
+
+const INNER: &str = "HS_SANDBOX_TRACED_INNER";
+const NOBODY: u32 = 65534;
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// This test binary, copied where anyone can run it.
+fn binary_for_anyone() -> PathBuf {
+    static COPY: OnceLock<PathBuf> = OnceLock::new();
+    COPY.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("hs-sbx-traced-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = dir.join("traced");
+        std::fs::copy(std::env::current_exe().unwrap(), &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        bin
+    })
+    .clone()
+}
+
+/// Runs test `name` in a child copy of this binary with `stdin` as its standard input, as the
+/// current user and, when root, also as uid 65534. Returns false when called in that child
+/// (the caller then runs the case itself).
+fn in_children(name: &str, stdin: &[u8]) -> bool {
+    if std::env::var_os(INNER).is_some() {
+        return false;
+    }
+    let mut users = vec![false];
+    if is_root() {
+        users.push(true);
+    }
+    for unpriv in users {
+        let work = std::env::temp_dir().join(format!(
+            "hs-sbx-traced-{name}-{}-{}",
+            if unpriv { "u" } else { "r" },
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).unwrap();
+        let input = work.join("stdin");
+        std::fs::write(&input, stdin).unwrap();
+        if unpriv {
+            let st = Proc::new("chown")
+                .arg("-R")
+                .arg(format!("{NOBODY}:{NOBODY}"))
+                .arg(&work)
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let mut c = if unpriv {
+            let mut c = Proc::new("setpriv");
+            c.args([
+                format!("--reuid={NOBODY}"),
+                format!("--regid={NOBODY}"),
+                "--clear-groups".into(),
+            ]);
+            c.arg(binary_for_anyone());
+            c
+        } else {
+            Proc::new(std::env::current_exe().unwrap())
+        };
+        let out = c
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(INNER, &work)
+            .env("HOME", &work)
+            .current_dir(&work)
+            .stdin(std::fs::File::open(&input).unwrap())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{name} ({}):\n--- stdout\n{}--- stderr\n{}",
+            if unpriv { "uid 65534" } else { "current user" },
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("{text}");
+        assert!(out.status.success(), "{text}");
+        // The child must really have run the case (a filter that matches nothing passes).
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "{text}"
+        );
+        let _ = Proc::new("rm").arg("-rf").arg(&work).status();
+    }
+    true
+}
+
+/// The child's work directory (writable by the user it runs as).
+fn work() -> PathBuf {
+    PathBuf::from(std::env::var_os(INNER).expect("run through in_children"))
+        .canonicalize()
+        .unwrap()
+}
+
+fn dump(t: &Trace) -> String {
+    let mut s = String::new();
+    for (p, k) in t.iter() {
+        s.push_str(&format!("  {k:<30} {}\n", String::from_utf8_lossy(p)));
+    }
+    s.push_str(&format!("  flags: {:?} {:?}\n", t.flags, t.notes));
+    s
+}
+
+#[track_caller]
+fn has(t: &Trace, path: &Path, kinds: Kinds) {
+    let got = t.get(path.as_os_str().as_bytes()).unwrap_or_default();
+    assert!(
+        got.contains(kinds),
+        "expected {kinds} on {}, got {got}\n{}",
+        path.display(),
+        dump(t)
+    );
+}
+
+/// How a traced command is started.
+#[derive(Clone, Copy, Debug)]
+enum Via {
+    Spawn,
+    Prestart,
+}
+
+/// Runs `cmd` in `sb` traced by `tracer`; its exit code, stdout and trace.
+fn run_traced(sb: &Sandbox, tracer: &Tracer, cmd: Command, via: Via) -> (i32, Vec<u8>, Trace) {
+    let (session, hook) = tracer.start().unwrap();
+    let (mut out_r, out_w) = std::io::pipe().unwrap();
+    let cmd = cmd.fd(1, out_w.into()).trace(hook);
+    let child = match via {
+        Via::Spawn => sb.spawn(&cmd),
+        Via::Prestart => sb.prestart().and_then(|ready| ready.exec(&cmd)),
+    };
+    // The command holds the hook's report fd and our pipe's write end.
+    drop(cmd);
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            session.abort();
+            panic!("{via:?}: {e}");
+        }
+    };
+    let mut out = Vec::new();
+    out_r.read_to_end(&mut out).unwrap();
+    let code = child.wait().unwrap();
+    let trace = session.finish().unwrap();
+    (code, out, trace)
+}
+
+/// The brief's command, traced in a sandbox: every path as the command names it, with the
+/// right kinds; nothing of the sandbox setup (its mounts would raise `escape`).
+#[test]
+fn traced_paths_are_exact() {
+    if in_children("traced_paths_are_exact", b"") {
+        return;
+    }
+    let work = work();
+    for via in [Via::Spawn, Via::Prestart] {
+        let dir = work.join(format!("dir-{via:?}"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("old"), "old\n").unwrap();
+        let d = dir.to_str().unwrap();
+        let sb = Sandbox::create_temp(&Options::default()).unwrap();
+        let tracer = Tracer::new().root_from_tracee();
+        let script =
+            format!("cat /etc/hostname >/dev/null; ls {d}; echo x > {d}/new; test -e {d}/missing");
+        let (code, out, t) = run_traced(&sb, &tracer, Command::shell(&script), via);
+        let what = format!("{via:?}\n{}", dump(&t));
+        assert_eq!(code, 1, "test -e of a missing file fails: {what}");
+        assert_eq!(String::from_utf8_lossy(&out), "old\n", "{what}");
+        has(&t, Path::new("/etc/hostname"), Kinds::READ);
+        has(&t, &dir, Kinds::LIST);
+        has(&t, &dir.join("new"), Kinds::CREATE);
+        has(&t, &dir.join("missing"), Kinds::MISSING);
+        has(&t, Path::new("/usr/bin/bash"), Kinds::EXEC);
+        has(&t, Path::new("/usr/bin/cat"), Kinds::EXEC);
+        has(&t, Path::new("/usr/bin/ls"), Kinds::EXEC);
+        // The setup (unshare, mounts, pivot_root) ran before the filter: no escape flag, and
+        // none of the sandbox's own paths.
+        assert!(t.flags.is_empty(), "{what}");
+        let sbdir = sb.dir().as_os_str().as_bytes();
+        assert!(
+            t.iter().all(|(p, _)| !p.starts_with(sbdir)
+                && !p.ends_with(b"uid_map")
+                && !p.ends_with(b"setgroups")),
+            "{what}"
+        );
+        // The write went to the upper layer, not to the live directory.
+        assert!(!dir.join("new").exists());
+        let changes = sb.changes().unwrap().to_text();
+        assert!(changes.contains(&format!("{d}/new")), "{changes}");
+        sb.discard().unwrap();
+    }
+}
+
+/// With `watch_stdin`, reading the stdin the caller received is flagged; reading a here-doc
+/// or a pipe made inside the command is not.
+#[test]
+fn stdin_reads_are_flagged_only_for_the_inherited_stdin() {
+    if in_children(
+        "stdin_reads_are_flagged_only_for_the_inherited_stdin",
+        b"first\nsecond\n",
+    ) {
+        return;
+    }
+    // Both runs read one line of the same open file (bash's `read` seeks back what it read
+    // beyond the line).
+    for (via, line) in [(Via::Spawn, "first"), (Via::Prestart, "second")] {
+        let sb = Sandbox::create_temp(&Options::default()).unwrap();
+        let tracer = Tracer::new().root_from_tracee().watch_stdin();
+
+        let inner = "cat <<'EOF'\nheredoc\nEOF\necho piped | (read l; echo \"$l\"); \
+                     printf 'x\\n' | cat";
+        let (code, out, t) = run_traced(&sb, &tracer, Command::shell(inner), via);
+        let what = format!("{via:?} inner\n{}", dump(&t));
+        assert_eq!(code, 0, "{what}");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "heredoc\npiped\nx\n",
+            "{what}"
+        );
+        assert!(!t.flags.contains(Flags::STDIN), "{what}");
+        assert!(t.flags.is_empty(), "{what}");
+
+        // Without a redirection the sandboxed command reads the stdin we were given.
+        let (code, out, t) =
+            run_traced(&sb, &tracer, Command::shell("read l; echo \"got:$l\""), via);
+        let what = format!("{via:?} inherited\n{}", dump(&t));
+        assert_eq!(code, 0, "{what}");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            format!("got:{line}\n"),
+            "{what}"
+        );
+        assert!(t.flags.contains(Flags::STDIN), "{what}");
+        sb.discard().unwrap();
+    }
+}
+
+/// The scheduling policy of the command as `/proc/self/stat` reports it (field 41).
+fn policy_of(stat: &[u8]) -> u32 {
+    let text = String::from_utf8_lossy(stat);
+    let after = &text[text.rfind(')').unwrap() + 1..];
+    after.split_whitespace().nth(38).unwrap().parse().unwrap()
+}
+
+/// `idle(true)` runs the command (and its children) as `SCHED_IDLE`; `idle(false)` does not.
+#[test]
+fn idle_commands_run_as_sched_idle() {
+    if in_children("idle_commands_run_as_sched_idle", b"") {
+        return;
+    }
+    for via in [Via::Spawn, Via::Prestart] {
+        let sb = Sandbox::create_temp(&Options::default()).unwrap();
+        let tracer = Tracer::new().root_from_tracee();
+        for idle in [true, false] {
+            // `cat` is a child of the shell: the policy is inherited.
+            let cmd = Command::shell("cat /proc/self/stat").idle(idle);
+            let (code, out, t) = run_traced(&sb, &tracer, cmd, via);
+            assert_eq!(code, 0, "{via:?} {idle}");
+            let want = if idle {
+                libc::SCHED_IDLE
+            } else {
+                libc::SCHED_OTHER
+            } as u32;
+            assert_eq!(policy_of(&out), want, "{via:?} idle={idle}");
+            // The tracer hook still went in after the policy change.
+            has(&t, Path::new("/usr/bin/cat"), Kinds::EXEC);
+        }
+        // Untraced too.
+        let (mut r, w) = std::io::pipe().unwrap();
+        let cmd = Command::new(["cat", "/proc/self/stat"])
+            .idle(true)
+            .fd(1, w.into());
+        let code = match via {
+            Via::Spawn => sb.run(&cmd).unwrap(),
+            Via::Prestart => {
+                let mut c = sb.prestart().unwrap().exec(&cmd).unwrap();
+                c.wait().unwrap()
+            }
+        };
+        drop(cmd);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(code, 0);
+        assert_eq!(policy_of(&out), libc::SCHED_IDLE as u32, "{via:?} untraced");
+        sb.discard().unwrap();
+    }
+}
+
+/// A command that fails before `exec` (not found) is still traced (its PATH search), and one
+/// whose tracer cannot start is a setup error, not a silently untraced run.
+#[test]
+fn command_not_found_is_traced() {
+    if in_children("command_not_found_is_traced", b"") {
+        return;
+    }
+    let sb = Sandbox::create_temp(&Options::default()).unwrap();
+    let tracer = Tracer::new().root_from_tracee();
+    let cmd = Command::new([OsString::from("hs-no-such-command")])
+        .env(vec![("PATH".into(), "/usr/local/bin:/usr/bin".into())]);
+    let (code, _, t) = run_traced(&sb, &tracer, cmd, Via::Spawn);
+    assert_eq!(code, 127, "{}", dump(&t));
+    has(
+        &t,
+        Path::new("/usr/local/bin/hs-no-such-command"),
+        Kinds::MISSING,
+    );
+    has(&t, Path::new("/usr/bin/hs-no-such-command"), Kinds::MISSING);
+    sb.discard().unwrap();
+}
