@@ -120,7 +120,28 @@ pub struct Change {
 pub struct ChangeSet {
     /// The changes.
     pub changes: Vec<Change>,
+    /// Why committing these changes would not give what the command would have done live;
+    /// [`crate::Sandbox::commit`] refuses while there is any (sorted by path).
+    pub hazards: Vec<Hazard>,
 }
+
+/// A change the commit cannot reproduce faithfully.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hazard {
+    /// Live path.
+    pub path: PathBuf,
+    /// Why (a sentence fragment after the path).
+    pub reason: &'static str,
+}
+
+/// The hazard of a changed live file that has other hard links: overlayfs copied it up to a
+/// new inode, so its other names kept the old version in the sandbox and would keep it after
+/// the commit, where the live run changes every name. (Also raised, conservatively, when the
+/// name was replaced by another file, e.g. `sed -i`, which the live run does not propagate
+/// either: the upper layer cannot tell the two apart; a trace can — `write` or `set-meta`
+/// versus only `rename-to`.)
+pub(crate) const SPLIT_LINK: &str =
+    "has other hard links, which the sandbox's copy-up split off (they keep the old version)";
 
 fn escape(path: &Path) -> String {
     let mut s = String::new();
@@ -195,6 +216,14 @@ impl ChangeSet {
             }
             out.push('\n');
         }
+        for h in &self.hazards {
+            out.push_str(&format!(
+                "{:<12} {}: {}\n",
+                "hazard",
+                escape(&h.path),
+                h.reason
+            ));
+        }
         out
     }
 
@@ -222,7 +251,19 @@ impl ChangeSet {
                 v
             })
             .collect();
-        json!({ "changes": changes })
+        let hazards: Vec<Value> = self
+            .hazards
+            .iter()
+            .map(|h| {
+                let bytes = h.path.as_os_str().as_bytes();
+                let mut v = json!({"path": String::from_utf8_lossy(bytes), "reason": h.reason});
+                if std::str::from_utf8(bytes).is_err() {
+                    v["path_bytes"] = json!(bytes);
+                }
+                v
+            })
+            .collect();
+        json!({ "changes": changes, "hazards": hazards })
     }
 }
 
@@ -340,7 +381,18 @@ pub(crate) fn compare_leaf(
     }
 }
 
-fn walk(upper: &Path, live: &Path, out: &mut Vec<Change>) -> Result<(), Error> {
+/// Whether placing upper entry `um` over live entry `lm` (both non-directories) splits a live
+/// hard link: the live inode has other names, which would keep the old version.
+pub(crate) fn splits_link(um: &Metadata, lm: &Metadata) -> bool {
+    !um.is_dir() && !lm.is_dir() && lm.nlink() > 1 && um.ino() != lm.ino()
+}
+
+fn walk(
+    upper: &Path,
+    live: &Path,
+    out: &mut Vec<Change>,
+    hazards: &mut Vec<Hazard>,
+) -> Result<(), Error> {
     let rd = match std::fs::read_dir(upper) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -415,7 +467,7 @@ fn walk(upper: &Path, live: &Path, out: &mut Vec<Change>) -> Result<(), Error> {
                             bytes: 0,
                         });
                     }
-                    walk(&u, &l, out)?;
+                    walk(&u, &l, out, hazards)?;
                 }
             }
             (Some(lm), _) => {
@@ -435,9 +487,32 @@ fn walk(upper: &Path, live: &Path, out: &mut Vec<Change>) -> Result<(), Error> {
                         bytes,
                     });
                 } else if let Some(kind) = compare_leaf(&u, &um, &l, lm) {
+                    if splits_link(&um, lm) {
+                        hazards.push(Hazard {
+                            path: l.clone(),
+                            reason: SPLIT_LINK,
+                        });
+                    }
                     out.push(Change {
                         path: l,
                         kind,
+                        file_kind: uk,
+                        old_kind: None,
+                        entries: 0,
+                        bytes,
+                    });
+                } else if um.nlink() > 1 {
+                    // Same content and metadata, but now linked to other names in the upper
+                    // layer (`ln f f2`): the commit places it too, so the link count changes.
+                    if splits_link(&um, lm) {
+                        hazards.push(Hazard {
+                            path: l.clone(),
+                            reason: SPLIT_LINK,
+                        });
+                    }
+                    out.push(Change {
+                        path: l,
+                        kind: ChangeKind::MetadataOnly,
                         file_kind: uk,
                         old_kind: None,
                         entries: 0,
@@ -453,14 +528,21 @@ fn walk(upper: &Path, live: &Path, out: &mut Vec<Change>) -> Result<(), Error> {
 /// Collect the change set of `layers` against the live filesystem.
 pub(crate) fn collect(layers: &[Layer]) -> Result<ChangeSet, Error> {
     let mut changes = Vec::new();
+    let mut hazards = Vec::new();
     for l in layers {
-        walk(&l.upper, &l.target, &mut changes)?;
+        walk(&l.upper, &l.target, &mut changes, &mut hazards)?;
     }
+    hazards.sort_by(|a, b| {
+        a.path
+            .as_os_str()
+            .as_bytes()
+            .cmp(b.path.as_os_str().as_bytes())
+    });
     changes.sort_by(|a, b| {
         a.path
             .as_os_str()
             .as_bytes()
             .cmp(b.path.as_os_str().as_bytes())
     });
-    Ok(ChangeSet { changes })
+    Ok(ChangeSet { changes, hazards })
 }

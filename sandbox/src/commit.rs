@@ -23,7 +23,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::changes::{compare_leaf, is_opaque, is_whiteout};
+use crate::changes::{SPLIT_LINK, compare_leaf, is_opaque, is_whiteout, splits_link};
 use crate::error::Error;
 use crate::plan::Layer;
 use crate::sys;
@@ -168,10 +168,20 @@ fn copy_meta(src: &Path, dst: &Path, md: &Metadata) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Copy an upper entry (recursively) to `dst`, which must not exist.
-fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+/// Copies already made of upper inodes with several names: (dev, ino) → the first copy.
+type LinkMap = std::collections::HashMap<(u64, u64), PathBuf>;
+
+/// Copy an upper entry (recursively) to `dst`, which must not exist. An upper inode with
+/// several names (hard links) is copied once: its other names become hard links to that copy.
+fn copy_tree(src: &Path, dst: &Path, links: &mut LinkMap) -> std::io::Result<()> {
     let md = std::fs::symlink_metadata(src)?;
     let t = md.file_type();
+    if !t.is_dir() && md.nlink() > 1 {
+        if let Some(first) = links.get(&(md.dev(), md.ino())) {
+            return std::fs::hard_link(first, dst);
+        }
+        links.insert((md.dev(), md.ino()), dst.to_path_buf());
+    }
     if t.is_dir() {
         std::fs::create_dir(dst)?;
         for e in std::fs::read_dir(src)? {
@@ -179,7 +189,7 @@ fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
             let p = e.path();
             let m = std::fs::symlink_metadata(&p)?;
             if !is_whiteout(&p, &m) {
-                copy_tree(&p, &dst.join(e.file_name()))?;
+                copy_tree(&p, &dst.join(e.file_name()), links)?;
             }
         }
     } else if t.is_symlink() {
@@ -312,8 +322,17 @@ impl Planner<'_> {
             if !um.is_dir()
                 && let Some(lm) = &lm
                 && compare_leaf(&u, &um, &l, lm).is_none()
+                && um.nlink() <= 1
             {
-                continue; // copied up but unchanged
+                continue; // copied up but unchanged (and not linked to other upper names)
+            }
+            if let Some(lm) = &lm
+                && splits_link(&um, lm)
+            {
+                return Err(Error::Unfaithful {
+                    path: l,
+                    reason: SPLIT_LINK,
+                });
             }
             if trash.is_some() {
                 sanitize(&u, um.is_dir())?;
@@ -643,8 +662,9 @@ pub(crate) fn commit(dir: &Path, layers: &[Layer], check: bool) -> Result<Commit
             push_path(&mut prep, t);
         }
         write_durably(dir, JOURNAL_PREP, &prep)?;
+        let mut links = LinkMap::new();
         for (src, tmp, live) in std::mem::take(&mut p.copies) {
-            if let Err(e) = copy_tree(&src, &tmp) {
+            if let Err(e) = copy_tree(&src, &tmp, &mut links) {
                 for t in &p.temps {
                     let _ = remove_tree(t);
                 }

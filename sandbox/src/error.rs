@@ -72,6 +72,15 @@ pub enum Error {
         /// The live path.
         path: PathBuf,
     },
+    /// Committing would not give what the command would have done live (see
+    /// [`crate::Hazard`]); nothing was changed.
+    #[error("not committing: {} {reason}; the live filesystem was not changed (hint: run the command directly instead)", path.display())]
+    Unfaithful {
+        /// The live path.
+        path: PathBuf,
+        /// Why, e.g. "has other hard links, which the sandbox's copy-up split off".
+        reason: &'static str,
+    },
     /// An upper dir cannot live where it was placed.
     #[error("cannot keep sandbox changes in {}: {reason} (hint: put the sandbox directory on a real filesystem with -D, e.g. a volume or tmpfs)", path.display())]
     UnsupportedUpper {

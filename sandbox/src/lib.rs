@@ -44,7 +44,7 @@ mod plan;
 mod sandbox;
 mod sys;
 
-pub use crate::changes::{Change, ChangeKind, ChangeSet, FileKind};
+pub use crate::changes::{Change, ChangeKind, ChangeSet, FileKind, Hazard};
 pub use crate::commit::{CommitReport, recover, recover_all};
 pub use crate::error::Error;
 pub use crate::exec::{Child, Command, Ready};

@@ -8,115 +8,13 @@
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-use std::process::Command as Proc;
-use std::sync::OnceLock;
+use std::path::Path;
 
+mod common;
+
+use common::{in_children, work};
 use sandbox::{Command, Options, Sandbox};
 use trace::{Flags, Kinds, Trace, Tracer};
-
-const INNER: &str = "HS_SANDBOX_TRACED_INNER";
-const NOBODY: u32 = 65534;
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-/// This test binary, copied where anyone can run it.
-fn binary_for_anyone() -> PathBuf {
-    static COPY: OnceLock<PathBuf> = OnceLock::new();
-    COPY.get_or_init(|| {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("hs-sbx-traced-bin-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let bin = dir.join("traced");
-        std::fs::copy(std::env::current_exe().unwrap(), &bin).unwrap();
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-        bin
-    })
-    .clone()
-}
-
-/// Runs test `name` in a child copy of this binary with `stdin` as its standard input, as the
-/// current user and, when root, also as uid 65534. Returns false when called in that child
-/// (the caller then runs the case itself).
-fn in_children(name: &str, stdin: &[u8]) -> bool {
-    if std::env::var_os(INNER).is_some() {
-        return false;
-    }
-    let mut users = vec![false];
-    if is_root() {
-        users.push(true);
-    }
-    for unpriv in users {
-        let work = std::env::temp_dir().join(format!(
-            "hs-sbx-traced-{name}-{}-{}",
-            if unpriv { "u" } else { "r" },
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&work);
-        std::fs::create_dir_all(&work).unwrap();
-        let input = work.join("stdin");
-        std::fs::write(&input, stdin).unwrap();
-        if unpriv {
-            let st = Proc::new("chown")
-                .arg("-R")
-                .arg(format!("{NOBODY}:{NOBODY}"))
-                .arg(&work)
-                .status()
-                .unwrap();
-            assert!(st.success());
-        }
-        let mut c = if unpriv {
-            let mut c = Proc::new("setpriv");
-            c.args([
-                format!("--reuid={NOBODY}"),
-                format!("--regid={NOBODY}"),
-                "--clear-groups".into(),
-            ]);
-            c.arg(binary_for_anyone());
-            c
-        } else {
-            Proc::new(std::env::current_exe().unwrap())
-        };
-        let out = c
-            .args(["--exact", name, "--nocapture", "--test-threads=1"])
-            .env(INNER, &work)
-            .env("HOME", &work)
-            .current_dir(&work)
-            .stdin(std::fs::File::open(&input).unwrap())
-            .output()
-            .unwrap();
-        let text = format!(
-            "{name} ({}):\n--- stdout\n{}--- stderr\n{}",
-            if unpriv { "uid 65534" } else { "current user" },
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        eprintln!("{text}");
-        assert!(out.status.success(), "{text}");
-        // The child must really have run the case (a filter that matches nothing passes).
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("1 passed"),
-            "{text}"
-        );
-        let _ = Proc::new("rm").arg("-rf").arg(&work).status();
-    }
-    true
-}
-
-/// The child's work directory (writable by the user it runs as).
-fn work() -> PathBuf {
-    PathBuf::from(std::env::var_os(INNER).expect("run through in_children"))
-        .canonicalize()
-        .unwrap()
-}
 
 fn dump(t: &Trace) -> String {
     let mut s = String::new();
