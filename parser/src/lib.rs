@@ -38,7 +38,8 @@ pub use crate::vars::VarRefs;
 #[serde(transparent)]
 pub struct UnitId(pub u32);
 
-/// Identifies a `for` loop within one script: its index in [`Script::loops`].
+/// Identifies a loop (`for`, `while`, `until`, `for ((…))`) within one script: its index in
+/// [`Script::loops`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct LoopId(pub u32);
@@ -107,17 +108,32 @@ pub struct Unit {
     pub why_no_gate: Option<String>,
 }
 
-/// A `for` loop.
+/// What kind of loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoopKind {
+    /// `for var in words`
+    For,
+    /// `while`/`until`, and C-style `for ((…))`
+    While,
+}
+
+/// A loop.
 #[derive(Clone, Debug, Serialize)]
 pub struct Loop {
     /// Its id.
     pub id: LoopId,
-    /// The loop variable.
+    /// `for` or `while`.
+    pub kind: LoopKind,
+    /// The loop variable (`for` only).
     pub var: String,
-    /// The 1-based line of `for`.
+    /// The 1-based line of its keyword.
     pub line: usize,
     /// Whether the instrumented script reports its expanded word list (`__hs_loop ID WORDS…`).
     pub reported: bool,
+    /// Whether the instrumented script counts its iterations, so that gates inside it report
+    /// their iteration (`__hs_gate "UNIT:I,J"`, outermost counted loop first).
+    pub counted: bool,
 }
 
 /// `&&` or `||`.
@@ -195,6 +211,8 @@ pub enum Node {
     },
     /// `while`/`until cond; do body; done`, and C-style `for ((…))`.
     While {
+        /// The loop.
+        id: LoopId,
         /// `until` instead of `while`.
         until: bool,
         /// The condition.
@@ -261,7 +279,7 @@ pub enum Node {
 pub struct Script {
     /// Its units, in source order.
     pub units: Vec<Unit>,
-    /// Its `for` loops, in source order.
+    /// Its loops, in source order.
     pub loops: Vec<Loop>,
     /// Its structure.
     pub body: Node,

@@ -7,7 +7,7 @@ use brush_parser::{ParserOptions, Token};
 
 use crate::source::Source;
 use crate::vars::VarRefs;
-use crate::{Edit, Gate, Loop, LoopId, Node, Op, Redirect, Span, Unit, UnitId};
+use crate::{Edit, Gate, Loop, LoopId, LoopKind, Node, Op, Redirect, Span, Unit, UnitId};
 
 /// Builtins and keywords: a simple command named like this never runs an external program.
 const BUILTINS: &[&str] = &[
@@ -140,6 +140,11 @@ pub(crate) struct Walker<'s, 'b> {
     pub(crate) units: Vec<Unit>,
     pub(crate) loops: Vec<Loop>,
     pub(crate) edits: Vec<Edit>,
+    /// Counted loops around the current position, outermost first.
+    counting: Vec<LoopId>,
+    /// For each counted loop being walked: the counted `while` loops inside it, whose
+    /// counters restart at each of its iterations.
+    inner_whiles: Vec<Vec<LoopId>>,
 }
 
 impl<'s, 'b> Walker<'s, 'b> {
@@ -185,6 +190,8 @@ impl<'s, 'b> Walker<'s, 'b> {
             units: Vec::new(),
             loops: Vec::new(),
             edits: Vec::new(),
+            counting: Vec::new(),
+            inner_whiles: Vec::new(),
         }
     }
 
@@ -338,19 +345,28 @@ impl<'s, 'b> Walker<'s, 'b> {
                 name: "((".into(),
                 line: a.loc.start.line,
             },
-            C::ArithmeticForClause(f) => Node::While {
-                until: false,
-                cond: Box::new(Node::Builtin {
-                    assigns: [&f.initializer, &f.condition, &f.updater]
-                        .into_iter()
-                        .flatten()
-                        .flat_map(|e| arithmetic_assignments(&e.value))
-                        .collect(),
-                    name: "((".into(),
-                    line: f.loc.start.line,
-                }),
-                body: Box::new(self.list(&f.body.list, gates)),
-            },
+            C::ArithmeticForClause(f) => {
+                let id = self.new_loop(LoopKind::While, String::new(), f.loc.start.line);
+                // Iterations start at `do`: the arithmetic condition runs no unit.
+                let hook = gates
+                    .then(|| self.token_after(f.body.loc.start.index, "do"))
+                    .flatten();
+                let body = self.counted_loop(id, hook, |w| w.list(&f.body.list, gates));
+                Node::While {
+                    id,
+                    until: false,
+                    cond: Box::new(Node::Builtin {
+                        assigns: [&f.initializer, &f.condition, &f.updater]
+                            .into_iter()
+                            .flatten()
+                            .flat_map(|e| arithmetic_assignments(&e.value))
+                            .collect(),
+                        name: "((".into(),
+                        line: f.loc.start.line,
+                    }),
+                    body: Box::new(body),
+                }
+            }
             C::BraceGroup(g) => Node::Group {
                 body: Box::new(self.list(&g.list, gates)),
             },
@@ -358,20 +374,20 @@ impl<'s, 'b> Walker<'s, 'b> {
                 body: Box::new(self.list(&s.list, gates)),
             },
             C::ForClause(f) => {
-                let id = LoopId(self.loops.len() as u32);
-                self.loops.push(Loop {
-                    id,
-                    var: f.variable_name.clone(),
-                    line: f.loc.start.line,
-                    reported: false,
-                });
+                let id = self.new_loop(LoopKind::For, f.variable_name.clone(), f.loc.start.line);
                 if gates && statement && !background {
                     self.instrument_for(f, id);
                 }
+                // Counted only when `__hs_loop` (which restarts the count) reports the words.
+                let hook = self.loops[id.0 as usize]
+                    .reported
+                    .then(|| self.token_after(f.body.loc.start.index, "do"))
+                    .flatten();
+                let body = self.counted_loop(id, hook, |w| w.list(&f.body.list, gates));
                 Node::For {
                     id,
                     var: f.variable_name.clone(),
-                    body: Box::new(self.list(&f.body.list, gates)),
+                    body: Box::new(body),
                 }
             }
             C::CaseClause(c) => Node::Case {
@@ -405,16 +421,110 @@ impl<'s, 'b> Walker<'s, 'b> {
                     otherwise,
                 }
             }
-            C::WhileClause(w) | C::UntilClause(w) => Node::While {
-                until: matches!(cc, C::UntilClause(_)),
-                cond: Box::new(self.list(&w.0, gates)),
-                body: Box::new(self.list(&w.1.list, gates)),
-            },
+            C::WhileClause(w) | C::UntilClause(w) => {
+                let until = matches!(cc, C::UntilClause(_));
+                let id = self.new_loop(LoopKind::While, String::new(), w.2.start.line);
+                // Iterations start where the condition does, right after the keyword.
+                let keyword = if until { "until" } else { "while" };
+                let hook = gates
+                    .then(|| self.token_after(w.2.start.index, keyword))
+                    .flatten();
+                let (cond, body) = self.counted_loop(id, hook, |me| {
+                    (me.list(&w.0, gates), me.list(&w.1.list, gates))
+                });
+                Node::While {
+                    id,
+                    until,
+                    cond: Box::new(cond),
+                    body: Box::new(body),
+                }
+            }
             // A coprocess runs asynchronously with pipes to the shell: never gated inside.
             C::Coprocess(c) => Node::Opaque {
                 line: c.loc.start.line,
             },
         }
+    }
+
+    fn new_loop(&mut self, kind: LoopKind, var: String, line: usize) -> LoopId {
+        let id = LoopId(self.loops.len() as u32);
+        self.loops.push(Loop {
+            id,
+            kind,
+            var,
+            line,
+            reported: false,
+            counted: false,
+        });
+        id
+    }
+
+    /// Byte offset just past the first token `word` that ends after char index `from`.
+    fn token_after(&self, from: usize, word: &str) -> Option<usize> {
+        let i = self
+            .ordered
+            .iter()
+            .copied()
+            .find(|&i| self.toks[i].end > from)?;
+        (!self.toks[i].op && self.toks[i].text == word).then(|| self.src.byte(self.toks[i].end))
+    }
+
+    /// Walks a loop's parts; with `hook` (where each iteration starts), counts its iterations
+    /// there: `__hs_it ID[:INNER,…] "$?" "$_"` keeps `$?` and `$_`, and restarts the counters
+    /// of the `while` loops inside.
+    fn counted_loop<T>(
+        &mut self,
+        id: LoopId,
+        hook: Option<usize>,
+        walk: impl FnOnce(&mut Self) -> T,
+    ) -> T {
+        let Some(at) = hook else {
+            return walk(self);
+        };
+        self.loops[id.0 as usize].counted = true;
+        if self.loops[id.0 as usize].kind == LoopKind::While
+            && let Some(outer) = self.inner_whiles.last_mut()
+        {
+            outer.push(id);
+        }
+        self.counting.push(id);
+        self.inner_whiles.push(Vec::new());
+        let out = walk(self);
+        self.counting.pop();
+        let inner = self.inner_whiles.pop().unwrap_or_default();
+        let mut arg = id.0.to_string();
+        if !inner.is_empty() {
+            let ids: Vec<String> = inner.iter().map(|l| l.0.to_string()).collect();
+            arg = format!("{arg}:{}", ids.join(","));
+        }
+        self.edits.push(Edit {
+            loop_report: true,
+            ..Edit::insert(
+                at,
+                format!(" __hs_it {arg} \"$?\" \"$_\" && builtin : \"$_\";"),
+            )
+        });
+        out
+    }
+
+    /// The first argument of `__hs_loop`: like [`Walker::gate_arg`], with the iterations of
+    /// the counted loops around the loop.
+    fn loop_arg(&self, id: LoopId) -> String {
+        self.gate_arg(UnitId(id.0))
+    }
+
+    /// The first argument of a unit's gate: `N`, or `"N:${__hs_i[A]-},…"` inside counted loops
+    /// (`-`: without a server nothing counts, and `set -u` must not mind).
+    fn gate_arg(&self, id: UnitId) -> String {
+        if self.counting.is_empty() {
+            return id.0.to_string();
+        }
+        let iters: Vec<String> = self
+            .counting
+            .iter()
+            .map(|l| format!("${{__hs_i[{}]-}}", l.0))
+            .collect();
+        format!("\"{}:{}\"", id.0, iters.join(","))
     }
 
     fn kind(&self, s: &ast::SimpleCommand) -> Kind {
@@ -574,14 +684,16 @@ impl<'s, 'b> Walker<'s, 'b> {
             Gate::Wrap => {
                 self.edits.push(Edit::insert(
                     start,
-                    format!("if __hs_gate {}{} \"$_\"; then ", id.0, args),
+                    format!("if __hs_gate {}{} \"$_\"; then ", self.gate_arg(id), args),
                 ));
                 self.edits
                     .push(Edit::insert(end, "; else __hs_replay; fi".to_string()));
             }
-            Gate::Prefix => self
-                .edits
-                .push(Edit::insert(start, format!("__hs_note {} \"$_\"; ", id.0))),
+            Gate::Prefix => {
+                let arg = self.gate_arg(id);
+                self.edits
+                    .push(Edit::insert(start, format!("__hs_note {arg} \"$_\"; ")))
+            }
             Gate::None => {}
         }
         self.units.push(Unit {
@@ -729,7 +841,7 @@ impl<'s, 'b> Walker<'s, 'b> {
             return;
         }
         let prefix = match &f.values {
-            None => format!("__hs_loop {} \"$@\" \"$_\"; ", id.0),
+            None => format!("__hs_loop {} \"$@\" \"$_\"; ", self.loop_arg(id)),
             Some(words) if words.is_empty() => return,
             Some(words) => {
                 let (Some(a), Some(b)) = (
@@ -765,7 +877,7 @@ impl<'s, 'b> Walker<'s, 'b> {
                 });
                 format!(
                     "__hs_u=$_; {var}=({text}) || builtin :; __hs_loop {} \"${{{var}[@]}}\" \"$__hs_u\"; ",
-                    id.0
+                    self.loop_arg(id)
                 )
             }
         };

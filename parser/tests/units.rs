@@ -125,11 +125,11 @@ fn units_that_expand_status_are_not_gated() {
 fn for_loops_report_their_words() {
     assert_eq!(
         instrumented("for f in a \"b c\" *.txt; do wc $f; done\n"),
-        "__hs_u=$_; __hs_w0=(a \"b c\" *.txt) || builtin :; __hs_loop 0 \"${__hs_w0[@]}\" \"$__hs_u\"; for f in \"${__hs_w0[@]}\"; do if __hs_gate 0 \"$_\"; then wc $f; else __hs_replay; fi; done\n"
+        "__hs_u=$_; __hs_w0=(a \"b c\" *.txt) || builtin :; __hs_loop 0 \"${__hs_w0[@]}\" \"$__hs_u\"; for f in \"${__hs_w0[@]}\"; do __hs_it 0 \"$?\" \"$_\" && builtin : \"$_\"; if __hs_gate \"0:${__hs_i[0]-}\" \"$_\"; then wc $f; else __hs_replay; fi; done\n"
     );
     assert_eq!(
         instrumented("for a; do ls $a; done\n"),
-        "__hs_loop 0 \"$@\" \"$_\"; for a; do if __hs_gate 0 \"$_\"; then ls $a; else __hs_replay; fi; done\n"
+        "__hs_loop 0 \"$@\" \"$_\"; for a; do __hs_it 0 \"$?\" \"$_\" && builtin : \"$_\"; if __hs_gate \"0:${__hs_i[0]-}\" \"$_\"; then ls $a; else __hs_replay; fi; done\n"
     );
     assert_eq!(
         instrumented("f() { sort \"$1\"; }\n"),
@@ -140,14 +140,17 @@ fn for_loops_report_their_words() {
     let s = parser::parse(src.as_bytes()).unwrap();
     assert_eq!(
         String::from_utf8(parser::instrument_gates(src.as_bytes(), &s)).unwrap(),
-        "for f in a b; do if __hs_gate 0 \"$_\"; then wc $f; else __hs_replay; fi; done\n"
+        "for f in a b; do if __hs_gate \"0:${__hs_i[0]-}\" \"$_\"; then wc $f; else __hs_replay; fi; done\n"
     );
     // A failing substitution in the words must not trip `set -e` or an ERR trap.
     let script =
         "set -e\ntrap 'echo trapped' ERR\nfor x in $(false) a; do echo $x; done\necho end\n";
     let out = Command::new("bash")
         .arg("-c")
-        .arg(instrumented(script).replace("__hs_loop", ":"))
+        .arg(format!(
+            "__hs_it() {{ return \"$2\"; }}; {}",
+            instrumented(script).replace("__hs_loop", ":")
+        ))
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a\nend\n");
@@ -161,8 +164,8 @@ fn for_loops_report_their_words() {
 fn underscore_survives_gates_and_loop_prefixes() {
     let script = "true prev\nls / | cat >/dev/null\necho \"[$_]\"\ntrue again\n\
                   for x in a b; do echo \"<$_>\"; done\ntrue bg\nsleep 0 & wait\n";
-    let prelude =
-        "__hs_gate() { return 0; }; __hs_note() { return 0; }; __hs_loop() { return 0; }; ";
+    let prelude = "__hs_gate() { return 0; }; __hs_note() { return 0; }; __hs_loop() { return 0; }; \
+                   __hs_it() { return \"$2\"; }; ";
     let run = |s: &str| {
         Command::new("bash")
             .arg("-c")
@@ -325,4 +328,34 @@ fn assigned_variables_are_reported() {
     );
     assert_eq!(assigns("declare $name=1; eval x=1\n"), ["*", "*"]);
     assert_eq!(assigns("cd /tmp\n"), ["OLDPWD", "PWD"]);
+}
+
+/// Gates report the iteration of every counted loop around them; `__hs_it` keeps `$?` and
+/// `$_`, trips neither `set -e` nor an ERR trap, and restarts inner `while` counters.
+#[test]
+fn loop_iterations_are_counted() {
+    let script = "set -e\ntrap 'echo trapped' ERR\nfor a in x y; do\n  n=0\n  \
+                  while [ $n -lt 2 ]; do n=$((n+1)); cat /dev/null; done\n  \
+                  ls /dev/null >/dev/null\ndone\n\
+                  false || for b in 1; do echo \"st=$? us=$_\"; done\n";
+    let prelude = "__hs_gate() { echo \"gate $1\"; }; __hs_note() { return 0; }; \
+                   __hs_loop() { builtin unset \"__hs_i[${1%%:*}]\"; return 0; }; \
+                   __hs_it() { __hs_i[${1%%:*}]=$(( ${__hs_i[${1%%:*}]--1} + 1 )); \
+                   if [[ $1 == *:* ]]; then __hs_k=${1#*:}; while [[ -n $__hs_k ]]; do \
+                   builtin unset \"__hs_i[${__hs_k%%,*}]\"; \
+                   if [[ $__hs_k == *,* ]]; then __hs_k=${__hs_k#*,}; else __hs_k=; fi; done; fi; \
+                   return \"$2\"; }; ";
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("{prelude}{}", instrumented(script)))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "gate 0:0,0\ngate 0:0,1\ngate 1:0\ngate 0:1,0\ngate 0:1,1\ngate 1:1\nst=1 us=false\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plain = Command::new("bash").arg("-c").arg(script).output().unwrap();
+    assert!(String::from_utf8_lossy(&plain.stdout).ends_with("st=1 us=false\n"));
 }

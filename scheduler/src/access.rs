@@ -110,6 +110,9 @@ impl Flags {
     pub const ESCAPE: Flags = Flags(1 << 6);
     /// The trace is incomplete: accesses may be missing.
     pub const UNTRACED: Flags = Flags(1 << 7);
+    /// The engine cannot re-create what the unit observes in a sandbox (e.g. it expands `$$`
+    /// or writes to an inherited fd), or bash itself failed in it.
+    pub const UNSUPPORTED: Flags = Flags(1 << 8);
 
     /// Whether any flag is set.
     pub fn any(self) -> bool {

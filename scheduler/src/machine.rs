@@ -90,6 +90,12 @@ pub enum Event {
         /// Its exit status.
         exit: i32,
     },
+    /// The shell itself changed files between gates (builtins with redirections, a
+    /// committed unit's neighbours, background jobs), outside any unit it ran directly.
+    ShellActivity {
+        /// What it touched (only its changes matter).
+        trace: Trace,
+    },
     /// The shell exited: no more gates.
     ShellExited,
 }
@@ -440,6 +446,7 @@ impl Scheduler {
                 trace,
                 exit,
             } => self.direct_finished(instance, trace, exit),
+            Event::ShellActivity { trace } => self.shell_activity(trace),
             Event::ShellExited => self.shell_exited(),
         }
     }
@@ -706,8 +713,38 @@ impl Scheduler {
         self.refresh();
     }
 
+    /// Records changes the shell made outside units, as an effect of the last instance that
+    /// had one (or of a pseudo-instance before the first).
+    fn shell_activity(&mut self, trace: Trace) {
+        if trace.changes().next().is_none() && !trace.flags.contains(crate::Flags::UNTRACED) {
+            return;
+        }
+        let (x, node) = match self.last_effective {
+            Some(n) => (self.dag.graph()[n].instance.clone(), n),
+            None => {
+                let x = Instance::new(u32::MAX, &[]);
+                let n = self.dag.node(&x);
+                (x, n)
+            }
+        };
+        self.changes(&x, node, &trace);
+        self.refresh();
+    }
+
     /// Records a completed effect and drops the finished runs it invalidates.
     fn effect(&mut self, x: &Instance, node: NodeIndex, trace: &Trace, exit: i32) {
+        self.last_exit.insert(x.unit, exit);
+        self.last_effective = Some(node);
+        let r = self.dag.get_mut(node);
+        r.exit = Some(exit);
+        r.reads = trace.reads.len();
+        r.writes = trace.writes.len();
+        self.changes(x, node, trace);
+    }
+
+    /// The part of an effect shared with shell activity: index its changes and drop the runs
+    /// that observed them.
+    fn changes(&mut self, x: &Instance, node: NodeIndex, trace: &Trace) {
         self.seq += 1;
         for h in self.index.all_hazards(trace, 0) {
             self.dag.edge(
@@ -724,12 +761,6 @@ impl Scheduler {
         if trace.flags.contains(crate::Flags::UNTRACED) {
             self.untraced = self.seq;
         }
-        self.last_exit.insert(x.unit, exit);
-        self.last_effective = Some(node);
-        let r = self.dag.get_mut(node);
-        r.exit = Some(exit);
-        r.reads = trace.reads.len();
-        r.writes = trace.writes.len();
         // Only this effect is new to the finished runs: test its writes against each.
         let untraced = trace.flags.contains(crate::Flags::UNTRACED);
         let mut doomed: Vec<(RunId, Why)> = Vec::new();

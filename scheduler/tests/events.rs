@@ -334,3 +334,41 @@ fn set_window_pauses_and_resumes_speculation() {
     assert_eq!(started(&a).len(), 2);
     assert_eq!(d.s.config().window, 2);
 }
+
+#[test]
+fn shell_activity_between_gates_invalidates_what_read_it() {
+    // u0 ; echo x > /f (a builtin) ; u1 (reads /f)
+    let mut d = Driver::new(2, Node::Seq(vec![unit(0), Node::Builtin, unit(1)]));
+    let runs = started(&d.send(Event::Started { state: state() }));
+    assert_eq!(runs.len(), 2);
+    d.send(Event::RunFinished {
+        run: runs[0].0,
+        trace: Trace::default(),
+        exit: 0,
+    });
+    d.send(Event::RunFinished {
+        run: runs[1].0,
+        trace: Trace {
+            reads: vec![Access::new("/f", AccessKind::Read)],
+            ..Trace::default()
+        },
+        exit: 0,
+    });
+    assert_eq!(d.gate(0), vec![Action::Commit { run: runs[0].0 }]);
+    d.send(Event::CommitDone { run: runs[0].0 });
+    // Nothing the shell did touched /f: no change.
+    assert!(
+        d.send(Event::ShellActivity { trace: reads("/f") })
+            .is_empty()
+    );
+    // The builtin's redirection rewrote /f: u1's run saw the old content.
+    let a = d.send(Event::ShellActivity {
+        trace: writes("/f"),
+    });
+    assert!(a.contains(&Action::Discard { run: runs[1].0 }), "{a:?}");
+    let r = d.s.dag().record(&Instance::new(1, &[])).unwrap();
+    assert!(
+        matches!(r.runs[0].discarded, Some(Why::Conflict { .. })),
+        "{r:?}"
+    );
+}

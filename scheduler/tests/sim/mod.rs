@@ -892,6 +892,7 @@ fn short_event(e: &Event) -> String {
         Event::DirectRunFinished { instance, exit, .. } => {
             format!("direct done {instance} exit {exit}")
         }
+        Event::ShellActivity { trace } => format!("shell wrote {}", trace.writes.len()),
         Event::ShellExited => "exited".into(),
     }
 }
