@@ -28,6 +28,9 @@ pub enum ChangeKind {
     MetadataOnly,
     /// A directory removed and re-created: its old entries are gone (an opaque directory).
     Replaced,
+    /// A directory renamed (moved) from [`Change::from`]; changes inside it follow, under
+    /// the new name.
+    Renamed,
 }
 
 impl ChangeKind {
@@ -40,6 +43,7 @@ impl ChangeKind {
             ChangeKind::TypeChanged => "type-changed",
             ChangeKind::MetadataOnly => "metadata",
             ChangeKind::Replaced => "replaced",
+            ChangeKind::Renamed => "renamed",
         }
     }
 }
@@ -113,6 +117,8 @@ pub struct Change {
     pub entries: u64,
     /// Bytes of regular files (for a collapsed directory: below it).
     pub bytes: u64,
+    /// For [`ChangeKind::Renamed`]: the live path it was renamed from.
+    pub from: Option<PathBuf>,
 }
 
 /// All changes of a sandbox, sorted by path.
@@ -203,6 +209,9 @@ impl ChangeSet {
             if let Some(old) = c.old_kind {
                 out.push_str(&format!(" ({} -> {})", old.name(), c.file_kind.name()));
             }
+            if let Some(from) = &c.from {
+                out.push_str(&format!(" (from {})", escape(from)));
+            }
             if c.file_kind == FileKind::Dir
                 && matches!(
                     c.kind,
@@ -244,6 +253,13 @@ impl ChangeSet {
                 });
                 if let Some(old) = c.old_kind {
                     v["old_type"] = json!(old.name());
+                }
+                if let Some(from) = &c.from {
+                    let fb = from.as_os_str().as_bytes();
+                    v["from"] = json!(String::from_utf8_lossy(fb));
+                    if std::str::from_utf8(fb).is_err() {
+                        v["from_bytes"] = json!(fb);
+                    }
                 }
                 if std::str::from_utf8(bytes).is_err() {
                     v["path_bytes"] = json!(bytes);
@@ -294,6 +310,56 @@ pub(crate) fn is_opaque(path: &Path) -> bool {
     OPAQUE_XATTRS
         .iter()
         .any(|x| matches!(sys::lgetxattr(&c, x), Ok(Some(v)) if v.as_slice() == b"y"))
+}
+
+const REDIRECT_XATTRS: [&std::ffi::CStr; 2] =
+    [c"user.overlay.redirect", c"trusted.overlay.redirect"];
+
+/// The overlayfs `redirect` of an upper-dir directory renamed in the sandbox (`redirect_dir`):
+/// the path of the lower directory it came from, absolute from the layer root (`/a/b`) or a
+/// name in its parent's lower directory. `None` for an opaque directory (it hides its lower
+/// directory, so a redirect means nothing).
+pub(crate) fn redirect_of(path: &Path) -> Option<Vec<u8>> {
+    let c = cpath(path);
+    let r = REDIRECT_XATTRS
+        .iter()
+        .find_map(|x| sys::lgetxattr(&c, x).ok().flatten())?;
+    (!is_opaque(path)).then_some(r)
+}
+
+/// Whether `path` (a directory of an upper dir) was renamed in the sandbox.
+pub(crate) fn is_renamed_dir(path: &Path) -> bool {
+    redirect_of(path).is_some()
+}
+
+/// Every renamed directory below `upper` (see [`redirect_of`]), by path.
+pub(crate) fn renamed_dirs(
+    upper: &Path,
+) -> Result<std::collections::BTreeMap<PathBuf, Vec<u8>>, Error> {
+    fn walk(
+        dir: &Path,
+        out: &mut std::collections::BTreeMap<PathBuf, Vec<u8>>,
+    ) -> Result<(), Error> {
+        let rd = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("read", dir, e)),
+        };
+        for e in rd.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let p = e.path();
+            if let Some(r) = redirect_of(&p) {
+                out.insert(p.clone(), r);
+            }
+            walk(&p, out)?;
+        }
+        Ok(())
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(upper, &mut out)?;
+    Ok(out)
 }
 
 /// Count entries and regular-file bytes below `dir` (skipping whiteouts when `upper`).
@@ -387,151 +453,248 @@ pub(crate) fn splits_link(um: &Metadata, lm: &Metadata) -> bool {
     !um.is_dir() && !lm.is_dir() && lm.nlink() > 1 && um.ino() != lm.ino()
 }
 
-fn walk(
-    upper: &Path,
-    live: &Path,
-    out: &mut Vec<Change>,
-    hazards: &mut Vec<Hazard>,
-) -> Result<(), Error> {
-    let rd = match std::fs::read_dir(upper) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io("read", upper, e)),
-    };
-    for e in rd {
-        let e = e.map_err(|e| Error::io("read", upper, e))?;
-        let u = e.path();
-        let l = live.join(e.file_name());
-        let um = std::fs::symlink_metadata(&u).map_err(|e| Error::io("stat", &u, e))?;
-        let lm = std::fs::symlink_metadata(&l).ok();
-        let uk = FileKind::of(&um);
-        if is_whiteout(&u, &um) {
-            if let Some(lm) = lm {
-                let lk = FileKind::of(&lm);
-                let (entries, bytes) = if lk == FileKind::Dir {
-                    tree_stats(&l, false)
-                } else {
-                    (0, lm.len())
-                };
-                out.push(Change {
-                    path: l,
-                    kind: ChangeKind::Deleted,
-                    file_kind: lk,
-                    old_kind: None,
-                    entries,
-                    bytes,
-                });
-            }
-            continue;
-        }
-        let bytes = if um.is_file() { um.len() } else { 0 };
-        match (&lm, uk) {
-            (None, FileKind::Dir) => {
-                let (entries, bytes) = tree_stats(&u, true);
-                out.push(Change {
-                    path: l,
-                    kind: ChangeKind::Created,
-                    file_kind: uk,
-                    old_kind: None,
-                    entries,
-                    bytes,
-                });
-            }
-            (None, _) => out.push(Change {
-                path: l,
-                kind: ChangeKind::Created,
-                file_kind: uk,
-                old_kind: None,
-                entries: 0,
-                bytes,
-            }),
-            (Some(lm), FileKind::Dir) if lm.is_dir() => {
-                if is_opaque(&u) {
-                    let (entries, bytes) = tree_stats(&u, true);
-                    out.push(Change {
-                        path: l,
-                        kind: ChangeKind::Replaced,
-                        file_kind: uk,
-                        old_kind: None,
-                        entries,
-                        bytes,
-                    });
-                } else {
-                    if meta_differs(&um, lm, false) {
-                        out.push(Change {
-                            path: l.clone(),
-                            kind: ChangeKind::MetadataOnly,
-                            file_kind: uk,
-                            old_kind: None,
-                            entries: 0,
-                            bytes: 0,
-                        });
-                    }
-                    walk(&u, &l, out, hazards)?;
-                }
-            }
-            (Some(lm), _) => {
-                let lk = FileKind::of(lm);
-                if lk != uk {
-                    let (entries, bytes) = if uk == FileKind::Dir {
-                        tree_stats(&u, true)
-                    } else {
-                        (0, bytes)
-                    };
-                    out.push(Change {
-                        path: l,
-                        kind: ChangeKind::TypeChanged,
-                        file_kind: uk,
-                        old_kind: Some(lk),
-                        entries,
-                        bytes,
-                    });
-                } else if let Some(kind) = compare_leaf(&u, &um, &l, lm) {
-                    if splits_link(&um, lm) {
-                        hazards.push(Hazard {
-                            path: l.clone(),
-                            reason: SPLIT_LINK,
-                        });
-                    }
-                    out.push(Change {
-                        path: l,
-                        kind,
-                        file_kind: uk,
-                        old_kind: None,
-                        entries: 0,
-                        bytes,
-                    });
-                } else if um.nlink() > 1 {
-                    // Same content and metadata, but now linked to other names in the upper
-                    // layer (`ln f f2`): the commit places it too, so the link count changes.
-                    if splits_link(&um, lm) {
-                        hazards.push(Hazard {
-                            path: l.clone(),
-                            reason: SPLIT_LINK,
-                        });
-                    }
-                    out.push(Change {
-                        path: l,
-                        kind: ChangeKind::MetadataOnly,
-                        file_kind: uk,
-                        old_kind: None,
-                        entries: 0,
-                        bytes,
-                    });
-                }
-            }
-        }
+/// Walks upper dirs against the live filesystem (see [`collect`]).
+struct Collector {
+    out: Vec<Change>,
+    hazards: Vec<Hazard>,
+    /// Deletions, with the lower path they delete: a renamed directory's source is not
+    /// reported as deleted.
+    deleted: Vec<(PathBuf, Change)>,
+    /// Sources of renamed directories (lower paths).
+    sources: Vec<PathBuf>,
+    /// Renamed directories of the current layer not reached yet, by upper path.
+    redirects: std::collections::BTreeMap<PathBuf, Vec<u8>>,
+    /// Renamed directories handled: upper path → final live path.
+    handled: Vec<(PathBuf, PathBuf)>,
+    layer_root: PathBuf,
+}
+
+fn change(path: PathBuf, kind: ChangeKind, file_kind: FileKind) -> Change {
+    Change {
+        path,
+        kind,
+        file_kind,
+        old_kind: None,
+        entries: 0,
+        bytes: 0,
+        from: None,
     }
-    Ok(())
+}
+
+impl Collector {
+    /// `upper` overlays the lower directory `read`; its entries end up below `fin`.
+    fn walk(&mut self, upper: &Path, read: &Path, fin: &Path) -> Result<(), Error> {
+        let rd = match std::fs::read_dir(upper) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("read", upper, e)),
+        };
+        for e in rd {
+            let e = e.map_err(|e| Error::io("read", upper, e))?;
+            let u = e.path();
+            let r = read.join(e.file_name());
+            let l = fin.join(e.file_name());
+            let um = std::fs::symlink_metadata(&u).map_err(|e| Error::io("stat", &u, e))?;
+            let lm = std::fs::symlink_metadata(&r).ok();
+            let uk = FileKind::of(&um);
+            if is_whiteout(&u, &um) {
+                if let Some(lm) = lm {
+                    let lk = FileKind::of(&lm);
+                    let (entries, bytes) = if lk == FileKind::Dir {
+                        tree_stats(&r, false)
+                    } else {
+                        (0, lm.len())
+                    };
+                    let c = Change {
+                        entries,
+                        bytes,
+                        ..change(l, ChangeKind::Deleted, lk)
+                    };
+                    self.deleted.push((r, c));
+                }
+                continue;
+            }
+            if uk == FileKind::Dir
+                && let Some(redirect) = self.redirects.remove(&u)
+            {
+                self.renamed(&u, &redirect, Some(read), lm.as_ref().map(|m| (&r, m)), &l)?;
+                continue;
+            }
+            let bytes = if um.is_file() { um.len() } else { 0 };
+            match (&lm, uk) {
+                (None, FileKind::Dir) => {
+                    let (entries, bytes) = tree_stats(&u, true);
+                    self.out.push(Change {
+                        entries,
+                        bytes,
+                        ..change(l, ChangeKind::Created, uk)
+                    });
+                }
+                (None, _) => self.out.push(Change {
+                    bytes,
+                    ..change(l, ChangeKind::Created, uk)
+                }),
+                (Some(lm), FileKind::Dir) if lm.is_dir() => {
+                    if is_opaque(&u) {
+                        let (entries, bytes) = tree_stats(&u, true);
+                        self.out.push(Change {
+                            entries,
+                            bytes,
+                            ..change(l, ChangeKind::Replaced, uk)
+                        });
+                    } else {
+                        if meta_differs(&um, lm, false) {
+                            self.out
+                                .push(change(l.clone(), ChangeKind::MetadataOnly, uk));
+                        }
+                        self.walk(&u, &r, &l)?;
+                    }
+                }
+                (Some(lm), _) => {
+                    let lk = FileKind::of(lm);
+                    if lk != uk {
+                        let (entries, bytes) = if uk == FileKind::Dir {
+                            tree_stats(&u, true)
+                        } else {
+                            (0, bytes)
+                        };
+                        self.out.push(Change {
+                            old_kind: Some(lk),
+                            entries,
+                            bytes,
+                            ..change(l, ChangeKind::TypeChanged, uk)
+                        });
+                    } else if let Some(kind) = compare_leaf(&u, &um, &r, lm) {
+                        if splits_link(&um, lm) {
+                            self.hazards.push(Hazard {
+                                path: l.clone(),
+                                reason: SPLIT_LINK,
+                            });
+                        }
+                        self.out.push(Change {
+                            bytes,
+                            ..change(l, kind, uk)
+                        });
+                    } else if um.nlink() > 1 {
+                        // Same content and metadata, but now linked to other names in the upper
+                        // layer (`ln f f2`): the commit places it too, so the link count changes.
+                        if splits_link(&um, lm) {
+                            self.hazards.push(Hazard {
+                                path: l.clone(),
+                                reason: SPLIT_LINK,
+                            });
+                        }
+                        self.out.push(Change {
+                            bytes,
+                            ..change(l, ChangeKind::MetadataOnly, uk)
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A directory renamed in the sandbox, to `fin`, from the lower directory its redirect
+    /// names (relative to `parent_read`, or to the layer root); `replaced` is the live entry at
+    /// its new name, if any.
+    fn renamed(
+        &mut self,
+        u: &Path,
+        redirect: &[u8],
+        parent_read: Option<&Path>,
+        replaced: Option<(&PathBuf, &Metadata)>,
+        fin: &Path,
+    ) -> Result<(), Error> {
+        let src = match (redirect.strip_prefix(b"/"), parent_read) {
+            (Some(abs), _) => self.layer_root.join(std::ffi::OsStr::from_bytes(abs)),
+            (None, Some(parent)) => parent.join(std::ffi::OsStr::from_bytes(redirect)),
+            (None, None) => fin.to_path_buf(),
+        };
+        if let Some((r, lm)) = replaced
+            && *r != src
+        {
+            let lk = FileKind::of(lm);
+            let (entries, bytes) = if lk == FileKind::Dir {
+                tree_stats(r, false)
+            } else {
+                (0, lm.len())
+            };
+            self.deleted.push((
+                r.clone(),
+                Change {
+                    entries,
+                    bytes,
+                    ..change(fin.to_path_buf(), ChangeKind::Deleted, lk)
+                },
+            ));
+        }
+        if src != fin {
+            let (entries, bytes) = tree_stats(&src, false);
+            self.out.push(Change {
+                entries,
+                bytes,
+                from: Some(src.clone()),
+                ..change(fin.to_path_buf(), ChangeKind::Renamed, FileKind::Dir)
+            });
+        }
+        self.sources.push(src.clone());
+        self.handled.push((u.to_path_buf(), fin.to_path_buf()));
+        self.walk(u, &src, fin)
+    }
+
+    /// Renamed directories inside new trees (see the commit's planner).
+    fn leftovers(&mut self, upper_root: &Path) -> Result<(), Error> {
+        while let Some((u, redirect)) = self.redirects.pop_first() {
+            let fin = self
+                .handled
+                .iter()
+                .filter(|(h, _)| u.starts_with(h))
+                .max_by_key(|(h, _)| h.components().count())
+                .and_then(|(h, f)| u.strip_prefix(h).ok().map(|rest| f.join(rest)))
+                .or_else(|| {
+                    u.strip_prefix(upper_root)
+                        .ok()
+                        .map(|rest| self.layer_root.join(rest))
+                })
+                .unwrap_or_else(|| u.clone());
+            self.renamed(&u, &redirect, None, None, &fin)?;
+        }
+        Ok(())
+    }
 }
 
 /// Collect the change set of `layers` against the live filesystem.
 pub(crate) fn collect(layers: &[Layer]) -> Result<ChangeSet, Error> {
-    let mut changes = Vec::new();
-    let mut hazards = Vec::new();
+    let mut c = Collector {
+        out: Vec::new(),
+        hazards: Vec::new(),
+        deleted: Vec::new(),
+        sources: Vec::new(),
+        redirects: Default::default(),
+        handled: Vec::new(),
+        layer_root: PathBuf::new(),
+    };
     for l in layers {
-        walk(&l.upper, &l.target, &mut changes, &mut hazards)?;
+        c.layer_root = l.target.clone();
+        c.handled.clear();
+        c.redirects = renamed_dirs(&l.upper)?;
+        c.walk(&l.upper, &l.target, &l.target)?;
+        c.leftovers(&l.upper)?;
     }
+    let Collector {
+        out: mut changes,
+        mut hazards,
+        deleted,
+        sources,
+        ..
+    } = c;
+    changes.extend(
+        deleted
+            .into_iter()
+            .filter(|(read, _)| !sources.contains(read))
+            .map(|(_, c)| c),
+    );
     hazards.sort_by(|a, b| {
         a.path
             .as_os_str()

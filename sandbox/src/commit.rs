@@ -23,7 +23,9 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::changes::{SPLIT_LINK, compare_leaf, is_opaque, is_whiteout, splits_link};
+use crate::changes::{
+    SPLIT_LINK, compare_leaf, is_opaque, is_renamed_dir, is_whiteout, splits_link,
+};
 use crate::error::Error;
 use crate::plan::Layer;
 use crate::sys;
@@ -115,8 +117,13 @@ pub(crate) fn remove_tree(path: &Path) -> Result<(), Error> {
 }
 
 /// Strip overlay xattrs from `path` and, for a directory, everything below it; delete the
-/// whiteouts below it (they hide nothing once the tree moves as a whole).
-fn sanitize(path: &Path, is_dir: bool) -> Result<(), Error> {
+/// whiteouts below it (they hide nothing once the tree moves as a whole). Renamed directories
+/// below it (`renamed`) are left alone: they leave the tree before it moves.
+fn sanitize(
+    path: &Path,
+    is_dir: bool,
+    renamed: &std::collections::BTreeMap<PathBuf, Vec<u8>>,
+) -> Result<(), Error> {
     let c = cpath(path);
     for name in sys::llistxattr(&c).map_err(|e| commit_err("reading xattrs of", path, false, e))? {
         if is_overlay_xattr(&name) {
@@ -135,8 +142,8 @@ fn sanitize(path: &Path, is_dir: bool) -> Result<(), Error> {
             if is_whiteout(&p, &m) {
                 std::fs::remove_file(&p)
                     .map_err(|e| commit_err("removing whiteout", &p, false, e))?;
-            } else {
-                sanitize(&p, m.is_dir())?;
+            } else if !(m.is_dir() && renamed.contains_key(&p)) {
+                sanitize(&p, m.is_dir(), renamed)?;
             }
         }
     }
@@ -188,7 +195,8 @@ fn copy_tree(src: &Path, dst: &Path, links: &mut LinkMap) -> std::io::Result<()>
             let e = e?;
             let p = e.path();
             let m = std::fs::symlink_metadata(&p)?;
-            if !is_whiteout(&p, &m) {
+            // A renamed directory is committed on its own (merged with its live source).
+            if !(is_whiteout(&p, &m) || m.is_dir() && is_renamed_dir(&p)) {
                 copy_tree(&p, &dst.join(e.file_name()), links)?;
             }
         }
@@ -226,19 +234,69 @@ fn copy_tree(src: &Path, dst: &Path, links: &mut LinkMap) -> std::io::Result<()>
     copy_meta(src, dst, &md)
 }
 
+/// Where one directory level of the walk is: the upper dir (now, at planning, and when the
+/// operations run — a redirected directory's upper part is first moved to the trash), and the
+/// live directory it overlays (`read`: its lower directory now; `at`: where that directory is
+/// while deletions and placements run — a renamed directory waits in the trash; `fin`: where it
+/// ends up).
+#[derive(Clone, Debug)]
+struct Here {
+    upper: PathBuf,
+    upper_at: PathBuf,
+    read: PathBuf,
+    at: PathBuf,
+    fin: PathBuf,
+}
+
+impl Here {
+    fn same(upper: &Path, live: &Path) -> Here {
+        Here {
+            upper: upper.to_path_buf(),
+            upper_at: upper.to_path_buf(),
+            read: live.to_path_buf(),
+            at: live.to_path_buf(),
+            fin: live.to_path_buf(),
+        }
+    }
+
+    fn child(&self, name: &std::ffi::OsStr) -> Here {
+        Here {
+            upper: self.upper.join(name),
+            upper_at: self.upper_at.join(name),
+            read: self.read.join(name),
+            at: self.at.join(name),
+            fin: self.fin.join(name),
+        }
+    }
+}
+
 struct Planner<'a> {
     dir: &'a Path,
     id: String,
     n: u64,
+    /// Phase 0: upper parts of renamed directories out of the upper tree (into the trash).
+    shellouts: Vec<Op>,
+    /// Phase 1: the live sources of renamed directories out of the way (into the trash).
+    moveouts: Vec<Op>,
     deletes: Vec<Op>,
     places: Vec<Op>,
+    /// Phase 4: renamed directories, merged, into their final places.
+    moveins: Vec<Op>,
     metas: Vec<Op>,
     temps: Vec<PathBuf>,
-    copies: Vec<(PathBuf, PathBuf, PathBuf)>, // (upper src, temp, live)
+    /// (upper src, temp now, temp when placing, live when placing).
+    copies: Vec<(PathBuf, PathBuf, PathBuf, PathBuf)>,
     report: CommitReport,
     /// Conflict check: refuse to replace or delete a live entry changed (ctime) after this
     /// time, the start of the sandbox's first run (seconds, nanoseconds).
     since: Option<(i64, i64)>,
+    /// Redirected (renamed) upper directories of the current layer not yet handled, by upper
+    /// path: the `redirect` xattr (overlayfs `redirect_dir`).
+    redirects: std::collections::BTreeMap<PathBuf, Vec<u8>>,
+    /// Handled redirected directories: upper path → final live path.
+    handled: Vec<(PathBuf, PathBuf)>,
+    /// The current layer's live root.
+    layer_root: PathBuf,
 }
 
 impl Planner<'_> {
@@ -248,11 +306,49 @@ impl Planner<'_> {
         parent.join(format!(".hs-{what}-{}-{}", self.id, self.n))
     }
 
-    fn walk(&mut self, upper: &Path, live: &Path, trash: Option<&Path>) -> Result<(), Error> {
-        let rd = match std::fs::read_dir(upper) {
+    /// A temporary name for copies and deletions of the entry at `h`: next to it, or in the
+    /// layer root when `h` is inside a renamed directory (which moves, temporaries and all).
+    fn temp_for(&mut self, h: &Here, what: &str) -> PathBuf {
+        if h.at == h.read {
+            self.temp_next_to(&h.at, what)
+        } else {
+            self.n += 1;
+            self.layer_root
+                .join(format!(".hs-{what}-{}-{}", self.id, self.n))
+        }
+    }
+
+    /// A new entry (or a whole new tree) from the upper dir into `h.at`.
+    fn place(
+        &mut self,
+        h: &Here,
+        ino: u64,
+        is_dir: bool,
+        trash: Option<&Path>,
+    ) -> Result<(), Error> {
+        if trash.is_some() {
+            sanitize(&h.upper, is_dir, &self.redirects)?;
+            self.places.push(Op::Place {
+                live: h.at.clone(),
+                src: h.upper_at.clone(),
+                ino,
+            });
+            self.report.renamed += 1;
+        } else {
+            let tmp = self.temp_for(h, "new");
+            self.temps.push(tmp.clone());
+            self.copies
+                .push((h.upper.clone(), tmp.clone(), tmp, h.at.clone()));
+            self.report.copied += 1;
+        }
+        Ok(())
+    }
+
+    fn walk(&mut self, here: &Here, trash: Option<&Path>) -> Result<(), Error> {
+        let rd = match std::fs::read_dir(&here.upper) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(commit_err("reading", upper, false, e)),
+            Err(e) => return Err(commit_err("reading", &here.upper, false, e)),
         };
         use std::os::unix::fs::DirEntryExt;
         let mut entries: Vec<(OsString, Option<std::fs::FileType>, u64)> = rd
@@ -261,67 +357,52 @@ impl Planner<'_> {
             .collect();
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, ft, ino) in entries {
-            let u = upper.join(&name);
-            let l = live.join(&name);
-            let lm = std::fs::symlink_metadata(&l).ok();
+            let h = here.child(&name);
+            let lm = std::fs::symlink_metadata(&h.read).ok();
             if let (Some(m), Some(since)) = (&lm, self.since)
                 && (m.ctime(), m.ctime_nsec()) > since
                 && !m.is_dir()
             {
-                return Err(Error::Conflict { path: l });
+                return Err(Error::Conflict { path: h.read });
             }
             // Fast path (most entries of a big commit): a new non-directory needs no stat;
             // the type and inode number come from readdir. Whiteouts are character devices.
             if lm.is_none() && ft.is_some_and(|t| !t.is_dir() && !t.is_char_device()) {
-                if trash.is_some() {
-                    sanitize(&u, false)?;
-                    self.places.push(Op::Place {
-                        live: l,
-                        src: u,
-                        ino,
-                    });
-                    self.report.renamed += 1;
-                } else {
-                    let tmp = self.temp_next_to(&l, "new");
-                    self.temps.push(tmp.clone());
-                    self.copies.push((u, tmp, l));
-                    self.report.copied += 1;
-                }
+                self.place(&h, ino, false, trash)?;
                 continue;
             }
-            let um =
-                std::fs::symlink_metadata(&u).map_err(|e| commit_err("reading", &u, false, e))?;
-            if is_whiteout(&u, &um) {
+            let um = std::fs::symlink_metadata(&h.upper)
+                .map_err(|e| commit_err("reading", &h.upper, false, e))?;
+            if is_whiteout(&h.upper, &um) {
                 if let Some(lm) = lm {
                     self.n += 1;
                     let t = match trash {
                         Some(t) => t.join(self.n.to_string()),
-                        None => self.temp_next_to(&l, "trash"),
+                        None => self.temp_for(&h, "trash"),
                     };
                     self.deletes.push(Op::Delete {
-                        live: l,
+                        live: h.at,
                         trash: t,
                         ino: lm.ino(),
                     });
                 }
                 continue;
             }
+            if um.is_dir()
+                && let Some(redirect) = self.redirects.remove(&h.upper)
+            {
+                self.renamed_dir(&h, &um, &redirect, lm.as_ref(), Some(&here.read), trash)?;
+                continue;
+            }
             let both_dirs = um.is_dir() && lm.as_ref().is_some_and(Metadata::is_dir);
-            if both_dirs && !is_opaque(&u) {
-                self.walk(&u, &l, trash)?;
-                self.metas.push(Op::Meta {
-                    live: l,
-                    mode: um.mode() & 0o7777,
-                    uid: um.uid(),
-                    gid: um.gid(),
-                    atime: (um.atime(), um.atime_nsec()),
-                    mtime: (um.mtime(), um.mtime_nsec()),
-                });
+            if both_dirs && !is_opaque(&h.upper) {
+                self.walk(&h, trash)?;
+                self.metas.push(meta_op(&h.fin, &um));
                 continue;
             }
             if !um.is_dir()
                 && let Some(lm) = &lm
-                && compare_leaf(&u, &um, &l, lm).is_none()
+                && compare_leaf(&h.upper, &um, &h.read, lm).is_none()
                 && um.nlink() <= 1
             {
                 continue; // copied up but unchanged (and not linked to other upper names)
@@ -330,26 +411,149 @@ impl Planner<'_> {
                 && splits_link(&um, lm)
             {
                 return Err(Error::Unfaithful {
-                    path: l,
+                    path: h.read,
                     reason: SPLIT_LINK,
                 });
             }
-            if trash.is_some() {
-                sanitize(&u, um.is_dir())?;
-                self.places.push(Op::Place {
-                    live: l,
-                    src: u,
-                    ino: um.ino(),
-                });
-                self.report.renamed += 1;
-            } else {
-                let tmp = self.temp_next_to(&l, "new");
-                self.temps.push(tmp.clone());
-                self.copies.push((u, tmp, l));
-                self.report.copied += 1;
-            }
+            self.place(&h, um.ino(), um.is_dir(), trash)?;
         }
         Ok(())
+    }
+
+    /// A directory renamed in the sandbox (overlayfs `redirect_dir`): its upper part holds only
+    /// what changed inside; the rest is the live directory it was renamed from. The live
+    /// source moves to the trash (phase 1), the upper part is applied to it there, and it moves
+    /// to its final place (phase 4). `parent_read` is the lower directory of the upper dir's
+    /// parent (`None` inside a new tree, where only absolute redirects can occur); `lm` the
+    /// live entry the renamed directory replaces, if any.
+    fn renamed_dir(
+        &mut self,
+        h: &Here,
+        um: &Metadata,
+        redirect: &[u8],
+        lm: Option<&Metadata>,
+        parent_read: Option<&Path>,
+        trash: Option<&Path>,
+    ) -> Result<(), Error> {
+        let src = match (redirect.strip_prefix(b"/"), parent_read) {
+            (Some(abs), _) => self.layer_root.join(std::ffi::OsStr::from_bytes(abs)),
+            (None, Some(parent)) if !redirect.contains(&b'/') => {
+                parent.join(std::ffi::OsStr::from_bytes(redirect))
+            }
+            _ => {
+                return Err(Error::Unfaithful {
+                    path: h.fin.clone(),
+                    reason: "is a renamed directory whose origin cannot be found (relative overlayfs redirect inside a new directory)",
+                });
+            }
+        };
+        let sm = match std::fs::symlink_metadata(&src) {
+            Ok(m) if m.is_dir() => m,
+            // The directory it was renamed from changed in the live filesystem meanwhile.
+            _ => return Err(Error::Conflict { path: src }),
+        };
+        self.n += 1;
+        let k = self.n;
+        let t = match trash {
+            Some(t) => t.join(format!("r{k}")),
+            None => self
+                .layer_root
+                .join(format!(".hs-redirect-{}-{k}", self.id)),
+        };
+        // What the renamed directory replaces at its new name goes (unless that is its own
+        // source: renamed there and back).
+        if let Some(lm) = lm
+            && h.read != src
+        {
+            self.n += 1;
+            let del = match trash {
+                Some(tr) => tr.join(self.n.to_string()),
+                None => self.temp_for(h, "trash"),
+            };
+            self.deletes.push(Op::Delete {
+                live: h.at.clone(),
+                trash: del,
+                ino: lm.ino(),
+            });
+        }
+        // With renames, the upper part leaves the upper tree first, so that a new tree around
+        // it moves without it.
+        let upper_at = match trash {
+            Some(tr) => {
+                let stage = tr.join(format!("s{k}"));
+                self.shellouts.push(Op::Delete {
+                    live: h.upper_at.clone(),
+                    trash: stage.clone(),
+                    ino: um.ino(),
+                });
+                stage
+            }
+            None => h.upper.clone(),
+        };
+        self.moveouts.push(Op::Delete {
+            live: src.clone(),
+            trash: t.clone(),
+            ino: sm.ino(),
+        });
+        self.moveins.push(Op::Place {
+            live: h.fin.clone(),
+            src: t.clone(),
+            ino: sm.ino(),
+        });
+        self.handled.push((h.upper.clone(), h.fin.clone()));
+        self.report.renamed += 1;
+        let inner = Here {
+            upper: h.upper.clone(),
+            upper_at,
+            read: src.clone(),
+            at: t,
+            fin: h.fin.clone(),
+        };
+        self.walk(&inner, trash)?;
+        self.metas.push(meta_op(&h.fin, um));
+        Ok(())
+    }
+
+    /// Renamed directories the walk did not reach: inside new (or replaced) trees, which move
+    /// as a whole. Their final place is below the nearest handled ancestor, or the layer root.
+    fn leftover_redirects(&mut self, upper_root: &Path, trash: Option<&Path>) -> Result<(), Error> {
+        while let Some((upper, redirect)) = self.redirects.pop_first() {
+            let um = std::fs::symlink_metadata(&upper)
+                .map_err(|e| commit_err("reading", &upper, false, e))?;
+            let fin = self
+                .handled
+                .iter()
+                .filter(|(u, _)| upper.starts_with(u))
+                .max_by_key(|(u, _)| u.components().count())
+                .and_then(|(u, f)| upper.strip_prefix(u).ok().map(|rest| f.join(rest)))
+                .or_else(|| {
+                    upper
+                        .strip_prefix(upper_root)
+                        .ok()
+                        .map(|rest| self.layer_root.join(rest))
+                })
+                .unwrap_or_else(|| upper.clone());
+            let h = Here {
+                upper: upper.clone(),
+                upper_at: upper.clone(),
+                read: fin.clone(),
+                at: fin.clone(),
+                fin,
+            };
+            self.renamed_dir(&h, &um, &redirect, None, None, trash)?;
+        }
+        Ok(())
+    }
+}
+
+fn meta_op(live: &Path, um: &Metadata) -> Op {
+    Op::Meta {
+        live: live.to_path_buf(),
+        mode: um.mode() & 0o7777,
+        uid: um.uid(),
+        gid: um.gid(),
+        atime: (um.atime(), um.atime_nsec()),
+        mtime: (um.mtime(), um.mtime_nsec()),
     }
 }
 
@@ -550,8 +754,13 @@ fn finish(dir: &Path, layers: &[Layer], ops: &[Op]) -> Result<(), Error> {
     for op in ops {
         match op {
             Op::Delete { trash, .. } => remove_tree(trash)?,
-            Op::Place { live, src, .. }
-                if !src.starts_with(dir) && src.parent() == live.parent() =>
+            // Copies' temporaries (next to their live path, or in the layer root) and renamed
+            // directories' temporary names: empty, or the old version a placement exchanged.
+            Op::Place { src, .. }
+                if !src.starts_with(dir)
+                    && src
+                        .file_name()
+                        .is_some_and(|n| n.as_bytes().starts_with(b".hs-")) =>
             {
                 remove_tree(src)?
             }
@@ -598,12 +807,18 @@ pub(crate) fn commit(dir: &Path, layers: &[Layer], check: bool) -> Result<Commit
         dir,
         id: format!("{}-{}", std::process::id(), now.as_nanos()),
         n: 0,
+        shellouts: Vec::new(),
+        moveouts: Vec::new(),
         deletes: Vec::new(),
         places: Vec::new(),
+        moveins: Vec::new(),
         metas: Vec::new(),
         temps: Vec::new(),
         copies: Vec::new(),
         report: CommitReport::default(),
+        redirects: Default::default(),
+        handled: Vec::new(),
+        layer_root: PathBuf::new(),
         since: if check {
             std::fs::metadata(dir.join(STARTED))
                 .ok()
@@ -613,6 +828,8 @@ pub(crate) fn commit(dir: &Path, layers: &[Layer], check: bool) -> Result<Commit
         },
     };
     let _ = p.dir;
+    // Only overlays with trusted xattrs and `redirect_dir=on` (root) rename directories.
+    let renames = dir.join(crate::sandbox::TRUSTED_MARKER).exists();
     for l in layers {
         let same_fs = match (std::fs::metadata(&l.upper), std::fs::metadata(&l.target)) {
             (Ok(a), Ok(b)) => a.dev() == b.dev(),
@@ -622,28 +839,37 @@ pub(crate) fn commit(dir: &Path, layers: &[Layer], check: bool) -> Result<Commit
         if same_fs && let Some(t) = &trash {
             std::fs::create_dir_all(t).map_err(|e| commit_err("creating", t, false, e))?;
         }
-        p.walk(
-            &l.upper,
-            &l.target,
-            if same_fs { trash.as_deref() } else { None },
-        )?;
+        let trash = if same_fs { trash.as_deref() } else { None };
+        p.layer_root = l.target.clone();
+        p.handled.clear();
+        p.redirects = if renames {
+            crate::changes::renamed_dirs(&l.upper)?
+        } else {
+            Default::default()
+        };
+        p.walk(&Here::same(&l.upper, &l.target), trash)?;
+        p.leftover_redirects(&l.upper, trash)?;
     }
 
     // Preflight: every directory the commit changes must be writable by the caller, so that
     // a permission problem aborts here rather than half-way through applying.
+    // (Directories the commit itself creates — new trees, renamed directories waiting in the
+    // trash — do not exist yet; their own parents are checked.)
     let mut parents: Vec<&Path> = p
-        .deletes
+        .moveouts
         .iter()
+        .chain(&p.deletes)
         .chain(&p.places)
+        .chain(&p.moveins)
         .filter_map(|op| match op {
             Op::Delete { live, .. } | Op::Place { live, .. } => live.parent(),
             Op::Meta { .. } => None,
         })
-        .chain(p.copies.iter().filter_map(|(_, _, live)| live.parent()))
+        .chain(p.copies.iter().filter_map(|(_, _, _, live)| live.parent()))
         .collect();
     parents.sort();
     parents.dedup();
-    for parent in parents {
+    for parent in parents.into_iter().filter(|p| p.exists()) {
         if let Err(e) = nix::unistd::access(parent, nix::unistd::AccessFlags::W_OK) {
             return Err(commit_err("checking write permission on", parent, false, e));
         }
@@ -663,7 +889,7 @@ pub(crate) fn commit(dir: &Path, layers: &[Layer], check: bool) -> Result<Commit
         }
         write_durably(dir, JOURNAL_PREP, &prep)?;
         let mut links = LinkMap::new();
-        for (src, tmp, live) in std::mem::take(&mut p.copies) {
+        for (src, tmp, tmp_at, live) in std::mem::take(&mut p.copies) {
             if let Err(e) = copy_tree(&src, &tmp, &mut links) {
                 for t in &p.temps {
                     let _ = remove_tree(t);
@@ -683,20 +909,29 @@ pub(crate) fn commit(dir: &Path, layers: &[Layer], check: bool) -> Result<Commit
             let ino = ino_of(&tmp).unwrap_or(0);
             p.places.push(Op::Place {
                 live,
-                src: tmp,
+                src: tmp_at,
                 ino,
             });
         }
     }
 
-    // Deletions deepest-first, placements parents-first, directory metadata deepest-first.
+    // Renamed directories' upper parts out of the upper tree and their live sources out of the
+    // way (deepest first, so that every path is still valid when its turn comes), deletions
+    // deepest-first, placements parents-first, renamed directories into their final places
+    // (parents first), directory metadata deepest-first.
     let depth = |op: &Op| match op {
-        Op::Delete { live, .. } => live.components().count(),
-        _ => 0,
+        Op::Delete { live, .. } | Op::Place { live, .. } | Op::Meta { live, .. } => {
+            live.components().count()
+        }
     };
+    p.shellouts.sort_by_key(|op| std::cmp::Reverse(depth(op)));
+    p.moveouts.sort_by_key(|op| std::cmp::Reverse(depth(op)));
     p.deletes.sort_by_key(|op| std::cmp::Reverse(depth(op)));
-    let mut ops = std::mem::take(&mut p.deletes);
-    p.report.deleted = ops.len() as u64;
+    p.moveins.sort_by_key(depth);
+    let mut ops = std::mem::take(&mut p.shellouts);
+    ops.append(&mut p.moveouts);
+    p.report.deleted = p.deletes.len() as u64;
+    ops.append(&mut p.deletes);
     p.places.sort_by(|a, b| match (a, b) {
         (Op::Place { live: x, .. }, Op::Place { live: y, .. }) => {
             x.as_os_str().as_bytes().cmp(y.as_os_str().as_bytes())
@@ -704,6 +939,7 @@ pub(crate) fn commit(dir: &Path, layers: &[Layer], check: bool) -> Result<Commit
         _ => std::cmp::Ordering::Equal,
     });
     ops.append(&mut p.places);
+    ops.append(&mut p.moveins);
     p.report.metadata = p.metas.len() as u64;
     ops.append(&mut p.metas);
 

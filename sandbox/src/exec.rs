@@ -220,6 +220,10 @@ enum Prep {
     Symlink(CString, CString),
     CreateFile(CString),
     ReadOnly(CString),
+    /// A step on a path of the live filesystem that may vanish between planning and running
+    /// (another process's transient mount): `ENOENT` skips it, as the live filesystem no longer
+    /// has anything there to show.
+    Optional(Box<Prep>),
     LoopbackUp,
     PivotRoot(CString),
     EnterUserNs,
@@ -241,11 +245,25 @@ fn c_os(s: &OsStr) -> CString {
     CString::new(s.as_bytes()).unwrap_or_default()
 }
 
-pub(crate) fn prepare(plan: &Plan) -> Result<Prepared, Error> {
+/// Convert `plan` for execution. `trusted_xattrs`: mount the overlays with overlayfs's
+/// `trusted.overlay.*` xattrs and `redirect_dir=on` (root in the initial user namespace only),
+/// so that a directory with lower content can be renamed in the sandbox as it can live;
+/// otherwise `userxattr`, where overlayfs refuses such renames with `EXDEV`.
+pub(crate) fn prepare(plan: &Plan, trusted_xattrs: bool) -> Result<Prepared, Error> {
     let mut steps = Vec::with_capacity(plan.steps.len());
     let mut privileged = false;
+    let new_root = plan.steps.iter().find_map(|s| match s {
+        Step::PivotRoot { new_root } => Some(new_root.clone()),
+        _ => None,
+    });
     for step in &plan.steps {
-        steps.push(match step {
+        let optional = match step {
+            Step::MountOverlay { target, .. }
+            | Step::BindRo { target, .. }
+            | Step::ReadOnly { target } => new_root.as_ref() != Some(target),
+            _ => false,
+        };
+        let prep = match step {
             Step::Unshare {
                 user,
                 mount,
@@ -300,7 +318,11 @@ pub(crate) fn prepare(plan: &Plan) -> Result<Prepared, Error> {
                 data.extend(ovl_escape(upper));
                 data.extend(b",workdir=");
                 data.extend(ovl_escape(work));
-                data.extend(b",userxattr,volatile");
+                data.extend(if trusted_xattrs {
+                    &b",redirect_dir=on,volatile"[..]
+                } else {
+                    &b",userxattr,volatile"[..]
+                });
                 Prep::Mount {
                     src: Some(c_os("overlay".as_ref())),
                     target: c(target)?,
@@ -359,6 +381,11 @@ pub(crate) fn prepare(plan: &Plan) -> Result<Prepared, Error> {
                 Prep::EnterUserNs
             }
             Step::Exec => Prep::Exec,
+        };
+        steps.push(if optional {
+            Prep::Optional(Box::new(prep))
+        } else {
+            prep
         });
     }
     Ok(Prepared { steps, privileged })
@@ -901,6 +928,16 @@ fn init(
             | Prep::ReadOnly(_)
             | Prep::LoopbackUp
             | Prep::PivotRoot(_) => run_fs_step(&mut LinuxSys, step),
+            Prep::Optional(inner) => match run_fs_step(&mut LinuxSys, inner) {
+                Err(Errno::ENOENT) => {
+                    if timing {
+                        let msg = format!("hs sandbox: step {i} skipped (path gone)\n");
+                        let _ = sys::write_all(2, msg.as_bytes());
+                    }
+                    Ok(())
+                }
+                r => r,
+            },
             Prep::EnterUserNs => (|| {
                 let (to_helper, from_helper) = hs.ok_or(Errno::EINVAL)?;
                 sys::unshare(libc::CLONE_NEWUSER)?;
@@ -1072,6 +1109,7 @@ fn run_fs_step(sys: &mut impl Sys, step: &Prep) -> Result<(), Errno> {
         Prep::ReadOnly(p) => sys.mount_setattr(p, false, sys::MOUNT_ATTR_RDONLY),
         Prep::LoopbackUp => sys.loopback_up(),
         Prep::PivotRoot(root) => sys.pivot_root(root),
+        Prep::Optional(inner) => run_fs_step(sys, inner),
         _ => Ok(()),
     }
 }
@@ -1240,7 +1278,7 @@ mod tests {
             b"1 0 8:1 / / rw - ext4 /dev/sda rw\n2 1 0:5 / /opt ro - squashfs x ro\n",
         );
         let plan = build(&input, &mounts).unwrap();
-        let prep = prepare(&plan).unwrap();
+        let prep = prepare(&plan, true).unwrap();
         let mut rec = Recorder::default();
         for step in &prep.steps {
             run_fs_step(&mut rec, step).unwrap();

@@ -38,6 +38,8 @@ pub struct Sandbox {
 }
 
 const META: &str = "sandbox.meta";
+/// Present when the sandbox's overlays use `trusted.overlay.*` xattrs (see [`Sandbox::create`]).
+pub(crate) const TRUSTED_MARKER: &str = "xattrs-trusted";
 const MAGIC: &[u8] = b"hs-sandbox 1\n";
 
 pub(crate) fn read_meta(dir: &Path) -> Result<Vec<Layer>, Error> {
@@ -183,6 +185,7 @@ impl Sandbox {
             Err(Error::NotASandbox { .. }) => Vec::new(),
             Err(e) => return Err(e),
         };
+        let reused = !existing.is_empty();
         let (uid, gid, _) = crate::sys::ids();
         let privileged = privileged();
         let writable_roots = if privileged {
@@ -228,7 +231,15 @@ impl Sandbox {
         }
         mkdir_p(&dir.join("root"))?;
         write_meta(&dir, &layers)?;
-        let prepared = exec::prepare(&plan)?;
+        // Root mounts its overlays with trusted xattrs and `redirect_dir=on` (directory renames
+        // as live). A sandbox whose layers were first used in `userxattr` mode (unprivileged,
+        // or an older hs) keeps that mode: overlayfs would not see its user.* markers.
+        let marker = dir.join(TRUSTED_MARKER);
+        let trusted = privileged && (!reused || marker.exists());
+        if trusted && !marker.exists() {
+            std::fs::write(&marker, b"").map_err(|e| Error::io("write", &marker, e))?;
+        }
+        let prepared = exec::prepare(&plan, trusted)?;
         Ok(Sandbox {
             dir,
             layers,

@@ -103,6 +103,8 @@ struct Scenario {
     setup: &'static str,
     script: &'static str,
     expect: Expect,
+    /// As root (overlayfs `redirect_dir`): the change set shows these renames (to, from).
+    renamed: &'static [(&'static str, &'static str)],
 }
 
 /// The cases every run checks. `$T` is the tree.
@@ -112,18 +114,21 @@ const SCENARIOS: &[Scenario] = &[
         setup: "mkdir -p a/sub && echo 1 > a/f && echo 2 > a/sub/g",
         script: "mv a b",
         expect: Expect::Same,
+        renamed: &[("b", "a")],
     },
     Scenario {
         name: "mv-dir-into-existing-dir",
         setup: "mkdir -p a/sub d && echo 1 > a/f && echo 2 > a/sub/g && echo 3 > d/x",
         script: "mv a d/",
         expect: Expect::Same,
+        renamed: &[("d/a", "a")],
     },
     Scenario {
         name: "mv-dir-into-new-dir",
         setup: "mkdir -p a/sub && echo 1 > a/f && echo 2 > a/sub/g",
         script: "mkdir -p n/m && mv a n/m/a2 && echo new > n/m/a2/added",
         expect: Expect::Same,
+        renamed: &[("n/m/a2", "a")],
     },
     Scenario {
         name: "mv-dir-then-change-inside",
@@ -131,54 +136,63 @@ const SCENARIOS: &[Scenario] = &[
         script: "mv a b && echo changed > b/f && rm b/g && mkdir b/new && echo n > b/new/x \
                  && chmod 700 b/sub",
         expect: Expect::Same,
+        renamed: &[],
     },
     Scenario {
         name: "nested-renames",
         setup: "mkdir -p a/sub/deep && echo 1 > a/f && echo 2 > a/sub/g && echo 3 > a/sub/deep/h",
         script: "mv a b && mv b/sub x && mv x/deep b/deep2 && echo 4 > x/g2",
         expect: Expect::Same,
+        renamed: &[("b", "a"), ("x", "a/sub"), ("b/deep2", "a/sub/deep")],
     },
     Scenario {
         name: "swap-two-dirs",
         setup: "mkdir a b && echo A > a/f && echo B > b/f",
         script: "mv a tmp && mv b a && mv tmp b",
         expect: Expect::Same,
+        renamed: &[("a", "b"), ("b", "a")],
     },
     Scenario {
         name: "rename-there-and-back",
         setup: "mkdir -p a/sub && echo 1 > a/f",
         script: "mv a b && echo 2 > b/g && mv b a",
         expect: Expect::Same,
+        renamed: &[],
     },
     Scenario {
         name: "replace-empty-dir",
         setup: "mkdir -p a e && echo 1 > a/f",
         script: "mv -T a e",
         expect: Expect::Same,
+        renamed: &[],
     },
     Scenario {
         name: "rename-dir-made-in-sandbox",
         setup: "true",
         script: "mkdir -p p/q && echo 1 > p/q/f && mv p r",
         expect: Expect::Same,
+        renamed: &[],
     },
     Scenario {
         name: "rename-then-recreate-source",
         setup: "mkdir a && echo 1 > a/f",
         script: "mv a b && mkdir a && echo 2 > a/g",
         expect: Expect::Same,
+        renamed: &[],
     },
     Scenario {
         name: "dir-with-hard-links-renamed",
         setup: "mkdir a && echo 1 > a/f && ln a/f a/f2",
         script: "mv a b && echo 2 > b/other",
         expect: Expect::Same,
+        renamed: &[],
     },
     Scenario {
         name: "link-to-live-file",
         setup: "echo 1 > f",
         script: "ln f f2 && mkdir d && ln f d/f3",
         expect: Expect::Same,
+        renamed: &[],
     },
     Scenario {
         name: "links-among-new-files",
@@ -186,24 +200,28 @@ const SCENARIOS: &[Scenario] = &[
         script: "echo n > new && ln new new2 && ln new d/new3 && mkdir e && echo m > e/x \
                  && ln e/x e/y",
         expect: Expect::Same,
+        renamed: &[],
     },
     Scenario {
         name: "delete-one-of-a-live-pair",
         setup: "echo 1 > h1 && ln h1 h2",
         script: "rm h1",
         expect: Expect::Same,
+        renamed: &[],
     },
     Scenario {
         name: "append-to-a-live-pair",
         setup: "echo 1 > h1 && ln h1 h2",
         script: "echo 2 >> h1",
         expect: Expect::Refused("h1"),
+        renamed: &[],
     },
     Scenario {
         name: "chmod-a-live-pair",
         setup: "echo 1 > h1 && ln h1 h2",
         script: "chmod 600 h2",
         expect: Expect::Refused("h2"),
+        renamed: &[],
     },
 ];
 
@@ -237,6 +255,24 @@ fn run_scenario(base: &Path, sb_base: &Path, s: &Scenario) {
         changes.to_text()
     );
     assert_eq!(code, direct_code, "{what}");
+    if std::env::var_os("HS_TEST_SHOW_CHANGES").is_some() {
+        eprintln!("{what}");
+    }
+    if common::is_root() {
+        let text = changes.to_text();
+        for (to, from) in s.renamed {
+            let line = format!(
+                "renamed      {}/ (from {})",
+                live.join(to).display(),
+                live.join(from).display()
+            );
+            assert!(text.contains(&line), "{line}\n{what}");
+            assert!(
+                !text.contains(&format!("deleted      {}/", live.join(from).display())),
+                "{what}"
+            );
+        }
+    }
     match s.expect {
         Expect::Same => {
             assert!(changes.hazards.is_empty(), "{what}");
@@ -297,5 +333,110 @@ fn commit_matches_direct_run_across_filesystems() {
     }
     let shm: PathBuf = format!("/dev/shm/hs-sbx-xfs-{}", std::process::id()).into();
     all_scenarios(&shm);
+    let _ = std::fs::remove_dir_all(&shm);
+}
+
+/// Not a test of its own: commits the sandbox named by `HS_SBX_COMMIT` (with whatever
+/// `HS_COMMIT_CRASH_AFTER` says) for [`recovery_after_a_crash_at_every_step`].
+#[test]
+fn commit_helper() {
+    if let Some(dir) = std::env::var_os("HS_SBX_COMMIT") {
+        Sandbox::open(Path::new(&dir)).unwrap().commit().unwrap();
+    }
+}
+
+/// A commit SIGKILLed after each of its operations in turn, then recovered: always the tree of
+/// the direct run. Renames (phases: upper parts out, live sources out, deletions, placements,
+/// renamed directories in, metadata) and hard links.
+fn crash_at_every_step(sb_base: &Path) {
+    let names = [
+        "nested-renames",
+        "swap-two-dirs",
+        "rename-there-and-back",
+        "mv-dir-into-new-dir",
+        "mv-dir-then-change-inside",
+        "links-among-new-files",
+    ];
+    let base = work().join("crash");
+    std::fs::create_dir_all(sb_base).unwrap();
+    for s in SCENARIOS.iter().filter(|s| names.contains(&s.name)) {
+        let mut n = 0;
+        loop {
+            let tag = format!("{}-{n}", s.name);
+            let live = base.join(format!("live-{tag}"));
+            let direct = base.join(format!("direct-{tag}"));
+            for t in [&live, &direct] {
+                std::fs::create_dir_all(t).unwrap();
+                assert_eq!(bash(t, s.setup), 0);
+            }
+            bash(&direct, s.script);
+            let sbdir = sb_base.join(&tag);
+            let sb = Sandbox::create(&sbdir, &Options::default()).unwrap();
+            let env: Vec<_> = std::env::vars_os()
+                .filter(|(k, _)| k != "T")
+                .chain([("T".into(), live.clone().into())])
+                .collect();
+            sb.run(&Command::new(["bash", "-c", s.script]).env(env).cwd(&live))
+                .unwrap();
+            drop(sb);
+            let out = Proc::new(std::env::current_exe().unwrap())
+                .args(["--exact", "commit_helper", "--test-threads=1"])
+                .env("HS_SBX_COMMIT", &sbdir)
+                .env("HS_COMMIT_CRASH_AFTER", n.to_string())
+                .env_remove(common::INNER)
+                .output()
+                .unwrap();
+            use std::os::unix::process::ExitStatusExt;
+            let crashed = out.status.signal() == Some(9);
+            assert!(
+                crashed || out.status.success(),
+                "{tag}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if crashed {
+                // (Any `hs` started meanwhile on this machine may have recovered it first:
+                // `hs try` recovers every interrupted commit of its user. Either way the
+                // journal must be gone and the tree right.)
+                sandbox::recover(&sbdir).unwrap();
+                assert!(!sbdir.join("journal").exists(), "{tag}");
+                assert!(sbdir.join("committed").exists(), "{tag}");
+            }
+            assert_eq!(snapshot(&live), snapshot(&direct), "{tag}: after recovery");
+            // Nothing of the commit's own is left in the live tree.
+            let leftovers = Proc::new("find")
+                .arg(&live)
+                .args(["-name", ".hs-*"])
+                .output()
+                .unwrap();
+            assert!(leftovers.stdout.is_empty(), "{tag}: {leftovers:?}");
+            if !crashed {
+                break;
+            }
+            n += 1;
+            assert!(n < 200, "{tag}: the commit never finished");
+        }
+        assert!(n >= 3, "{}: only {n} operations", s.name);
+    }
+}
+
+#[test]
+fn recovery_after_a_crash_at_every_step() {
+    if in_children_env("recovery_after_a_crash_at_every_step", b"", &[]) {
+        return;
+    }
+    crash_at_every_step(&work().join("crash-sandboxes"));
+}
+
+#[test]
+fn recovery_after_a_crash_at_every_step_across_filesystems() {
+    if in_children_env(
+        "recovery_after_a_crash_at_every_step_across_filesystems",
+        b"",
+        &[("HS_SANDBOX_UPPER_IN_DIR", "1")],
+    ) {
+        return;
+    }
+    let shm: PathBuf = format!("/dev/shm/hs-sbx-crash-{}", std::process::id()).into();
+    crash_at_every_step(&shm);
     let _ = std::fs::remove_dir_all(&shm);
 }
