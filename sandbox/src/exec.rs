@@ -1135,6 +1135,8 @@ fn command(spec: &ExecSpec, err: RawFd, index: usize) -> ! {
     if spec.restore_quit {
         sys::set_signal(libc::SIGQUIT, false);
     }
+    // As std::process::Command does: the Rust runtime ignores SIGPIPE, a command must not.
+    sys::set_signal(libc::SIGPIPE, false);
     sys::unblock_all_signals();
     if let Some(m) = spec.umask {
         sys::umask(m);
