@@ -230,3 +230,47 @@ fn command_not_found_is_traced() {
     has(&t, Path::new("/usr/bin/hs-no-such-command"), Kinds::MISSING);
     sb.discard().unwrap();
 }
+
+/// A directory rename the sandbox refuses (unprivileged overlayfs: `EXDEV`) and the program
+/// does not work around is flagged `refused`; `mv`'s copy fallback is not; as root (overlayfs
+/// `redirect_dir`) the rename works as it does live.
+#[test]
+fn refused_directory_renames_are_flagged() {
+    if in_children("refused_directory_renames_are_flagged", b"") {
+        return;
+    }
+    let work = work();
+    let root = common::is_root();
+    for via in [Via::Spawn, Via::Prestart] {
+        let dir = work.join(format!("ren-{via:?}"));
+        for d in ["a", "c"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+            std::fs::write(dir.join(d).join("f"), d).unwrap();
+        }
+        let sb = Sandbox::create_temp(&Options::default()).unwrap();
+        let tracer = Tracer::new().root_from_tracee();
+        let py = Command::new(["python3", "-c", "import os; os.rename('a', 'b')"]).cwd(&dir);
+        let (code, _, t) = run_traced(&sb, &tracer, py, via);
+        let what = format!("{via:?} python\n{}", dump(&t));
+        has(&t, &dir.join("a"), Kinds::RENAME_FROM);
+        if root {
+            assert_eq!(code, 0, "{what}");
+            assert!(!t.flags.contains(Flags::REFUSED), "{what}");
+        } else {
+            assert_ne!(code, 0, "{what}");
+            assert!(t.flags.contains(Flags::REFUSED), "{what}");
+        }
+        let mv = Command::new(["mv", "c", "d"]).cwd(&dir);
+        let (code, _, t) = run_traced(&sb, &tracer, mv, via);
+        let what = format!("{via:?} mv\n{}", dump(&t));
+        assert_eq!(code, 0, "{what}");
+        has(&t, &dir.join("c"), Kinds::RENAME_FROM);
+        assert!(!t.flags.contains(Flags::REFUSED), "{what}");
+        let changes = sb.changes().unwrap().to_text();
+        assert!(
+            changes.contains(&format!("{}/d", dir.display())),
+            "{changes}"
+        );
+        sb.discard().unwrap();
+    }
+}

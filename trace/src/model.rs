@@ -134,6 +134,12 @@ bitset! {
         DEVICE = 4, "device";
         /// The standard input hs itself received was read (with [`crate::Tracer::watch_stdin`]).
         STDIN = 5, "stdin";
+        /// The filesystem refused a call the live system would have allowed and the command
+        /// did not work around it: a `rename(2)` of a directory on overlayfs failed (`EXDEV`
+        /// for a directory with lower content when the overlay has no `redirect_dir`, as in an
+        /// unprivileged sandbox) and the command did not then create the target and delete
+        /// the source (`mv`'s copy fallback). The run may differ from the live one.
+        REFUSED = 6, "refused";
     }
 }
 

@@ -101,7 +101,25 @@ pub(crate) struct Supervisor {
     /// Pending notification count since the last flush into `trace` (stats).
     handled: u64,
     vanished: u64,
+    /// Renames of directories on overlayfs whose outcome is not known yet.
+    dir_renames: Vec<DirRename>,
+    /// Directory renames on overlayfs that failed: (source, target).
+    failed_renames: Vec<(Vec<u8>, Vec<u8>)>,
 }
+
+/// A rename of a directory on overlayfs, checked once its caller's call completed: if the
+/// source is still there, the rename failed (see [`Flags::REFUSED`]).
+#[derive(Debug)]
+struct DirRename {
+    tid: u32,
+    src: Vec<u8>,
+    dst: Vec<u8>,
+    dev: u64,
+    ino: u64,
+}
+
+/// `OVERLAYFS_SUPER_MAGIC`.
+const OVERLAYFS_MAGIC: i64 = 0x794c_7630;
 
 impl Supervisor {
     pub(crate) fn new(
@@ -124,6 +142,86 @@ impl Supervisor {
             scratch: vec![0; PATH_MAX],
             handled: 0,
             vanished: 0,
+            dir_renames: Vec::new(),
+            failed_renames: Vec::new(),
+        }
+    }
+
+    /// Settles the directory renames of thread `tid` (every one when `None`: the tree is gone).
+    fn check_dir_renames(&mut self, tid: Option<u32>) {
+        if self.dir_renames.is_empty() {
+            return;
+        }
+        let view = self.resolver.view.clone();
+        let mut failed = Vec::new();
+        self.dir_renames.retain(|r| {
+            if tid.is_some_and(|t| t != r.tid) {
+                return true;
+            }
+            if let Ok(st) = view.lstat(&r.src)
+                && st.st_dev == r.dev
+                && st.st_ino == r.ino
+            {
+                failed.push((r.src.clone(), r.dst.clone()));
+            }
+            false
+        });
+        self.failed_renames.extend(failed);
+    }
+
+    /// Before a rename runs: remember it if it moves a directory on overlayfs.
+    fn note_dir_rename(&mut self, tid: u32, records: &[(Vec<u8>, Kinds)]) {
+        let src = records.iter().find(|(_, k)| *k == Kinds::RENAME_FROM);
+        let dst = records.iter().find(|(_, k)| *k == Kinds::RENAME_TO);
+        let (Some((src, _)), Some((dst, _))) = (src, dst) else {
+            return; // an exchange, or a missing source
+        };
+        let Ok(fd) = self
+            .resolver
+            .view
+            .open(src, OFlag::O_PATH | OFlag::O_NOFOLLOW)
+        else {
+            return;
+        };
+        let Ok(st) = nix::sys::stat::fstat(fd.as_fd()) else {
+            return;
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+            return;
+        }
+        let on_overlay = nix::sys::statfs::fstatfs(fd.as_fd())
+            .is_ok_and(|fs| fs.filesystem_type().0 == OVERLAYFS_MAGIC);
+        if on_overlay {
+            self.dir_renames.push(DirRename {
+                tid,
+                src: src.clone(),
+                dst: dst.clone(),
+                dev: st.st_dev,
+                ino: st.st_ino,
+            });
+        }
+    }
+
+    /// At the end of the trace: flag failed directory renames the command did not work
+    /// around by creating the target and deleting the source itself.
+    fn flag_refused_renames(&mut self) {
+        self.check_dir_renames(None);
+        if self.failed_renames.is_empty() {
+            return;
+        }
+        let mut t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
+        for (src, dst) in std::mem::take(&mut self.failed_renames) {
+            let copied = t.get(&dst).is_some_and(|k| k.contains(Kinds::CREATE))
+                && t.get(&src).is_some_and(|k| k.contains(Kinds::DELETE));
+            if !copied {
+                t.flag(Flags::REFUSED, || {
+                    format!(
+                        "rename of directory {} to {} failed on overlayfs",
+                        String::from_utf8_lossy(&src),
+                        String::from_utf8_lossy(&dst)
+                    )
+                });
+            }
         }
     }
 
@@ -158,6 +256,7 @@ impl Supervisor {
                 Err(e) => return Err(e),
             }
         }
+        self.flag_refused_renames();
         let mut t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
         t.stats.notifications += self.handled;
         t.stats.vanished += self.vanished;
@@ -177,6 +276,7 @@ impl Supervisor {
         debug_assert_eq!(n.arch, crate::filter::ARCH, "the filter kills other ABIs");
         self.pending.clear();
         self.procs.seen(n.pid);
+        self.check_dir_renames(Some(n.pid));
         if self.unsettled.settle(n.pid) {
             // A namespace change has completed: drop what was learnt meanwhile.
             self.resolver.invalidate();
@@ -191,8 +291,15 @@ impl Supervisor {
             // Classify before the call changes the answer; record only if the reply proves the
             // notification was still valid.
             let records = self.resolve_all(n.pid);
+            if matches!(
+                n.nr,
+                libc::SYS_rename | libc::SYS_renameat | libc::SYS_renameat2
+            ) {
+                self.note_dir_rename(n.pid, &records);
+            }
             if !self.reply(n.id) {
                 self.vanished += 1;
+                self.dir_renames.retain(|r| r.tid != n.pid);
                 return;
             }
             records
