@@ -59,8 +59,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", help_heading = "Bash options")]
     pub shell: Option<PathBuf>,
 
-    /// Number of speculative runs at once [default: number of CPUs] (speculation is not wired
-    /// into the engine yet: today every unit runs at its turn, as with --no-speculate)
+    /// Number of speculative runs at once [default: number of CPUs]; 0 is --no-speculate
     #[arg(
         short = 'j',
         long = "jobs",
@@ -147,9 +146,21 @@ pub struct ServeArgs {
     #[arg(long)]
     pub main_pid: i32,
     /// Inherited fds: request pipe read end, request pipe write end, reply pipe read end,
-    /// reply pipe write end, then files bash opens through /proc (script, shim).
+    /// reply pipe write end, main pipe read end, main pipe write end.
     #[arg(long, value_delimiter = ',')]
     pub fds: Vec<i32>,
+    /// End mark of gate messages.
+    #[arg(long, default_value = "")]
+    pub token: String,
+    /// Speculation: a memfd holding the script's source.
+    #[arg(long)]
+    pub source_fd: Option<i32>,
+    /// Speculation: where to tell hs that the server is ready (then closed).
+    #[arg(long)]
+    pub ready_fd: Option<i32>,
+    /// Speculation: the script's `$0`.
+    #[arg(long)]
+    pub dollar0: Option<OsString>,
     /// Options of the run.
     #[command(flatten)]
     pub run: RunArgs,

@@ -46,35 +46,75 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if nix::unistd::getppid().as_raw() != args.main_pid {
         return Ok(ExitCode::SUCCESS);
     }
-    let [req_r, _req_w, _rep_r, rep_w, ..] = args.fds[..] else {
-        anyhow::bail!("__serve needs at least four fds");
+    let [req_r, _req_w, _rep_r, rep_w, main_r, _main_w] = args.fds[..] else {
+        anyhow::bail!("__serve needs six fds");
     };
-    let requests = File::open(format!("/proc/self/fd/{req_r}")).context("cannot open gate pipe")?;
-    let mut replies = OpenOptions::new()
+    let open = |fd: i32| File::open(format!("/proc/self/fd/{fd}")).context("cannot open gate pipe");
+    let requests = open(req_r)?;
+    let main = open(main_r)?;
+    let replies = OpenOptions::new()
         .write(true)
         .open(format!("/proc/self/fd/{rep_w}"))
         .context("cannot open gate reply pipe")?;
-    let wait = crate::run::gates_wait(&args.run);
+    if !args.run.no_speculate {
+        let pipes = crate::spec::Pipes {
+            requests,
+            main,
+            replies,
+        };
+        return crate::spec::serve(&args, pipes);
+    }
+    listen(&args, requests, main, replies)
+}
+
+/// Records gates and loops for `--report`/`--stats`; every gate runs its unit.
+fn listen(
+    args: &ServeArgs,
+    requests: File,
+    main: File,
+    mut replies: File,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    let (tx, rx) = crossbeam_channel::unbounded::<Option<Vec<u8>>>();
+    for f in [requests, main] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(f);
+            loop {
+                let mut line = Vec::new();
+                match r.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => {
+                        let _ = tx.send(None);
+                        return;
+                    }
+                    Ok(_) => {
+                        if tx.send(Some(line)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
     let mut events = Vec::new();
-    let mut line = Vec::new();
-    let mut requests = BufReader::new(requests);
-    loop {
-        line.clear();
-        if requests.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
+    let mut closed = 0;
+    while let Ok(msg) = rx.recv() {
+        let Some(line) = msg else {
+            closed += 1;
+            if closed == 2 {
+                break;
+            }
+            continue;
+        };
         let text = String::from_utf8_lossy(&line);
         let mut parts = text.trim_end_matches('\n').split(' ');
         let kind = parts.next().unwrap_or("");
-        let id: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let (id, _) = crate::spec::parse_id(parts.next().unwrap_or(""));
         let pid: i32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
         let at = started.elapsed().as_secs_f64();
         match kind {
             "g" => {
-                if wait && pid == args.main_pid {
-                    replies.write_all(b"r\n")?;
-                }
                 tracing::trace!(unit = id, pid, "gate");
                 events.push(Event {
                     kind: "gate",
@@ -100,14 +140,14 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
             "x" => {
                 // `x PID`: the pid is the second field.
-                finish(&args, &events, started)?;
+                finish(args, &events, started)?;
                 replies.write_all(b"d\n")?;
                 return Ok(ExitCode::SUCCESS);
             }
             _ => tracing::debug!("unknown gate message {text:?}"),
         }
     }
-    finish(&args, &events, started)?;
+    finish(args, &events, started)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -121,7 +161,7 @@ fn finish(args: &ServeArgs, events: &[Event], started: Instant) -> anyhow::Resul
     }
     if let Some(path) = &args.run.report {
         let report = serde_json::json!({
-            "speculation": !args.run.no_speculate && args.run.jobs != Some(0),
+            "speculation": false,
             "gates": gates,
             "events": events,
         });

@@ -3,10 +3,9 @@
 
 pub mod cli;
 mod gate;
-#[allow(dead_code)] // used once speculation is wired in (docs/engine.md)
 mod program;
 mod run;
-#[allow(dead_code)] // used once speculation is wired in (docs/engine.md)
+mod spec;
 mod state;
 mod trace_cmd;
 mod try_cmd;

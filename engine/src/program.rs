@@ -32,17 +32,18 @@ const OPAQUE: &[&str] = &[
 
 /// The scheduler's program for `script`.
 pub fn program(script: &Script) -> Program {
-    let mut next_loop = script.loops.len() as u32;
-    Program::new(node(script, &script.body, &mut next_loop))
+    Program::new(node(script, &script.body))
 }
 
-fn node(script: &Script, n: &P, next_loop: &mut u32) -> S {
-    if let P::While { .. } = n {
-        return while_node(script, n, next_loop);
-    }
-    let mut go = |n: &P| node(script, n, next_loop);
+/// Whether gates inside loop `id` report its iteration (else nothing inside is predicted).
+fn counted(script: &Script, id: parser::LoopId) -> bool {
+    script.loops.get(id.0 as usize).is_some_and(|l| l.counted)
+}
+
+fn node(script: &Script, n: &P) -> S {
+    let go = |n: &P| node(script, n);
     match n {
-        P::Seq { items } => S::Seq(items.iter().map(&mut go).collect()),
+        P::Seq { items } => S::Seq(items.iter().map(go).collect()),
         P::Unit { id } => {
             let u = &script.units[id.0 as usize];
             if u.gate != parser::Gate::Wrap {
@@ -101,13 +102,24 @@ fn node(script: &Script, n: &P, next_loop: &mut u32) -> S {
                 arms: arms.iter().map(|a| go(&a.body)).collect(),
             }
         }
+        P::For { id, .. } | P::While { id, .. } if !counted(script, *id) => S::Unknown,
         P::For { id, var, body } => S::For {
             id: LoopId(id.0),
             var: var.as_bytes().to_vec(),
             words: None,
             body: Box::new(go(body)),
         },
-        P::While { .. } => unreachable!("handled above"),
+        P::While {
+            id,
+            until,
+            cond,
+            body,
+        } => S::While {
+            id: LoopId(id.0),
+            until: *until,
+            cond: Box::new(go(cond)),
+            body: Box::new(go(body)),
+        },
         P::Function { name, body } => S::Function {
             name: name.as_bytes().to_vec(),
             body: Box::new(go(body)),
@@ -127,21 +139,6 @@ fn node(script: &Script, n: &P, next_loop: &mut u32) -> S {
                 assign(assigns)
             }
         }
-    }
-}
-
-/// `while`/`until` loops are numbered after the `for` loops.
-fn while_node(script: &Script, n: &P, next_loop: &mut u32) -> S {
-    let P::While { until, cond, body } = n else {
-        unreachable!("only called on while loops")
-    };
-    let id = LoopId(*next_loop);
-    *next_loop += 1;
-    S::While {
-        id,
-        until: *until,
-        cond: Box::new(node(script, cond, next_loop)),
-        body: Box::new(node(script, body, next_loop)),
     }
 }
 
@@ -170,7 +167,7 @@ mod tests {
     fn straight_line_script() {
         let s = parser::parse(b"x=1\ngrep $x f > o\ncd d\nsort o | uniq\nexit 0\n").unwrap();
         let p = program(&s);
-        let S::Seq(items) = node(&s, &s.body, &mut 0) else {
+        let S::Seq(items) = node(&s, &s.body) else {
             panic!("not a sequence")
         };
         assert!(matches!(&items[0], S::Assign { var, value: None } if var == b"x"));
@@ -185,7 +182,7 @@ mod tests {
     fn loops_get_distinct_ids() {
         let s =
             parser::parse(b"for f in a b; do wc $f; done\nwhile read l; do ls; done\n").unwrap();
-        let S::Seq(items) = node(&s, &s.body, &mut 1) else {
+        let S::Seq(items) = node(&s, &s.body) else {
             panic!("not a sequence")
         };
         assert!(matches!(&items[0], S::For { id: LoopId(0), .. }));

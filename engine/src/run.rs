@@ -35,6 +35,25 @@ enum Input {
     String { text: Vec<u8> },
 }
 
+/// How much of hs runs beside bash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// No server: every gate is a no-op function.
+    Alone,
+    /// A server records gates (`--report`, `--stats`) but never answers.
+    Listen,
+    /// A server speculates and answers the main shell's gates.
+    Speculate,
+}
+
+/// A parsed and instrumented script.
+struct Prepared {
+    text: Vec<u8>,
+    script: parser::Script,
+    source: Vec<u8>,
+    mode: Mode,
+}
+
 /// Runs the script described by `args`. Returns only if bash could not be started.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let shell = find_shell(args.shell.as_deref())?;
@@ -75,12 +94,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if !Path::new("/proc/self/fd").is_dir() {
         return plain("/proc is not mounted");
     }
-    let (input, rest) = if args.command {
+    let (input, prepared, rest) = if args.command {
         let Some(s) = args.args.first() else {
             return plain("-c without a command string");
         };
-        match prepare(s.as_bytes(), needs_server(&args)) {
-            Ok(text) if text.len() <= MAX_ARG => (Input::String { text }, &args.args[1..]),
+        match prepare(s.as_bytes(), &args) {
+            Ok(p) if p.text.len() <= MAX_ARG => {
+                (Input::String { text: Vec::new() }, p, &args.args[1..])
+            }
             Ok(_) => return plain("instrumented -c string too long for one argument"),
             Err(why) => return plain(&why),
         }
@@ -96,12 +117,28 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(b) => b,
             Err(e) => return plain(&format!("cannot read script: {e}")),
         };
-        match prepare(&bytes, needs_server(&args)) {
-            Ok(text) => (Input::Script { path, text }, &args.args[1..]),
+        match prepare(&bytes, &args) {
+            Ok(p) => (
+                Input::Script {
+                    path,
+                    text: Vec::new(),
+                },
+                p,
+                &args.args[1..],
+            ),
             Err(why) => return plain(&why),
         }
     };
-    match start(&shell, &flags, input, rest, &args) {
+    let dollar0: OsString = match &input {
+        Input::Script { path, .. } => path.clone(),
+        Input::String { .. } => args.args.get(1).cloned().unwrap_or_else(|| {
+            shell
+                .file_name()
+                .unwrap_or(OsStr::new("bash"))
+                .to_os_string()
+        }),
+    };
+    match start(&shell, &flags, input, prepared, &dollar0, rest, &args) {
         Ok(never) => match never {},
         Err(e) => {
             tracing::debug!("cannot start hs machinery ({e:#}); running plain bash");
@@ -112,15 +149,38 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// Parses and instruments a script; `Err(reason)` means: run it unchanged. Loops report
 /// their words only when a server listens.
-fn prepare(bytes: &[u8], listened: bool) -> Result<Vec<u8>, String> {
+fn prepare(bytes: &[u8], args: &RunArgs) -> Result<Prepared, String> {
     let script = parser::parse(bytes).map_err(|e| format!("parse failed: {e}"))?;
     if let Some(why) = &script.unsupported {
         return Err(why.clone());
     }
-    Ok(if listened {
-        parser::instrument(bytes, &script)
+    let mode = if gates_wait(args) {
+        match crate::spec::blocker(&script, bytes) {
+            None => Mode::Speculate,
+            Some(why) => {
+                tracing::debug!("no speculation: {why}");
+                if needs_server(args) {
+                    Mode::Listen
+                } else {
+                    Mode::Alone
+                }
+            }
+        }
+    } else if needs_server(args) {
+        Mode::Listen
     } else {
+        Mode::Alone
+    };
+    let text = if mode == Mode::Alone {
         parser::instrument_gates(bytes, &script)
+    } else {
+        parser::instrument(bytes, &script)
+    };
+    Ok(Prepared {
+        text,
+        script,
+        source: bytes.to_vec(),
+        mode,
     })
 }
 
@@ -128,28 +188,43 @@ fn prepare(bytes: &[u8], listened: bool) -> Result<Vec<u8>, String> {
 enum Never {}
 
 /// Starts the gate server and execs bash on the instrumented input.
+#[allow(clippy::too_many_arguments)]
 fn start(
     shell: &Path,
     flags: &[OsString],
     input: Input,
+    prepared: Prepared,
+    dollar0: &OsStr,
     rest: &[OsString],
     args: &RunArgs,
 ) -> anyhow::Result<Never> {
     let mut cmd = bash(shell);
     cmd.args(flags);
-    let prelude = if needs_server(args) {
-        let (request, reply) = start_server(args, &mut cmd)?;
-        prelude(&request, &reply, gates_wait(args))
-    } else {
-        // Nobody listens: every gate answers "run it yourself" in the shell itself.
-        "__hs_gate() { return 0; }; __hs_note() { return 0; }; __hs_loop() { return 0; }; \
-         __hs_replay() { return 0; }; "
-            .to_string()
+    let prelude = match prepared.mode {
+        Mode::Alone => {
+            // Nobody listens: every gate answers "run it yourself" in the shell itself.
+            "__hs_gate() { return 0; }; __hs_note() { return 0; }; __hs_loop() { return 0; }; \
+             __hs_replay() { return 0; }; __hs_it() { return \"$2\"; }; "
+                .to_string()
+        }
+        mode => {
+            let server = start_server(args, &mut cmd, shell, &prepared, dollar0, mode)?;
+            prelude(&server, &prepared.script, mode)
+        }
+    };
+    let input = match input {
+        Input::Script { path, .. } => Input::Script {
+            path,
+            text: prepared.text,
+        },
+        Input::String { .. } => Input::String {
+            text: prepared.text,
+        },
     };
     // Inherited by bash (no close-on-exec); the shim closes them once used, so nothing bash
     // runs inherits them.
     let mut keep: Vec<OwnedFd> = Vec::new();
-    let needs_shim = needs_server(args) || matches!(input, Input::Script { .. });
+    let needs_shim = prepared.mode != Mode::Alone || matches!(input, Input::Script { .. });
     if needs_shim {
         let shim = memfd_create("hs-shim.so", MFdFlags::empty()).context("cannot create memfd")?;
         File::from(shim.try_clone()?)
@@ -199,17 +274,39 @@ fn needs_server(args: &RunArgs) -> bool {
     gates_wait(args) || args.report.is_some() || args.stats
 }
 
+/// Where bash talks to the server.
+struct Server {
+    /// Pipe for subshells' notes.
+    request: String,
+    /// Pipe for the main shell's gates, loops and exit.
+    main: String,
+    /// Pipe the main shell reads answers from.
+    reply: String,
+    /// End-of-message mark of gate messages.
+    token: String,
+}
+
 /// Starts `hs __serve`; returns the paths bash writes requests to and reads replies from.
-fn start_server(args: &RunArgs, bash: &mut Command) -> anyhow::Result<(String, String)> {
+fn start_server(
+    args: &RunArgs,
+    bash: &mut Command,
+    shell: &Path,
+    prepared: &Prepared,
+    dollar0: &OsStr,
+    mode: Mode,
+) -> anyhow::Result<Server> {
     // Pipes the server keeps open and bash opens through /proc/SERVER/fd/N.
-    let (req_r, req_w) = nix::unistd::pipe2(OFlag::empty()).context("cannot create gate pipe")?;
-    let (rep_r, rep_w) = nix::unistd::pipe2(OFlag::empty()).context("cannot create gate pipe")?;
-    let fds: Vec<String> = [&req_r, &req_w, &rep_r, &rep_w]
+    let pipe = || nix::unistd::pipe2(OFlag::empty()).context("cannot create gate pipe");
+    let (req_r, req_w) = pipe()?;
+    let (rep_r, rep_w) = pipe()?;
+    let (main_r, main_w) = pipe()?;
+    let fds: Vec<String> = [&req_r, &req_w, &rep_r, &rep_w, &main_r, &main_w]
         .iter()
         .map(|fd| fd.as_raw_fd().to_string())
         .collect();
     let exe = std::env::current_exe().context("cannot find the hs executable")?;
     let quiet = !args.verbose && !args.stats && std::env::var_os("HS_LOG").is_none();
+    let token = format!("{:016x}", random_u64());
     let mut server = Command::new(exe);
     server
         .arg("__serve")
@@ -217,12 +314,16 @@ fn start_server(args: &RunArgs, bash: &mut Command) -> anyhow::Result<(String, S
         .arg(std::process::id().to_string())
         .arg("--fds")
         .arg(fds.join(","))
+        .arg("--shell")
+        .arg(shell)
+        .arg("--token")
+        .arg(&token)
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     if quiet {
         server.stderr(Stdio::null());
     }
-    if args.no_speculate {
+    if args.no_speculate || mode != Mode::Speculate {
         server.arg("--no-speculate");
     }
     if let Some(j) = args.jobs {
@@ -234,53 +335,155 @@ fn start_server(args: &RunArgs, bash: &mut Command) -> anyhow::Result<(String, S
     if args.stats {
         server.arg("--stats");
     }
+    // Speculation: the server parses the script itself (from this memfd) and tells us, once
+    // ready, how bash reaches its tracer.
+    let mut keep = Vec::new();
+    let mut ready = None;
+    if mode == Mode::Speculate {
+        let source = memfd_create("hs-source", MFdFlags::empty()).context("cannot create memfd")?;
+        File::from(source.try_clone()?).write_all(&prepared.source)?;
+        let (ready_r, ready_w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).context("cannot create pipe")?;
+        let ready_w = clear_cloexec(ready_w)?;
+        server
+            .arg("--source-fd")
+            .arg(source.as_raw_fd().to_string())
+            .arg("--ready-fd")
+            .arg(ready_w.as_raw_fd().to_string())
+            .arg("--dollar0")
+            .arg(dollar0);
+        keep.push(source);
+        keep.push(ready_w);
+        ready = Some(ready_r);
+    }
     let child = server.spawn().context("cannot start the gate server")?;
+    drop(keep);
     let spid = child.id();
     let proc_fd = |fd: &OwnedFd| format!("/proc/{spid}/fd/{}", fd.as_raw_fd());
-    let (request, reply) = (proc_fd(&req_w), proc_fd(&rep_r));
-    bash.env("__HS_REQUEST", &request).env("__HS_REPLY", &reply);
+    let server_paths = Server {
+        request: proc_fd(&req_w),
+        main: proc_fd(&main_w),
+        reply: proc_fd(&rep_r),
+        token,
+    };
+    if let Some(ready) = ready {
+        // One line: "REPORT_FD:FILTER_FD" of the shell's tracer, or "-" without one.
+        let mut line = String::new();
+        use std::io::Read;
+        File::from(ready)
+            .take(64)
+            .read_to_string(&mut line)
+            .context("the gate server did not start")?;
+        let line = line.trim();
+        anyhow::ensure!(!line.is_empty(), "the gate server did not start");
+        if line != "-" {
+            bash.env("__HS_TRACE", format!("{spid}:{line}"));
+        }
+    }
+    bash.env("__HS_REQUEST", &server_paths.main)
+        .env("__HS_REPLY", &server_paths.reply);
     // The server holds its own copies; bash must not inherit ours (they are closed here).
-    drop((req_r, req_w, rep_r, rep_w));
-    Ok((request, reply))
+    drop((req_r, req_w, rep_r, rep_w, main_r, main_w));
+    Ok(server_paths)
+}
+
+fn clear_cloexec(fd: OwnedFd) -> anyhow::Result<OwnedFd> {
+    nix::fcntl::fcntl(
+        &fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .context("cannot clear close-on-exec")?;
+    Ok(fd)
+}
+
+/// A random number for the gate messages' end mark.
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    if let Ok(mut f) = File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut b);
+    }
+    u64::from_ne_bytes(b)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// The gate functions, all on the script's first line so that line numbers do not move.
 /// Every call's last argument is the caller's `"$_"` (`__hs_gate N [POSITIONAL…] "$_"`,
 /// `__hs_loop N WORDS… "$_"`): bash sets `$_` to a call's last argument, so it stays as it was.
+/// `N` may carry the iterations of the counted loops around it (`N:I,J`).
 ///
 /// A gate never skips its unit unless the server explicitly answered `c` (committed): if the
 /// server is gone, the unit runs. `__hs_note` (background units, and every gate when nothing
-/// is speculated) only reports and never waits, so it costs one pipe write.
-fn prelude(request: &str, reply: &str, wait: bool) -> String {
+/// is speculated) only reports and never waits, so it costs one pipe write. With speculation,
+/// a main-shell gate sends its state (`state` module) on the main pipe and waits for the
+/// answer; `__hs_it` counts loop iterations, keeping `$?` (it returns its second argument,
+/// and `&& builtin : "$_"` in the caller neither trips `set -e` nor moves `$_`).
+fn prelude(server: &Server, script: &parser::Script, mode: Mode) -> String {
+    let Server {
+        request,
+        main,
+        reply,
+        token,
+    } = server;
     // `|| builtin :`: a failed write (server gone) must not reach an ERR trap or `set -e`.
     let note =
         "builtin printf 'g %s %s\\n' \"$1\" \"$BASHPID\" 2>/dev/null >\"$__hs_q\" || builtin :";
-    let gate = if wait {
-        format!(
-            "{note}; [[ $BASHPID != \"$$\" ]] || {{ builtin read -r __hs_r __hs_st __hs_o __hs_e \
-             2>/dev/null <\"$__hs_a\"; [[ $__hs_r != c ]]; }}"
-        )
-    } else {
-        format!("{note}; return 0")
-    };
-    format!(
-        "__hs_q={request}; __hs_a={reply}; \
-         __hs_note() {{ {note}; return 0; }}; \
-         __hs_gate() {{ {gate}; }}; \
-         __hs_replay() {{ builtin : 2>/dev/null <\"/dev/null/hs-replay:$__hs_o:$__hs_e\" \
-         || return 141; return \"$__hs_st\"; }}; \
-         __hs_loop() {{ if (($# > 2)); then builtin printf -v __hs_m ' %q' \"${{@:2:$#-2}}\"; \
-         else __hs_m=; fi; \
-         builtin printf 'l %s %s%s\\n' \"$1\" \"$BASHPID\" \"$__hs_m\" 2>/dev/null >\"$__hs_q\" || builtin :; \
-         return 0; }}; "
-    )
+    let loop_fn = "__hs_loop() { builtin unset \"__hs_i[${1%%:*}]\"; \
+         if (($# > 2)); then builtin printf -v __hs_m ' %q' \"${@:2:$#-2}\"; else __hs_m=; fi; \
+         if [[ $BASHPID == \"$$\" ]]; then __hs_w=$__hs_p; else __hs_w=$__hs_q; fi; \
+         builtin printf 'l %s %s%s\\n' \"$1\" \"$BASHPID\" \"$__hs_m\" 2>/dev/null >\"$__hs_w\" || builtin :; \
+         return 0; }; ";
+    // Reads "p" after a broken pipe (see the shim); `|| builtin :` keeps `set -e` away.
+    let replay = "__hs_replay() { __hs_z=; \
+         builtin read -r __hs_z <\"/dev/null/hs-replay:$__hs_o:$__hs_e\" || builtin :; \
+         [[ $__hs_z != p ]] || return 141; return \"$__hs_st\"; }; ";
+    let mut out = format!("__hs_q={request}; __hs_p={main}; __hs_a={reply}; ");
+    out.push_str(&format!("__hs_note() {{ {note}; return 0; }}; "));
+    out.push_str(loop_fn);
+    out.push_str(replay);
+    if mode != Mode::Speculate {
+        out.push_str(&format!("__hs_gate() {{ {note}; return 0; }}; "));
+        out.push_str("__hs_it() { return \"$2\"; }; ");
+        return out;
+    }
+    out.push_str("__hs_gate() { __hs_x=$?; if [[ $BASHPID != \"$$\" ]]; then ");
+    out.push_str(note);
+    out.push_str(
+        "; return 0; fi; { builtin printf 'g %s %s %s\\n' \"$1\" \"$$\" \"$__hs_x\"; \
+         \"__hs_s${1%%:*}\" \"$@\"; __hs_ctx; } 2>/dev/null >\"$__hs_p\" || return 0; \
+         builtin read -r __hs_r __hs_st __hs_o __hs_e 2>/dev/null <\"$__hs_a\"; [[ $__hs_r != c ]]; }; ",
+    );
+    out.push_str(
+        "__hs_it() { __hs_i[${1%%:*}]=$(( ${__hs_i[${1%%:*}]--1} + 1 )); \
+         if [[ $1 == *:* ]]; then __hs_k=${1#*:}; while [[ -n $__hs_k ]]; do \
+         builtin unset \"__hs_i[${__hs_k%%,*}]\"; \
+         if [[ $__hs_k == *,* ]]; then __hs_k=${__hs_k#*,}; else __hs_k=; fi; done; fi; \
+         return \"$2\"; }; ",
+    );
+    out.push_str(&crate::state::context_function(token));
+    // The shell's context at the start, so speculation begins before the first gate.
+    out.push_str(
+        "{ builtin printf 's 0 %s 0\\n' \"$$\"; __hs_ctx; } 2>/dev/null >\"$__hs_p\" || builtin :; ",
+    );
+    for u in &script.units {
+        if u.gate == parser::Gate::Wrap {
+            let names: Vec<String> = u.vars.names.iter().cloned().collect();
+            out.push_str(&crate::state::unit_function(
+                u.id.0,
+                &names,
+                u.vars.positional,
+            ));
+        }
+    }
+    out
 }
 
-/// Whether main-shell gates wait for an answer. Only a speculating run can answer anything
-/// but "run it yourself", and speculation is not wired into the engine yet.
+/// Whether main-shell gates wait for an answer: only a speculating run answers anything but
+/// "run it yourself".
 pub(crate) fn gates_wait(args: &RunArgs) -> bool {
-    const SPECULATION: bool = false;
-    SPECULATION && !args.no_speculate && args.jobs != Some(0)
+    !args.no_speculate && args.jobs != Some(0)
 }
 
 fn bash(shell: &Path) -> Command {
@@ -363,9 +566,10 @@ mod tests {
     #[test]
     fn shim_replay_survives_a_closed_pipe() {
         let out = with_shim(
-            r#"exec 3>&1; { : 2>/dev/null <"/dev/null/hs-replay:$D/big:"; echo "rc=$?" >&3; } | head -c 1 >/dev/null; echo alive"#,
+            r#"exec 3>&1; { read -r z <"/dev/null/hs-replay:$D/big:"; echo "rc=$? z=$z" >&3; } | head -c 1 >/dev/null; echo alive"#,
         );
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "rc=1\nalive\n");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "rc=0 z=p\nalive\n");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     }
 }
 

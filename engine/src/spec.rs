@@ -1,0 +1,1541 @@
+//! Speculation: the gate server's driver.
+//!
+//! One thread owns the [`Scheduler`] and carries out its actions; everything else reports to
+//! it over one channel: the main shell's gates, loops and exit (main pipe), subshells' notes
+//! (request pipe), finished speculative runs (one waiter thread each). Speculative runs are
+//! `bash -c` of the unit's own text in a prestarted sandbox, traced, at `SCHED_IDLE`, with the
+//! state the scheduler predicted (`state::restore_script`). The real shell is traced too
+//! (the shim installs a filter that reports its writes here), so what it does between two
+//! gates is either the direct run of the unit it was told to run, or shell activity.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use crossbeam_channel::{Receiver, Sender};
+use scheduler::{Access, AccessKind, Action, Event, Flags, Instance, RunId, Scheduler, State};
+use serde::Serialize;
+
+use crate::cli::ServeArgs;
+use crate::state::{self, Context};
+
+/// Variables bash changes by itself: a unit expanding one cannot be re-created elsewhere.
+const DYNAMIC: &[&str] = &[
+    "RANDOM",
+    "SRANDOM",
+    "SECONDS",
+    "LINENO",
+    "EPOCHSECONDS",
+    "EPOCHREALTIME",
+    "BASHPID",
+    "BASH_SUBSHELL",
+    "PPID",
+    "FUNCNAME",
+    "BASH_SOURCE",
+    "BASH_LINENO",
+    "BASH_ARGV",
+    "BASH_ARGC",
+    "BASH_COMMAND",
+    "HISTCMD",
+    "PIPESTATUS",
+    "DIRSTACK",
+    "COPROC",
+];
+
+/// Why a script must not be speculated at all (its gates then never wait), if it must not.
+pub(crate) fn blocker(script: &parser::Script, source: &[u8]) -> Option<String> {
+    let has = |s: &[u8]| source.windows(s.len()).any(|w| w == s);
+    if has(b"PIPESTATUS") {
+        return Some("it reads PIPESTATUS, which a replayed pipeline does not set".into());
+    }
+    // `$_` after a replayed unit would name the replay, not the unit's last argument.
+    let dollar_underscore = source
+        .windows(3)
+        .any(|w| w[0] == b'$' && w[1] == b'_' && !(w[2].is_ascii_alphanumeric() || w[2] == b'_'))
+        || has(b"${_}")
+        || has(b"${_:")
+        || has(b"${_-");
+    if dollar_underscore {
+        return Some("it reads `$_`".into());
+    }
+    if has(b"alias") || has(b"expand_aliases") {
+        return Some("aliases exist only in the shell that defined them".into());
+    }
+    if has(b"BASH_CMDS") || builtins(&script.body).contains("hash") {
+        return Some("the command hash table shows which commands the shell ran".into());
+    }
+    if has(b"lastpipe") {
+        return Some("lastpipe runs a pipeline's last command in the shell".into());
+    }
+    if has(b"-fx") || has(b"-xf") || has(b"export -f") {
+        return Some("it exports functions".into());
+    }
+    if !nix::unistd::geteuid().is_root()
+        && let Some(cmd) = setuid_command(script)
+    {
+        return Some(format!(
+            "it runs {cmd}, which is set-user-ID: tracing the shell unprivileged \
+             turns set-user-ID off"
+        ));
+    }
+    None
+}
+
+/// A literal command of the script that is a set-user-ID or set-group-ID program.
+fn setuid_command(script: &parser::Script) -> Option<String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    let mut seen = HashSet::new();
+    for u in &script.units {
+        for c in &u.commands {
+            if c.contains('$') || c.contains('`') || !seen.insert(c.clone()) {
+                continue;
+            }
+            let cands: Vec<PathBuf> = if c.contains('/') {
+                vec![PathBuf::from(c)]
+            } else {
+                dirs.iter().map(|d| d.join(c)).collect()
+            };
+            for p in cands {
+                if let Ok(m) = std::fs::metadata(&p) {
+                    if m.is_file() && m.permissions().mode() & 0o6000 != 0 {
+                        return Some(c.clone());
+                    }
+                    if m.is_file() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Why a unit cannot run in a sandbox with the same result, if it cannot.
+fn unit_blocker(u: &parser::Unit, functions: &HashSet<String>) -> Option<&'static str> {
+    if !u.vars.specials.is_empty() {
+        return Some("expands a special parameter ($$, $!, $-, $_)");
+    }
+    if u.vars.names.iter().any(|n| DYNAMIC.contains(&n.as_str())) {
+        return Some("expands a variable bash changes by itself");
+    }
+    for c in &u.commands {
+        let name: String = c
+            .chars()
+            .filter(|ch| !matches!(ch, '"' | '\'' | '\\'))
+            .collect();
+        if functions.contains(&name) {
+            return Some("calls a function of the script");
+        }
+        if (c.contains('$') || c.contains('`')) && !functions.is_empty() {
+            return Some("its command name is computed and the script defines functions");
+        }
+    }
+    let t = &u.text;
+    if other_fd_redirect(t) {
+        return Some("redirects a file descriptor above 2");
+    }
+    let has = |s: &[u8]| t.windows(s.len()).any(|w| w == s);
+    if has(b"${") && (has(b":?") || has(b"?}")) {
+        return Some("`${x?}` exits the shell");
+    }
+    None
+}
+
+/// `3>f`, `>&4`, `{fd}>f`, … anywhere in the text (over-approximated).
+fn other_fd_redirect(t: &[u8]) -> bool {
+    for i in 0..t.len() {
+        let c = t[i];
+        if c == b'<' || c == b'>' {
+            // A digit ≥ 3 (or `}`) right before the operator, not part of a word.
+            if i > 0 {
+                let p = t[i - 1];
+                let word_before = i > 1 && (t[i - 2].is_ascii_alphanumeric() || t[i - 2] == b'_');
+                if (p.is_ascii_digit() && p >= b'3' && !word_before) || p == b'}' {
+                    return true;
+                }
+            }
+            // `>&N` / `<&N` with N ≥ 3, or `&$var`.
+            if t.get(i + 1) == Some(&b'&') {
+                let n = t.get(i + 2).copied().unwrap_or(b' ');
+                if (n.is_ascii_digit() && n >= b'3') || n == b'$' {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// A message for the driver thread.
+enum Msg {
+    /// The shell's context as the script starts.
+    Start { body: Vec<u8> },
+    /// The main shell at a gate.
+    Gate {
+        unit: u32,
+        iters: Vec<u32>,
+        status: i32,
+        body: Vec<u8>,
+    },
+    /// A loop started (main shell).
+    Loop {
+        id: u32,
+        iters: Vec<u32>,
+        words: Vec<Vec<u8>>,
+    },
+    /// A subshell passed a gate (report only).
+    Note,
+    /// The main shell is exiting (or the main pipe closed).
+    Exit { reply: bool },
+    /// A speculative run ended.
+    Done(RunId, Box<Finished>),
+    /// A run the driver did not start (the unit or state cannot be re-created).
+    Refused(RunId),
+    /// A run whose sandbox failed to start it.
+    Failed(RunId, sandbox::Sandbox),
+}
+
+/// Kills a run from the driver, whether or not its waiter has started it yet.
+#[derive(Default)]
+struct Handle {
+    pid: std::sync::atomic::AtomicI32,
+    cancel: std::sync::atomic::AtomicBool,
+}
+
+impl Handle {
+    /// Called by the waiter once the sandbox's helper runs.
+    fn started(&self, pid: i32) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.pid.store(pid, SeqCst);
+        if self.cancel.load(SeqCst) {
+            kill(pid);
+        }
+    }
+
+    /// Called by the driver.
+    fn kill(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.cancel.store(true, SeqCst);
+        let pid = self.pid.load(SeqCst);
+        if pid > 0 {
+            kill(pid);
+        }
+    }
+}
+
+fn kill(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// What a waiter thread hands back.
+struct Finished {
+    exit: i32,
+    trace: Result<trace::Trace, trace::Error>,
+    changes: Result<sandbox::ChangeSet, sandbox::Error>,
+    sandbox: sandbox::Sandbox,
+}
+
+/// A speculative run the driver knows about.
+struct Run {
+    instance: Instance,
+    lane: usize,
+    handle: Arc<Handle>,
+    out: PathBuf,
+    err: PathBuf,
+    pre: PathBuf,
+    /// Once finished: the sandbox to commit or discard.
+    sandbox: Option<sandbox::Sandbox>,
+    exit: i32,
+    start: f64,
+}
+
+/// One bar of the timeline / one line of `runs` in the report.
+#[derive(Serialize, Clone)]
+struct Bar {
+    instance: String,
+    unit: u32,
+    /// `shell`, or the speculation slot.
+    lane: Option<usize>,
+    start: f64,
+    end: f64,
+    /// `committed`, `discarded` or `direct`.
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    why: Option<String>,
+}
+
+/// Serves a speculating run until the main shell exits.
+pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    // The real shell's tracer: the shim takes the report fd and the filter from us.
+    let tracer = trace::Tracer::with_filter(shell_filter()).grace(std::time::Duration::ZERO);
+    let shell_trace = match tracer.start() {
+        Ok((session, hook)) => {
+            let program = hook.program_bytes();
+            let memfd =
+                nix::sys::memfd::memfd_create("hs-filter", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+            File::from(memfd.try_clone()?).write_all(&program)?;
+            ready(args, &format!("{}:{}", hook.report_fd(), memfd.as_raw_fd()));
+            Some((session, hook, memfd))
+        }
+        Err(e) => {
+            tracing::debug!("cannot trace the shell ({e}); speculation off");
+            ready(args, "-");
+            None
+        }
+    };
+    let source = read_source(args)?;
+    let script = parser::parse(&source).context("cannot parse the script again")?;
+    let window = match args.run.jobs {
+        Some(j) => j,
+        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    let program = crate::program::program(&script);
+    let config = scheduler::Config {
+        window: if shell_trace.is_some() { window } else { 0 },
+        ..scheduler::Config::default()
+    };
+    let (tx, rx) = crossbeam_channel::unbounded();
+    read_main(pipes.main, args.token.clone(), tx.clone());
+    read_notes(pipes.requests, tx.clone());
+    let tmp = run_dir()?;
+    let functions = functions(&script.body);
+    let mut d = Driver {
+        sched: Scheduler::new(config, program),
+        t0: started,
+        shell: args
+            .run
+            .shell
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("bash")),
+        dollar0: args.dollar0.clone().unwrap_or_else(|| "bash".into()),
+        main_pid: args.main_pid,
+        replies: pipes.replies,
+        tx,
+        tmp,
+        units: script.units.clone(),
+        blocked: script
+            .units
+            .iter()
+            .map(|u| unit_blocker(u, &functions))
+            .collect(),
+        source,
+        runs: HashMap::new(),
+        lanes: vec![None; window.max(1) * 2],
+        pool: Pool::start(window),
+        janitor: Janitor::start(),
+        shell_trace: shell_trace.as_ref().map(|s| &s.0),
+        traced: None,
+        direct: None,
+        direct_start: 0.0,
+        bars: Vec::new(),
+        gates: 0,
+        notes: 0,
+        names: HashMap::new(),
+        ttys: (false, false),
+        killed: HashSet::new(),
+    };
+    d.ttys = d.shell_ttys();
+    let reply_exit = d.run(&rx)?;
+    d.finish(args, &rx, started)?;
+    if reply_exit {
+        let _ = d.replies.write_all(b"d\n");
+    }
+    drop(shell_trace);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The pipes a server reads and writes.
+pub(crate) struct Pipes {
+    /// Subshells' notes.
+    pub(crate) requests: File,
+    /// The main shell's messages.
+    pub(crate) main: File,
+    /// Answers to the main shell.
+    pub(crate) replies: File,
+}
+
+fn ready(args: &ServeArgs, line: &str) {
+    if let Some(fd) = args.ready_fd {
+        // SAFETY-free: the fd was passed to us for exactly this.
+        let f = File::from(unsafe_owned(fd));
+        let mut f = f;
+        let _ = f.write_all(format!("{line}\n").as_bytes());
+    }
+}
+
+/// Takes ownership of an inherited fd number.
+fn unsafe_owned(fd: i32) -> OwnedFd {
+    // The engine forbids unsafe code: open the fd through /proc instead of from_raw_fd.
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{fd}"))
+    {
+        Ok(f) => {
+            let _ = nix::unistd::close(fd);
+            f.into()
+        }
+        Err(_) => File::open("/dev/null").expect("/dev/null opens").into(),
+    }
+}
+
+fn read_source(args: &ServeArgs) -> anyhow::Result<Vec<u8>> {
+    let fd = args.source_fd.context("no --source-fd")?;
+    let bytes = std::fs::read(format!("/proc/self/fd/{fd}")).context("cannot read the script")?;
+    let _ = nix::unistd::close(fd);
+    Ok(bytes)
+}
+
+/// A private directory for preambles and captured output: `/tmp/hs-PID-RANDOM` (no `:` or
+/// space, which the replay path and the gate reply could not carry).
+fn run_dir() -> anyhow::Result<PathBuf> {
+    for _ in 0..8 {
+        let n: u32 = rand32();
+        let p = PathBuf::from(format!("/tmp/hs-{}-{n:08x}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).context("cannot create a run directory in /tmp"),
+        }
+    }
+    anyhow::bail!("cannot create a run directory in /tmp")
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+fn rand32() -> u32 {
+    let mut b = [0u8; 4];
+    if let Ok(mut f) = File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut b);
+    }
+    u32::from_ne_bytes(b)
+}
+
+/// Names of the functions a script defines.
+fn functions(n: &parser::Node) -> HashSet<String> {
+    names(n, |n| match n {
+        parser::Node::Function { name, .. } => Some(name.clone()),
+        _ => None,
+    })
+}
+
+/// Names of the builtins a script runs.
+fn builtins(n: &parser::Node) -> HashSet<String> {
+    names(n, |n| match n {
+        parser::Node::Builtin { name, .. } => Some(name.clone()),
+        _ => None,
+    })
+}
+
+/// What `pick` finds in any node of the tree.
+fn names(n: &parser::Node, pick: fn(&parser::Node) -> Option<String>) -> HashSet<String> {
+    fn walk(
+        n: &parser::Node,
+        pick: fn(&parser::Node) -> Option<String>,
+        out: &mut HashSet<String>,
+    ) {
+        use parser::Node as P;
+        out.extend(pick(n));
+        let walk = |n: &parser::Node, out: &mut HashSet<String>| walk(n, pick, out);
+        match n {
+            P::Function { body, .. } => walk(body, out),
+            P::Seq { items } => items.iter().for_each(|i| walk(i, out)),
+            P::Pipeline { commands } => commands.iter().for_each(|i| walk(i, out)),
+            P::AndOr { first, rest } => {
+                walk(first, out);
+                rest.iter().for_each(|(_, i)| walk(i, out));
+            }
+            P::Not { body }
+            | P::Group { body }
+            | P::Subshell { body }
+            | P::Background { body }
+            | P::For { body, .. } => walk(body, out),
+            P::While { cond, body, .. } => {
+                walk(cond, out);
+                walk(body, out);
+            }
+            P::If {
+                branches,
+                otherwise,
+            } => {
+                for (c, b) in branches {
+                    walk(c, out);
+                    walk(b, out);
+                }
+                if let Some(o) = otherwise {
+                    walk(o, out);
+                }
+            }
+            P::Case { arms } => arms.iter().for_each(|a| walk(&a.body, out)),
+            _ => {}
+        }
+    }
+    let mut out = HashSet::new();
+    walk(n, pick, &mut out);
+    out
+}
+
+/// The real shell's filter: only calls that change files (and `chdir`, which the
+/// supervisor's cwd cache needs) stop; reads pass, since only the shell's changes matter.
+fn shell_filter() -> trace::Filter {
+    use libc::*;
+    const READS: &[i64] = &[
+        SYS_stat,
+        SYS_lstat,
+        SYS_statfs,
+        SYS_access,
+        SYS_faccessat,
+        SYS_faccessat2,
+        SYS_readlink,
+        SYS_readlinkat,
+        SYS_getdents,
+        SYS_getdents64,
+        SYS_execve,
+        SYS_execveat,
+        SYS_getxattr,
+        SYS_lgetxattr,
+        SYS_listxattr,
+        SYS_llistxattr,
+        SYS_newfstatat,
+        SYS_statx,
+        SYS_name_to_handle_at,
+        SYS_connect,
+        SYS_bind,
+        SYS_sendmsg,
+        SYS_sendmmsg,
+        SYS_sendto,
+        SYS_ptrace,
+        SYS_io_uring_setup,
+        // getxattrat / listxattrat (Linux 6.13): not in every libc crate.
+        464,
+        466,
+    ];
+    let rules: Vec<trace::Rule> = trace::default_rules(true)
+        .into_iter()
+        .filter(|r| !READS.contains(&r.nr))
+        .collect();
+    trace::Filter::from_rules(rules).unwrap_or_else(|_| trace::Filter::tracing())
+}
+
+/// Reads the main pipe: `g` messages (a line, the state, the end mark), `l` lines, `x`.
+fn read_main(main: File, token: String, tx: Sender<Msg>) {
+    std::thread::Builder::new()
+        .name("hs-main-pipe".into())
+        .spawn(move || {
+            let end: Vec<u8> = format!("\x1e{token}\n").into_bytes();
+            let mut r = BufReader::new(main);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match r.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => {
+                        let _ = tx.send(Msg::Exit { reply: false });
+                        return;
+                    }
+                    Ok(_) => {}
+                }
+                let text = String::from_utf8_lossy(&line).into_owned();
+                let mut parts = text.trim_end_matches('\n').splitn(4, ' ');
+                let kind = parts.next().unwrap_or("");
+                let (id, iters) = parse_id(parts.next().unwrap_or(""));
+                let _pid = parts.next();
+                match kind {
+                    "g" | "s" => {
+                        let status = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+                        let mut body = Vec::new();
+                        loop {
+                            match r.read_until(b'\n', &mut body) {
+                                Ok(0) | Err(_) => break,
+                                Ok(_) if body.ends_with(&end) => {
+                                    body.truncate(body.len() - end.len());
+                                    break;
+                                }
+                                Ok(_) => {}
+                            }
+                        }
+                        let _ = tx.send(if kind == "s" {
+                            Msg::Start { body }
+                        } else {
+                            Msg::Gate {
+                                unit: id,
+                                iters,
+                                status,
+                                body,
+                            }
+                        });
+                    }
+                    "l" => {
+                        // `l ID PID WORDS…`: the words start after the third space.
+                        let raw = line.strip_suffix(b"\n").unwrap_or(&line);
+                        let words = raw
+                            .splitn(4, |&b| b == b' ')
+                            .nth(3)
+                            .map(crate::gate::unquote_words)
+                            .unwrap_or_default();
+                        let _ = tx.send(Msg::Loop { id, iters, words });
+                    }
+                    "x" => {
+                        let _ = tx.send(Msg::Exit { reply: true });
+                        return;
+                    }
+                    _ => tracing::debug!("unknown message {text:?}"),
+                }
+            }
+        })
+        .expect("can start a thread");
+}
+
+fn read_notes(requests: File, tx: Sender<Msg>) {
+    std::thread::Builder::new()
+        .name("hs-notes".into())
+        .spawn(move || {
+            let mut r = BufReader::new(requests);
+            let mut line = Vec::new();
+            while let Ok(n) = r.read_until(b'\n', &mut line) {
+                if n == 0 || tx.send(Msg::Note).is_err() {
+                    return;
+                }
+                line.clear();
+            }
+        })
+        .expect("can start a thread");
+}
+
+/// `N` or `N:I,J` → (N, [I, J]).
+pub(crate) fn parse_id(s: &str) -> (u32, Vec<u32>) {
+    let (id, iters) = s.split_once(':').unwrap_or((s, ""));
+    let iters = iters
+        .split(',')
+        .filter(|x| !x.is_empty())
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    (id.parse().unwrap_or(u32::MAX), iters)
+}
+
+/// Prestarted sandboxes, set up in the background.
+struct Pool {
+    rx: Option<Receiver<(sandbox::Sandbox, sandbox::Ready)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Pool {
+    fn start(size: usize) -> Pool {
+        let (tx, rx) = crossbeam_channel::bounded(size.max(1));
+        let thread = std::thread::Builder::new()
+            .name("hs-pool".into())
+            .spawn(move || {
+                loop {
+                    let sb = match sandbox::Sandbox::create_temp(&sandbox::Options::default()) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::debug!("cannot create a sandbox: {e}");
+                            return;
+                        }
+                    };
+                    let ready = match sb.prestart() {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::debug!("cannot prestart a sandbox: {e}");
+                            let _ = sb.discard();
+                            return;
+                        }
+                    };
+                    if let Err(crossbeam_channel::SendError((sb, ready))) = tx.send((sb, ready)) {
+                        drop(ready);
+                        let _ = sb.discard();
+                        return;
+                    }
+                }
+            })
+            .expect("can start a thread");
+        Pool {
+            rx: Some(rx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Tears everything down: the sandboxes left in the pool are returned for discarding,
+    /// and the filler has stopped (and discarded the one it was preparing) on return.
+    fn close(&mut self) -> Vec<sandbox::Sandbox> {
+        let mut left = Vec::new();
+        if let Some(rx) = self.rx.take() {
+            while let Ok((sb, ready)) = rx.try_recv() {
+                drop(ready);
+                left.push(sb);
+            }
+            // The filler's next send fails once the receiver is gone.
+            drop(rx);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        left
+    }
+}
+
+/// Throws sandboxes away in the background.
+struct Janitor {
+    tx: Option<Sender<sandbox::Sandbox>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Janitor {
+    fn start() -> Janitor {
+        let (tx, rx) = crossbeam_channel::unbounded::<sandbox::Sandbox>();
+        let thread = std::thread::Builder::new()
+            .name("hs-janitor".into())
+            .spawn(move || {
+                for sb in rx {
+                    if let Err(e) = sb.discard() {
+                        tracing::debug!("cannot discard a sandbox: {e}");
+                    }
+                }
+            })
+            .expect("can start a thread");
+        Janitor {
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn discard(&self, sb: sandbox::Sandbox) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(sb);
+        }
+    }
+
+    /// Waits until everything sent has been discarded.
+    fn finish(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Driver<'a> {
+    sched: Scheduler,
+    t0: Instant,
+    shell: PathBuf,
+    dollar0: OsString,
+    main_pid: i32,
+    replies: File,
+    tx: Sender<Msg>,
+    tmp: PathBuf,
+    units: Vec<parser::Unit>,
+    blocked: Vec<Option<&'static str>>,
+    source: Vec<u8>,
+    runs: HashMap<RunId, Run>,
+    /// Which run holds each speculation slot (for the timeline).
+    lanes: Vec<Option<RunId>>,
+    pool: Pool,
+    janitor: Janitor,
+    shell_trace: Option<&'a trace::Session>,
+    /// Whether the shell turned out to be traced (checked at the first gate).
+    traced: Option<bool>,
+    /// The instance the shell is running itself, until its next gate.
+    direct: Option<Instance>,
+    direct_start: f64,
+    bars: Vec<Bar>,
+    gates: usize,
+    notes: usize,
+    /// Variable names per unit.
+    names: HashMap<u32, Vec<String>>,
+    /// Whether the shell's stdout / stderr are terminals.
+    ttys: (bool, bool),
+    /// Runs killed while running, whose sandboxes have not come back yet.
+    killed: HashSet<RunId>,
+}
+
+impl Driver<'_> {
+    fn now(&self) -> f64 {
+        self.t0.elapsed().as_secs_f64()
+    }
+
+    /// Handles messages until the main shell exits; whether to answer its exit.
+    fn run(&mut self, rx: &Receiver<Msg>) -> anyhow::Result<bool> {
+        loop {
+            let Ok(msg) = rx.recv() else {
+                return Ok(false);
+            };
+            match msg {
+                Msg::Gate {
+                    unit,
+                    iters,
+                    status,
+                    body,
+                } => {
+                    self.gates += 1;
+                    self.gate(unit, iters, status, &body)?
+                }
+                Msg::Loop { id, iters, words } => {
+                    self.handle(Event::LoopStarted {
+                        id: scheduler::LoopId(id),
+                        iters,
+                        words,
+                    })?;
+                }
+                Msg::Note => self.notes += 1,
+                Msg::Start { body } => {
+                    let st = self.state_of(&[], false, &body);
+                    self.handle(Event::Started { state: st })?;
+                }
+                Msg::Exit { reply } => {
+                    self.segment(0)?;
+                    self.handle(Event::ShellExited)?;
+                    return Ok(reply);
+                }
+                Msg::Done(run, fin) => self.done(run, *fin)?,
+                Msg::Failed(run, sb) => {
+                    self.janitor.discard(sb);
+                    self.refused(run)?
+                }
+                Msg::Refused(run) => self.refused(run)?,
+            }
+        }
+    }
+
+    /// A run that did not start: it counts as finished, unsafe (the scheduler ignores runs
+    /// it already dropped).
+    fn refused(&mut self, run: RunId) -> anyhow::Result<()> {
+        if self.runs.remove(&run).is_some() {
+            self.free_lane(run);
+        }
+        self.killed.remove(&run);
+        self.handle(Event::RunFinished {
+            run,
+            trace: scheduler::Trace {
+                flags: Flags::UNSUPPORTED,
+                ..Default::default()
+            },
+            exit: 0,
+        })
+    }
+
+    fn handle(&mut self, e: Event) -> anyhow::Result<()> {
+        self.sched.handle(Instant::now(), e);
+        while let Some(a) = self.sched.poll_action() {
+            self.act(a)?;
+        }
+        Ok(())
+    }
+
+    /// What the shell did since its last gate: the direct run it was told to do, or activity.
+    fn segment(&mut self, status: i32) -> anyhow::Result<()> {
+        let Some(session) = self.shell_trace else {
+            return Ok(());
+        };
+        let raw = session.take();
+        let tmp = self.tmp.as_os_str().as_bytes().to_vec();
+        let mut t = convert(&raw, |p| {
+            p.starts_with(b"/proc/") || p.starts_with(b"/dev/") || p.starts_with(&tmp)
+        });
+        // Only the shell's changes count; its other flags (terminal, network) are real.
+        t.flags = if raw.flags.contains(trace::Flags::UNTRACEABLE) {
+            Flags::UNTRACED
+        } else {
+            Flags::NONE
+        };
+        if self.traced == Some(false) {
+            t.flags = Flags::UNTRACED;
+        }
+        match self.direct.take() {
+            Some(x) => {
+                let now = self.now();
+                self.bars.push(Bar {
+                    instance: x.to_string(),
+                    unit: x.unit.0,
+                    lane: None,
+                    start: self.direct_start,
+                    end: now,
+                    outcome: "direct",
+                    why: None,
+                });
+                self.handle(Event::DirectRunFinished {
+                    instance: x,
+                    trace: t,
+                    exit: status,
+                })
+            }
+            None => self.handle(Event::ShellActivity { trace: t }),
+        }
+    }
+
+    fn gate(&mut self, unit: u32, iters: Vec<u32>, status: i32, body: &[u8]) -> anyhow::Result<()> {
+        if self.traced.is_none() {
+            let traced = shell_is_traced(self.main_pid);
+            self.traced = Some(traced);
+            if !traced {
+                tracing::debug!("the shell is not traced: speculation off");
+                self.sched.set_window(0);
+            }
+        }
+        self.segment(status)?;
+        let Some(u) = self.units.get(unit as usize) else {
+            self.reply(b"r\n")?;
+            return Ok(());
+        };
+        let names = self
+            .names
+            .entry(unit)
+            .or_insert_with(|| u.vars.names.iter().cloned().collect())
+            .clone();
+        let st = self.state_of(&names, u.vars.positional, body);
+        self.handle(Event::GateReached {
+            instance: Instance {
+                unit: scheduler::UnitId(unit),
+                iters,
+            },
+            state: st,
+        })
+    }
+
+    /// The state a gate (or the start message) reported.
+    fn state_of(&self, names: &[String], positional: bool, body: &[u8]) -> State {
+        let g = state::parse(body, names, positional);
+        let ctx = Context {
+            cwd: std::fs::read_link(format!("/proc/{}/cwd", self.main_pid)).unwrap_or_default(),
+            umask: umask_of(self.main_pid),
+            options: g.options,
+            env: g.env,
+        };
+        State {
+            vars: g.vars,
+            context: Arc::from(ctx.encode()),
+        }
+    }
+
+    fn reply(&mut self, line: &[u8]) -> anyhow::Result<()> {
+        self.replies
+            .write_all(line)
+            .context("cannot answer the shell")
+    }
+
+    fn act(&mut self, a: Action) -> anyhow::Result<()> {
+        match a {
+            Action::Start {
+                run,
+                instance,
+                state,
+            } => self.start(run, instance, &state),
+            Action::Kill { run } | Action::Discard { run } => {
+                self.drop_run(run, "discarded");
+                Ok(())
+            }
+            Action::AnswerGate { instance } => {
+                self.direct = Some(instance);
+                self.direct_start = self.now();
+                self.reply(b"r\n")
+            }
+            Action::Commit { run } => self.commit(run),
+        }
+    }
+
+    fn lane(&mut self, run: RunId) -> usize {
+        match self.lanes.iter().position(|l| l.is_none()) {
+            Some(i) => {
+                self.lanes[i] = Some(run);
+                i
+            }
+            None => {
+                self.lanes.push(Some(run));
+                self.lanes.len() - 1
+            }
+        }
+    }
+
+    fn start(&mut self, run: RunId, x: Instance, st: &State) -> anyhow::Result<()> {
+        let unit = x.unit.0 as usize;
+        let refuse = |d: &mut Self| {
+            let _ = d.tx.send(Msg::Refused(run));
+        };
+        let Some(u) = self.units.get(unit).cloned() else {
+            refuse(self);
+            return Ok(());
+        };
+        if let Some(why) = self.blocked.get(unit).copied().flatten() {
+            tracing::debug!(unit, why, "not speculated");
+            refuse(self);
+            return Ok(());
+        }
+        let Some(ctx) = Context::decode(&st.context) else {
+            refuse(self);
+            return Ok(());
+        };
+        // Under `set -u` an unset variable stops the whole shell, which a sandbox cannot.
+        if ctx.flags().contains(&b'u') && st.vars.values().any(|v| v.is_none()) {
+            refuse(self);
+            return Ok(());
+        }
+        let n = run.0;
+        let pre = self.tmp.join(format!("{n}.pre"));
+        let out = self.tmp.join(format!("{n}.out"));
+        let err = self.tmp.join(format!("{n}.err"));
+        std::fs::write(&pre, state::restore_script(&st.vars, &ctx))?;
+        let text = self.unit_script(&u, &pre);
+        let out_f = File::create(&out)?;
+        let err_f = File::create(&err)?;
+        let (session, hook) = trace::Tracer::new()
+            .root_from_tracee()
+            .watch_stdin()
+            .start()?;
+        let mut argv: Vec<OsString> = vec![self.shell.clone().into(), "-c".into()];
+        argv.push(OsString::from_vec(text));
+        argv.push(self.dollar0.clone());
+        let cmd = sandbox::Command::new(argv)
+            .env(env_pairs(&ctx.env))
+            .cwd(&ctx.cwd)
+            .umask(ctx.umask)
+            .fd(1, out_f.into())
+            .fd(2, err_f.into())
+            .idle(std::env::var_os("HS_SPEC_NOT_IDLE").is_none())
+            .trace(hook);
+        let lane = self.lane(run);
+        let start = self.now();
+        let handle = Arc::new(Handle::default());
+        self.runs.insert(
+            run,
+            Run {
+                instance: x,
+                lane,
+                handle: handle.clone(),
+                out,
+                err,
+                pre,
+                sandbox: None,
+                exit: 0,
+                start,
+            },
+        );
+        let tx = self.tx.clone();
+        let pool = self.pool.rx.clone();
+        // Taking a sandbox may wait for the pool, and `exec` for its setup: not here.
+        std::thread::Builder::new()
+            .name("hs-run".into())
+            .spawn(move || {
+                let t = Instant::now();
+                let got = pool.and_then(|p| p.recv_timeout(std::time::Duration::from_secs(5)).ok());
+                let Some((sb, ready)) = got else {
+                    session.abort();
+                    let _ = tx.send(Msg::Refused(run));
+                    return;
+                };
+                let mut child = match ready.exec(&cmd) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::debug!("cannot start a speculation: {e}");
+                        session.abort();
+                        let _ = tx.send(Msg::Failed(run, sb));
+                        return;
+                    }
+                };
+                drop(cmd);
+                let started = t.elapsed();
+                handle.started(child.id() as i32);
+                let exit = child.wait().unwrap_or(-1);
+                let waited = t.elapsed();
+                let trace = session.finish();
+                let changes = sb.changes();
+                tracing::debug!(run = run.0, ?started, ?waited, ended = ?t.elapsed(), "run");
+                let _ = tx.send(Msg::Done(
+                    run,
+                    Box::new(Finished {
+                        exit,
+                        trace,
+                        changes,
+                        sandbox: sb,
+                    }),
+                ));
+            })
+            .context("cannot start a thread")?;
+        Ok(())
+    }
+
+    /// `bash -c` text for a unit: the preamble sourced on line 1, the unit on its own line
+    /// (so bash's messages name the same line), its here-documents, then a trailer that
+    /// appends `\0HS<status>` to stdout, which tells a finished unit from a shell that died
+    /// of an expansion error.
+    fn unit_script(&self, u: &parser::Unit, pre: &Path) -> Vec<u8> {
+        let mut s = b". ".to_vec();
+        s.extend_from_slice(&state::quote(pre.as_os_str().as_bytes()));
+        if u.line <= 1 {
+            s.extend_from_slice(b"; ");
+        } else {
+            s.extend(std::iter::repeat_n(b'\n', u.line - 1));
+        }
+        s.extend_from_slice(&u.text);
+        s.push(b'\n');
+        for h in &u.heredocs {
+            s.extend_from_slice(&self.source[h.start..h.end.min(self.source.len())]);
+        }
+        s.extend_from_slice(
+            b"__hs_s=$?; builtin printf '\\0HS%d' \"$__hs_s\"; builtin exit \"$__hs_s\"\n",
+        );
+        s
+    }
+
+    fn free_lane(&mut self, run: RunId) {
+        for l in &mut self.lanes {
+            if *l == Some(run) {
+                *l = None;
+            }
+        }
+    }
+
+    /// Kills or throws away a run.
+    fn drop_run(&mut self, id: RunId, outcome: &'static str) {
+        let Some(r) = self.runs.remove(&id) else {
+            return;
+        };
+        self.free_lane(id);
+        let why = self
+            .sched
+            .dag()
+            .record(&r.instance)
+            .and_then(|rec| rec.runs.iter().find(|x| x.run == id))
+            .and_then(|x| x.discarded.as_ref())
+            .map(|w| format!("{w:?}"));
+        let end = self.now();
+        self.bars.push(Bar {
+            instance: r.instance.to_string(),
+            unit: r.instance.unit.0,
+            lane: Some(r.lane),
+            start: r.start,
+            end,
+            outcome,
+            why,
+        });
+        match r.sandbox {
+            Some(sb) => self.janitor.discard(sb),
+            None => {
+                // Still running: kill its helper; the waiter hands the sandbox back.
+                self.killed.insert(id);
+                r.handle.kill();
+            }
+        }
+        for p in [&r.out, &r.err, &r.pre] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    fn done(&mut self, id: RunId, fin: Finished) -> anyhow::Result<()> {
+        let Some(r) = self.runs.get_mut(&id) else {
+            // Killed meanwhile.
+            self.killed.remove(&id);
+            self.janitor.discard(fin.sandbox);
+            return Ok(());
+        };
+        let mut flags = Flags::NONE;
+        let layers: Vec<PathBuf> = fin
+            .sandbox
+            .layers()
+            .iter()
+            .map(|l| l.target.clone())
+            .collect();
+        let mut t = match &fin.trace {
+            Ok(raw) => {
+                let pre = r.pre.as_os_str().as_bytes().to_vec();
+                // Device writes are flagged by the tracer; /dev and /proc are the sandbox's own.
+                let mut t = convert(raw, |p| {
+                    p == pre.as_slice() || p.starts_with(b"/proc/") || p.starts_with(b"/dev/")
+                });
+                if raw.flags.contains(trace::Flags::OUTLIVED) {
+                    t.flags = t.flags | Flags::ESCAPE;
+                }
+                if let Some((p, _)) = raw.iter().find(|(p, _)| per_process(p)) {
+                    tracing::debug!(path = %String::from_utf8_lossy(p), "reads its own process");
+                    t.flags = t.flags | Flags::UNSUPPORTED;
+                }
+                t
+            }
+            Err(e) => {
+                tracing::debug!("trace failed: {e}");
+                scheduler::Trace {
+                    flags: Flags::UNTRACED,
+                    ..Default::default()
+                }
+            }
+        };
+        // Writes no overlay captured (unprivileged: outside the writable trees) failed in
+        // the sandbox but would not have for real.
+        let harmless = |p: &[u8]| {
+            matches!(
+                p,
+                b"/dev/null" | b"/dev/zero" | b"/dev/full" | b"/dev/stdout" | b"/dev/stderr"
+            ) || p.starts_with(b"/proc/")
+                || p.starts_with(b"/dev/fd/")
+        };
+        let outside = t.changes().any(|a| {
+            !harmless(&a.path)
+                && !layers
+                    .iter()
+                    .any(|l| Path::new(OsStr::from_bytes(&a.path)).starts_with(l))
+        });
+        if outside {
+            flags = flags | Flags::ESCAPE;
+        }
+        match &fin.changes {
+            Ok(cs) => {
+                for c in cs.changes.iter() {
+                    let kind = match c.kind {
+                        sandbox::ChangeKind::Created => AccessKind::Create,
+                        sandbox::ChangeKind::Deleted => AccessKind::Delete,
+                        sandbox::ChangeKind::MetadataOnly => AccessKind::Meta,
+                        sandbox::ChangeKind::Replaced
+                        | sandbox::ChangeKind::TypeChanged
+                        | sandbox::ChangeKind::Renamed => AccessKind::Create,
+                        sandbox::ChangeKind::Modified => AccessKind::Append,
+                    };
+                    if let Some(from) = &c.from {
+                        let from = from.as_os_str().as_bytes().to_vec();
+                        if !t.writes.iter().any(|a| a.path == from) {
+                            t.writes.push(Access::new(from, AccessKind::Delete));
+                        }
+                    }
+                    let path = c.path.as_os_str().as_bytes().to_vec();
+                    if !t.writes.iter().any(|a| a.path == path) {
+                        t.writes.push(Access::new(path, kind));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!("cannot read the sandbox's changes: {e}");
+                flags = flags | Flags::UNTRACED;
+            }
+        }
+        // The trailer: `\0HS<status>` at the end of stdout, else bash itself gave up.
+        let exit = match take_trailer(&r.out) {
+            Some(s) => s,
+            None => {
+                flags = flags | Flags::UNSUPPORTED;
+                fin.exit
+            }
+        };
+        // Output a terminal would have shown differently, or interleaving we cannot replay.
+        let out_len = std::fs::metadata(&r.out).map_or(0, |m| m.len());
+        let err_len = std::fs::metadata(&r.err).map_or(0, |m| m.len());
+        if (out_len > 0 && self.ttys.0) || (err_len > 0 && self.ttys.1) {
+            flags = flags | Flags::TTY;
+        }
+        if out_len > 0 && err_len > 0 && same_file(self.main_pid) {
+            flags = flags | Flags::UNSUPPORTED;
+        }
+        t.flags = t.flags | flags;
+        let r = self.runs.get_mut(&id).expect("checked above");
+        r.exit = exit;
+        r.sandbox = Some(fin.sandbox);
+        self.handle(Event::RunFinished {
+            run: id,
+            trace: t,
+            exit,
+        })
+    }
+
+    fn commit(&mut self, id: RunId) -> anyhow::Result<()> {
+        let Some(mut r) = self.runs.remove(&id) else {
+            self.reply(b"r\n")?;
+            return self.handle(Event::CommitDone { run: id });
+        };
+        self.free_lane(id);
+        let sb = r.sandbox.take();
+        let ok = match &sb {
+            Some(sb) => match sb.commit_unchecked() {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!("commit failed, running the unit for real: {e}");
+                    false
+                }
+            },
+            None => false,
+        };
+        if let Some(sb) = sb {
+            self.janitor.discard(sb);
+        }
+        let end = self.now();
+        self.bars.push(Bar {
+            instance: r.instance.to_string(),
+            unit: r.instance.unit.0,
+            lane: Some(r.lane),
+            start: r.start,
+            end,
+            outcome: "committed",
+            why: None,
+        });
+        if ok {
+            let mut line = format!("c {} ", r.exit).into_bytes();
+            line.extend_from_slice(r.out.as_os_str().as_bytes());
+            line.push(b' ');
+            line.extend_from_slice(r.err.as_os_str().as_bytes());
+            line.push(b'\n');
+            self.reply(&line)?;
+        } else {
+            self.direct = Some(r.instance.clone());
+            self.direct_start = end;
+            self.reply(b"r\n")?;
+        }
+        let _ = std::fs::remove_file(&r.pre);
+        self.handle(Event::CommitDone { run: id })
+    }
+
+    /// Whether the main shell's stdout and stderr are terminals.
+    fn shell_ttys(&self) -> (bool, bool) {
+        let is_tty = |fd: i32| {
+            std::fs::read_link(format!("/proc/{}/fd/{fd}", self.main_pid)).is_ok_and(|p| {
+                let b = p.as_os_str().as_bytes();
+                b.starts_with(b"/dev/pts/") || b.starts_with(b"/dev/tty") || b == b"/dev/console"
+            })
+        };
+        (is_tty(1), is_tty(2))
+    }
+
+    fn finish(
+        &mut self,
+        args: &ServeArgs,
+        rx: &Receiver<Msg>,
+        started: Instant,
+    ) -> anyhow::Result<()> {
+        // Everything still running is killed by the scheduler's ShellExited actions; wait for
+        // their sandboxes to come back so that nothing is left behind.
+        let ids: Vec<RunId> = self.runs.keys().copied().collect();
+        for id in ids {
+            self.drop_run(id, "discarded");
+        }
+        // Killed runs hand their sandboxes back through the channel.
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        while !self.killed.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Msg::Done(id, fin)) => {
+                    self.killed.remove(&id);
+                    self.janitor.discard(fin.sandbox);
+                }
+                Ok(Msg::Failed(id, sb)) => {
+                    self.killed.remove(&id);
+                    self.janitor.discard(sb);
+                }
+                Ok(Msg::Refused(id)) => {
+                    self.killed.remove(&id);
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        for sb in self.pool.close() {
+            self.janitor.discard(sb);
+        }
+        self.janitor.finish();
+        let _ = std::fs::remove_dir_all(&self.tmp);
+        let stats = self.sched.stats();
+        if args.run.stats {
+            eprintln!(
+                "hs: {} gates, {} speculated, {} committed, {} discarded, {} run directly, {:.3}s",
+                self.gates,
+                stats.started,
+                stats.committed,
+                stats.discarded,
+                stats.direct,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        if let Some(path) = &args.run.report {
+            let report = self.sched.report();
+            let json = serde_json::json!({
+                "speculation": true,
+                "window": self.sched.config().window,
+                "gates": self.gates,
+                "subshell_gates": self.notes,
+                "seconds": started.elapsed().as_secs_f64(),
+                "stats": report.stats,
+                "critical_path": report.critical_path.as_secs_f64(),
+                "total": report.total.as_secs_f64(),
+                "instances": report.instances,
+                "runs": self.bars,
+            });
+            std::fs::write(path, serde_json::to_vec_pretty(&json)?)
+                .with_context(|| format!("cannot write report {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// `declare -px` output → the environment a program gets.
+fn env_pairs(env: &[u8]) -> Vec<(OsString, OsString)> {
+    let mut out = Vec::new();
+    let mut starts = Vec::new();
+    let mut at = 0;
+    while at < env.len() {
+        if env[at..].starts_with(b"declare -") {
+            starts.push(at);
+        }
+        match env[at..].iter().position(|&b| b == b'\n') {
+            Some(nl) => at += nl + 1,
+            None => break,
+        }
+    }
+    for (i, &s) in starts.iter().enumerate() {
+        let e = starts.get(i + 1).copied().unwrap_or(env.len());
+        let d = &env[s..e];
+        let d = d.strip_suffix(b"\n").unwrap_or(d);
+        let Some(rest) = d.strip_prefix(b"declare -") else {
+            continue;
+        };
+        let Some(sp) = rest.iter().position(|&b| b == b' ') else {
+            continue;
+        };
+        let rest = &rest[sp + 1..];
+        let Some(eq) = rest.iter().position(|&b| b == b'=') else {
+            continue; // exported but unset: not in the environment
+        };
+        let name = &rest[..eq];
+        if name == b"BASH_ENV" || name == b"ENV" {
+            continue;
+        }
+        let mut fake = b"declare -- x=".to_vec();
+        fake.extend_from_slice(&rest[eq + 1..]);
+        let v = state::value_of(&fake);
+        if v.first() == Some(&0) {
+            continue;
+        }
+        out.push((OsString::from_vec(name.to_vec()), OsString::from_vec(v)));
+    }
+    out
+}
+
+/// trace's kinds → the scheduler's accesses, leaving out paths `skip` says.
+fn convert(t: &trace::Trace, skip: impl Fn(&[u8]) -> bool) -> scheduler::Trace {
+    use trace::Kinds as K;
+    let mut out = scheduler::Trace::default();
+    for (path, kinds) in t.iter() {
+        if skip(path) {
+            continue;
+        }
+        let mut push = |k: AccessKind| {
+            let a = Access::new(path.to_vec(), k);
+            if k.writes() {
+                out.writes.push(a);
+            } else {
+                out.reads.push(a);
+            }
+        };
+        if kinds.intersects(K::READ.union(K::EXEC)) {
+            push(AccessKind::Read);
+        }
+        if kinds.intersects(K::STAT.union(K::EXISTS)) {
+            push(AccessKind::Stat);
+        }
+        if kinds.contains(K::MISSING) {
+            push(AccessKind::Missing);
+        }
+        if kinds.contains(K::LIST) {
+            push(AccessKind::List);
+        }
+        if kinds.contains(K::WRITE_TRUNC) {
+            push(AccessKind::Write);
+        }
+        if kinds.contains(K::WRITE) {
+            push(AccessKind::Append);
+        }
+        if kinds.intersects(K::CREATE.union(K::RENAME_TO)) {
+            push(AccessKind::Create);
+        }
+        if kinds.intersects(K::DELETE.union(K::RENAME_FROM)) {
+            push(AccessKind::Delete);
+        }
+        if kinds.contains(K::SET_META) {
+            push(AccessKind::Meta);
+        }
+    }
+    let f = t.flags;
+    let mut flags = Flags::NONE;
+    for (tf, sf) in [
+        (trace::Flags::NETWORK, Flags::NETWORK),
+        (trace::Flags::ESCAPE, Flags::ESCAPE),
+        (trace::Flags::UNTRACEABLE, Flags::UNTRACED),
+        (trace::Flags::DEVICE, Flags::DEVICE),
+        (trace::Flags::STDIN, Flags::STDIN),
+    ] {
+        if f.contains(tf) {
+            flags = flags | sf;
+        }
+    }
+    out.flags = flags;
+    out
+}
+
+/// A /proc path about a process (its fds, status, mounts…), which differs in a sandbox;
+/// what is the same there (its executable, maps, limits, the stdio links) passes.
+fn per_process(p: &[u8]) -> bool {
+    let Some(rest) = p.strip_prefix(b"/proc/") else {
+        return false;
+    };
+    let mut parts = rest.splitn(2, |&b| b == b'/');
+    let first = parts.next().unwrap_or_default();
+    let own = first == b"self"
+        || first == b"thread-self"
+        || (!first.is_empty() && first.iter().all(u8::is_ascii_digit));
+    if !own {
+        return false;
+    }
+    let what = parts.next().unwrap_or_default();
+    !matches!(
+        what,
+        b"exe" | b"maps" | b"auxv" | b"limits" | b"cmdline" | b"fd/0" | b"fd/1" | b"fd/2"
+    )
+}
+
+/// Strips the `\0HS<status>` trailer from a captured stdout; the status, if it was there.
+fn take_trailer(out: &Path) -> Option<i32> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(out)
+        .ok()?;
+    let len = f.metadata().ok()?.len();
+    let tail_len = len.min(16);
+    let mut tail = vec![0u8; tail_len as usize];
+    use std::os::unix::fs::FileExt;
+    f.read_exact_at(&mut tail, len - tail_len).ok()?;
+    let at = tail.windows(3).rposition(|w| w == b"\0HS")?;
+    let status: i32 = std::str::from_utf8(&tail[at + 3..]).ok()?.parse().ok()?;
+    f.set_len(len - tail_len + at as u64).ok()?;
+    Some(status)
+}
+
+/// Whether the shell's stdout and stderr are the same file (so their interleaving shows).
+fn same_file(pid: i32) -> bool {
+    let id =
+        |fd: i32| std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).map(|m| (m.dev(), m.ino()));
+    matches!((id(1), id(2)), (Ok(a), Ok(b)) if a == b)
+}
+
+fn umask_of(pid: i32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}
+
+/// Whether the shell has a seccomp filter (ours: the shim installs it before anything runs).
+fn shell_is_traced(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Seccomp:") && l.trim_end().ends_with('2'))
+    })
+}
