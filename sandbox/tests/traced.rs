@@ -154,6 +154,29 @@ fn stdin_reads_are_flagged_only_for_the_inherited_stdin() {
             "{what}"
         );
         assert!(t.flags.contains(Flags::STDIN), "{what}");
+
+        // Opening it anew counts too; a pipe opened as /dev/stdin does not. /proc/self is the
+        // sandbox's own /proc (the command's pid in its namespace).
+        let (code, out, t) = run_traced(
+            &sb,
+            &tracer,
+            Command::shell("echo p | cat /dev/stdin; cat /proc/self/stat >/dev/null"),
+            via,
+        );
+        let what = format!("{via:?} /dev/stdin of a pipe\n{}", dump(&t));
+        assert_eq!((code, &out[..]), (0, &b"p\n"[..]), "{what}");
+        assert!(!t.flags.contains(Flags::STDIN), "{what}");
+        let stat: Vec<_> = t
+            .iter()
+            .filter(|(p, _)| p.starts_with(b"/proc/") && p.ends_with(b"/stat"))
+            .collect();
+        assert!(
+            !stat.is_empty() && stat.iter().all(|(_, k)| k.contains(Kinds::READ)),
+            "{what}"
+        );
+        let (_, _, t) = run_traced(&sb, &tracer, Command::new(["cat", "/dev/stdin"]), via);
+        let what = format!("{via:?} cat /dev/stdin\n{}", dump(&t));
+        assert!(t.flags.contains(Flags::STDIN), "{what}");
         sb.discard().unwrap();
     }
 }

@@ -23,6 +23,7 @@ pub struct Tracer {
     view: View,
     root_from_tracee: bool,
     sync_wake_up: bool,
+    watch_stdin: bool,
 }
 
 impl Default for Tracer {
@@ -45,6 +46,7 @@ impl Tracer {
             view: View::default(),
             root_from_tracee: false,
             sync_wake_up: true,
+            watch_stdin: false,
         }
     }
 
@@ -80,6 +82,7 @@ impl Tracer {
         let mut rules = self.filter.rules().to_vec();
         rules.extend(crate::filter::stdin_rules());
         self.filter = Arc::new(Filter::from_rules(rules).expect("the stdin rules are valid"));
+        self.watch_stdin = true;
         self
     }
 
@@ -129,10 +132,18 @@ impl Tracer {
             let (stop, trace, view) = (Arc::clone(&stop), Arc::clone(&trace), self.view.clone());
             let progress = Arc::clone(&progress);
             let (root_from_tracee, sync) = (self.root_from_tracee, self.sync_wake_up);
+            let stdin = self.watch_stdin;
             std::thread::Builder::new()
                 .name("hs-trace".into())
                 .spawn(move || {
-                    let r = supervise(read, &stop, trace, progress, view, root_from_tracee, sync);
+                    let r = supervise(
+                        read,
+                        &stop,
+                        trace,
+                        progress,
+                        view,
+                        (root_from_tracee, sync, stdin),
+                    );
                     let _ = done_tx.send(());
                     r
                 })
@@ -305,8 +316,7 @@ fn supervise(
     trace: Arc<Mutex<Trace>>,
     progress: Arc<Progress>,
     mut view: View,
-    root_from_tracee: bool,
-    sync: bool,
+    (root_from_tracee, sync, stdin): (bool, bool, bool),
 ) -> io::Result<()> {
     let rev = sys::poll_in(&[read.as_fd(), stop.as_fd()], -1)?;
     if rev[0] == 0 {
@@ -323,7 +333,18 @@ fn supervise(
             return Err(e);
         }
     };
+    // The tracee's mount namespace, held for as long as we serve it: lookups resolved after
+    // the last tracee exited (a lookup is resolved after its caller continues; renames are
+    // checked at the end) must still see its mounts, which the kernel detaches once nothing
+    // holds the namespace — the sandbox's overlays would vanish from under the root fd.
+    let mut _mnt_ns = None;
     if root_from_tracee {
+        _mnt_ns = nix::fcntl::open(
+            format!("/proc/{pid}/ns/mnt").as_str(),
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok();
         let flags = nix::fcntl::OFlag::O_PATH
             | nix::fcntl::OFlag::O_DIRECTORY
             | nix::fcntl::OFlag::O_CLOEXEC;
@@ -342,7 +363,9 @@ fn supervise(
             }
         }
     }
-    Supervisor::new(listener, trace, progress, view, pid).run(sync)
+    Supervisor::new(listener, trace, progress, view, pid)
+        .watching_stdin(stdin)
+        .run(sync)
 }
 
 /// A command running under the tracer.

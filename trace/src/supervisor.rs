@@ -38,6 +38,9 @@ struct Pending {
     class: Class,
     /// Look for `#!`/ELF interpreters (execve).
     exec: bool,
+    /// Resolve before letting the call continue: a path of the caller's own `/proc` entry,
+    /// which is gone as soon as a short-lived caller exits.
+    early: bool,
 }
 
 fn kinds_of(c: Class) -> Kinds {
@@ -105,6 +108,9 @@ pub(crate) struct Supervisor {
     dir_renames: Vec<DirRename>,
     /// Directory renames on overlayfs that failed: (source, target).
     failed_renames: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Whether reads of our stdin are watched ([`crate::Tracer::watch_stdin`]): opening it
+    /// anew (`/dev/stdin`, `/proc/self/fd/0`) counts too.
+    watch_stdin: bool,
 }
 
 /// A rename of a directory on overlayfs, checked once its caller's call completed: if the
@@ -144,7 +150,31 @@ impl Supervisor {
             vanished: 0,
             dir_renames: Vec::new(),
             failed_renames: Vec::new(),
+            watch_stdin: false,
         }
+    }
+
+    /// See [`Supervisor::watch_stdin`](field@Supervisor::watch_stdin).
+    pub(crate) fn watching_stdin(mut self, on: bool) -> Supervisor {
+        self.watch_stdin = on;
+        self
+    }
+
+    /// The pid of thread `tid` as the tracee itself sees it: in another pid namespace (the
+    /// sandbox, whose `/proc` the view resolves in), the last `NSpid` entry.
+    fn own_pid(&self, tid: u32) -> u32 {
+        if !self.resolver.view.is_rooted() {
+            return tid;
+        }
+        std::fs::read_to_string(format!("/proc/{tid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("NSpid:"))
+                    .and_then(|l| l.split_whitespace().last())
+                    .and_then(|p| p.parse().ok())
+            })
+            .unwrap_or(tid)
     }
 
     /// Settles the directory renames of thread `tid` (every one when `None`: the tree is gone).
@@ -286,7 +316,7 @@ impl Supervisor {
         let mutating = self
             .pending
             .iter()
-            .any(|p| kinds_of(p.class).intersects(Kinds::NAMESPACE));
+            .any(|p| p.early || kinds_of(p.class).intersects(Kinds::NAMESPACE));
         let records = if mutating {
             // Classify before the call changes the answer; record only if the reply proves the
             // notification was still valid.
@@ -452,7 +482,10 @@ impl Supervisor {
             path
         };
         if path.first() == Some(&b'/') {
-            return Some(rewrite_self(pid, path));
+            if !is_self_path(path) {
+                return Some(path.to_vec());
+            }
+            return Some(rewrite_self(self.own_pid(pid), path));
         }
         if path.is_empty() && !empty_ok && !self.in_root {
             return None;
@@ -495,6 +528,23 @@ impl Supervisor {
             }
             return;
         };
+        if self.watch_stdin
+            && matches!(
+                n.nr,
+                libc::SYS_open | libc::SYS_openat | libc::SYS_openat2 | libc::SYS_creat
+            )
+            && let Some(fd) = fd_of_self_path(&path)
+            && sys::same_file(n.pid as i32, fd, std::process::id() as i32, 0).unwrap_or(false)
+        {
+            let mut t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
+            t.flag(Flags::STDIN, || {
+                format!(
+                    "open of the inherited stdin as {} by pid {}",
+                    String::from_utf8_lossy(&path),
+                    n.pid
+                )
+            });
+        }
         let empty_ok = flags.empty_path || (addr == 0 && flags.null_is_fd);
         match self.absolute(n.pid, dirfd, &path, empty_ok) {
             Some(abs) => self.pending.push(Pending {
@@ -502,6 +552,7 @@ impl Supervisor {
                 follow: flags.follow,
                 class,
                 exec: flags.exec,
+                early: is_self_path(&path),
             }),
             None if path.is_empty() && !empty_ok => {}
             // A dirfd that is not open, or not a path (a pipe, a socket): the call fails with
@@ -521,6 +572,7 @@ impl Supervisor {
                 follow: false,
                 class: look(kinds),
                 exec: false,
+                early: false,
             }),
             // Pipes, sockets, anonymous inodes: not paths.
             _ => {}
@@ -920,6 +972,34 @@ impl Default for PathFlags {
             exec: false,
         }
     }
+}
+
+/// Whether [`rewrite_self`] would change `path`.
+fn is_self_path(path: &[u8]) -> bool {
+    path.starts_with(b"/proc/self")
+        || path.starts_with(b"/proc/thread-self")
+        || path.starts_with(b"/dev/fd")
+        || path.starts_with(b"/dev/std")
+}
+
+/// The caller's fd that `path` opens anew: `/dev/stdin` (0), `/dev/stdout` (1), `/dev/stderr`
+/// (2), `/dev/fd/N`, `/proc/self/fd/N`, `/proc/thread-self/fd/N`.
+fn fd_of_self_path(path: &[u8]) -> Option<i32> {
+    match path {
+        b"/dev/stdin" => return Some(0),
+        b"/dev/stdout" => return Some(1),
+        b"/dev/stderr" => return Some(2),
+        _ => {}
+    }
+    let rest = [
+        &b"/dev/fd/"[..],
+        b"/proc/self/fd/",
+        b"/proc/thread-self/fd/",
+    ]
+    .iter()
+    .find_map(|p| path.strip_prefix(*p))?;
+    let digits = rest.strip_suffix(b"/").unwrap_or(rest);
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// `/proc/self`, `/proc/thread-self` and `/dev/fd` name the caller; rewrite them to its pid so

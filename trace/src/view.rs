@@ -48,6 +48,11 @@ impl View {
         }
     }
 
+    /// Whether the tracee has a root of its own (another mount namespace).
+    pub(crate) fn is_rooted(&self) -> bool {
+        self.root.is_some()
+    }
+
     /// Opens `abs` (a path in the tracee's view) with `flags` (plus `O_CLOEXEC`).
     pub(crate) fn open(&self, abs: &[u8], flags: OFlag) -> nix::Result<OwnedFd> {
         match &self.root {
