@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The weather-report example: three commands, where the last one reads what the second wrote.
-# Under speculation, the appender runs ahead of the writer, is found to have read a stale
-# `report`, and is re-run after it; the result is always what bash gives.
+# The weather-report example: `date` writes the report, an appender adds to it, `wc` reads it.
+# Under speculation all three run at once; the appender (an external echo, so that it is a
+# command hs can run ahead) and the reader are found to have seen a stale `report`, and are
+# re-run after the writer: `hs --report r.json examples/weather.sh` shows them twice. The
+# output is always what bash gives.
 cd "$(mktemp -d)" && trap 'rm -r "$PWD"' EXIT
 echo "building the weather report"
 date +%Y > report
-echo sunny >> report
+/bin/echo sunny >> report
 wc -l < report
 for city in Paris Lima Oslo; do
     printf '%s: ' "$city" | tr a-z A-Z

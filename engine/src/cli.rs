@@ -76,6 +76,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", help_heading = "Report options")]
     pub report: Option<PathBuf>,
 
+    /// Write the run's dependency DAG (instances, read-after-write, control and state edges)
+    /// to FILE in Graphviz dot format
+    #[arg(long, value_name = "FILE", help_heading = "Report options")]
+    pub dag: Option<PathBuf>,
+
     /// Print one line of statistics on stderr at exit
     #[arg(long, help_heading = "Report options")]
     pub stats: bool,

@@ -159,6 +159,11 @@ fn finish(args: &ServeArgs, events: &[Event], started: Instant) -> anyhow::Resul
             started.elapsed().as_secs_f64()
         );
     }
+    if let Some(path) = &args.run.dag {
+        // Nothing is speculated: the graph has no instances.
+        std::fs::write(path, "digraph hs {\n}\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     if let Some(path) = &args.run.report {
         let report = serde_json::json!({
             "speculation": false,

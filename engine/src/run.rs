@@ -271,7 +271,7 @@ fn start(
 
 /// Whether the run needs the gate server: for speculation, or to record what the gates saw.
 fn needs_server(args: &RunArgs) -> bool {
-    gates_wait(args) || args.report.is_some() || args.stats
+    gates_wait(args) || args.report.is_some() || args.dag.is_some() || args.stats
 }
 
 /// Where bash talks to the server.
@@ -331,6 +331,9 @@ fn start_server(
     }
     if let Some(r) = &args.report {
         server.arg("--report").arg(absolute(r));
+    }
+    if let Some(d) = &args.dag {
+        server.arg("--dag").arg(absolute(d));
     }
     if args.stats {
         server.arg("--stats");
@@ -453,7 +456,8 @@ fn prelude(server: &Server, script: &parser::Script, mode: Mode) -> String {
     out.push_str(
         "; return 0; fi; { builtin printf 'g %s %s %s\\n' \"$1\" \"$$\" \"$__hs_x\"; \
          \"__hs_s${1%%:*}\" \"$@\"; __hs_ctx; } 2>/dev/null >\"$__hs_p\" || return 0; \
-         builtin read -r __hs_r __hs_st __hs_o __hs_e 2>/dev/null <\"$__hs_a\"; [[ $__hs_r != c ]]; }; ",
+         __hs_r=; [[ -e $__hs_a ]] && IFS=' ' builtin read -r __hs_r __hs_st __hs_o __hs_e <\"$__hs_a\"; \
+         [[ $__hs_r != c ]]; }; ",
     );
     out.push_str(
         "__hs_it() { __hs_i[${1%%:*}]=$(( ${__hs_i[${1%%:*}]--1} + 1 )); \

@@ -51,6 +51,13 @@ const DYNAMIC: &[&str] = &[
     "COPROC",
 ];
 
+/// Programs that read or write /dev/tty.
+const INTERACTIVE: &[&str] = &[
+    "ssh", "scp", "sftp", "sudo", "su", "doas", "passwd", "less", "more", "most", "vi", "vim",
+    "nvim", "nano", "emacs", "git", "gpg", "gpg2", "pinentry", "man", "top", "htop", "tput",
+    "stty", "tmux", "screen", "dialog", "whiptail", "read", "select", "mysql", "psql",
+];
+
 /// Why a script must not be speculated at all (its gates then never wait), if it must not.
 pub(crate) fn blocker(script: &parser::Script, source: &[u8]) -> Option<String> {
     let has = |s: &[u8]| source.windows(s.len()).any(|w| w == s);
@@ -135,6 +142,12 @@ fn unit_blocker(u: &parser::Unit, functions: &HashSet<String>) -> Option<&'stati
             .collect();
         if functions.contains(&name) {
             return Some("calls a function of the script");
+        }
+        // They talk to /dev/tty (prompts, pagers), which a sandbox does not have. (Bash
+        // itself opens /dev/tty at start-up and closes it again, so the trace cannot tell.)
+        let base = name.rsplit('/').next().unwrap_or(&name);
+        if INTERACTIVE.contains(&base) {
+            return Some("may talk to the terminal (/dev/tty)");
         }
         if (c.contains('$') || c.contains('`')) && !functions.is_empty() {
             return Some("its command name is computed and the script defines functions");
@@ -253,6 +266,10 @@ struct Run {
     instance: Instance,
     lane: usize,
     handle: Arc<Handle>,
+    /// Stdout and stderr went to one pty (captured in `out`).
+    merged: bool,
+    /// Whether stdout / stderr went to a pty.
+    ttys: (bool, bool),
     out: PathBuf,
     err: PathBuf,
     pre: PathBuf,
@@ -280,6 +297,13 @@ struct Bar {
 /// Serves a speculating run until the main shell exits.
 pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    // The shell's death (SIGTERM, our parent-death signal) or a kill must still tear the
+    // sandboxes down: block it in every thread and turn it into an exit message.
+    let mut term = nix::sys::signal::SigSet::empty();
+    term.add(nix::sys::signal::Signal::SIGTERM);
+    term.add(nix::sys::signal::Signal::SIGHUP);
+    term.add(nix::sys::signal::Signal::SIGINT);
+    let _ = term.thread_block();
     // The real shell's tracer: the shim takes the report fd and the filter from us.
     let tracer = trace::Tracer::with_filter(shell_filter()).grace(std::time::Duration::ZERO);
     let shell_trace = match tracer.start() {
@@ -309,6 +333,17 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
         ..scheduler::Config::default()
     };
     let (tx, rx) = crossbeam_channel::unbounded();
+    {
+        let tx = tx.clone();
+        std::thread::Builder::new()
+            .name("hs-signals".into())
+            .spawn(move || {
+                if term.wait().is_ok() {
+                    let _ = tx.send(Msg::Exit { reply: false });
+                }
+            })
+            .context("cannot start a thread")?;
+    }
     read_main(pipes.main, args.token.clone(), tx.clone());
     read_notes(pipes.requests, tx.clone());
     let tmp = run_dir()?;
@@ -346,9 +381,20 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
         notes: 0,
         names: HashMap::new(),
         ttys: (false, false),
+        winsize: nix::pty::Winsize {
+            ws_row: 24,
+            ws_col: 80,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
         killed: HashSet::new(),
+        window,
+        last_memory_check: started,
     };
     d.ttys = d.shell_ttys();
+    if d.ttys.0 || d.ttys.1 {
+        d.winsize = terminal_size(args.main_pid, if d.ttys.0 { 1 } else { 2 }).unwrap_or(d.winsize);
+    }
     let reply_exit = d.run(&rx)?;
     d.finish(args, &rx, started)?;
     if reply_exit {
@@ -756,8 +802,13 @@ struct Driver<'a> {
     names: HashMap<u32, Vec<String>>,
     /// Whether the shell's stdout / stderr are terminals.
     ttys: (bool, bool),
+    /// The terminal's size, for speculation ptys.
+    winsize: nix::pty::Winsize,
     /// Runs killed while running, whose sandboxes have not come back yet.
     killed: HashSet<RunId>,
+    /// The speculation width asked for.
+    window: usize,
+    last_memory_check: Instant,
 }
 
 impl Driver<'_> {
@@ -884,6 +935,7 @@ impl Driver<'_> {
             }
         }
         self.segment(status)?;
+        self.check_memory();
         let Some(u) = self.units.get(unit as usize) else {
             self.reply(b"r\n")?;
             return Ok(());
@@ -901,6 +953,26 @@ impl Driver<'_> {
             },
             state: st,
         })
+    }
+
+    /// Pauses speculation while memory is short (less than a tenth available), and resumes
+    /// it once a fifth is free again. Checked at gates, at most every 200 ms.
+    fn check_memory(&mut self) {
+        if self.traced != Some(true) || self.last_memory_check.elapsed().as_millis() < 200 {
+            return;
+        }
+        self.last_memory_check = Instant::now();
+        let Some((avail, total)) = meminfo() else {
+            return;
+        };
+        let paused = self.sched.config().window == 0;
+        if !paused && avail * 10 < total {
+            tracing::info!("memory is short: speculation paused");
+            self.sched.set_window(0);
+        } else if paused && avail * 5 > total {
+            tracing::info!("memory available again: speculation resumed");
+            self.sched.set_window(self.window);
+        }
     }
 
     /// The state a gate (or the start message) reported.
@@ -988,6 +1060,35 @@ impl Driver<'_> {
         let text = self.unit_script(&u, &pre);
         let out_f = File::create(&out)?;
         let err_f = File::create(&err)?;
+        // Where the shell's stdout/stderr is a terminal, the unit gets a raw pty (one for
+        // both when they are the same terminal, so their interleaving is kept) and isatty()
+        // answers as it would have; a thread copies what it prints into the capture file.
+        let mut copiers = Vec::new();
+        let merged = self.ttys == (true, true) && same_file(self.main_pid);
+        let (fd1, fd2): (OwnedFd, OwnedFd) = match self.ttys {
+            (true, true) if merged => {
+                let (slave, c) = pty_into(out_f, self.winsize)?;
+                copiers.push(c);
+                (slave.try_clone()?, slave)
+            }
+            (t1, t2) => {
+                let fd1 = if t1 {
+                    let (slave, c) = pty_into(out_f, self.winsize)?;
+                    copiers.push(c);
+                    slave
+                } else {
+                    out_f.into()
+                };
+                let fd2 = if t2 {
+                    let (slave, c) = pty_into(err_f, self.winsize)?;
+                    copiers.push(c);
+                    slave
+                } else {
+                    err_f.into()
+                };
+                (fd1, fd2)
+            }
+        };
         let (session, hook) = trace::Tracer::new()
             .root_from_tracee()
             .watch_stdin()
@@ -999,8 +1100,8 @@ impl Driver<'_> {
             .env(env_pairs(&ctx.env))
             .cwd(&ctx.cwd)
             .umask(ctx.umask)
-            .fd(1, out_f.into())
-            .fd(2, err_f.into())
+            .fd(1, fd1)
+            .fd(2, fd2)
             .idle(std::env::var_os("HS_SPEC_NOT_IDLE").is_none())
             .trace(hook);
         let lane = self.lane(run);
@@ -1012,6 +1113,8 @@ impl Driver<'_> {
                 instance: x,
                 lane,
                 handle: handle.clone(),
+                merged,
+                ttys: self.ttys,
                 out,
                 err,
                 pre,
@@ -1046,6 +1149,9 @@ impl Driver<'_> {
                 let started = t.elapsed();
                 handle.started(child.id() as i32);
                 let exit = child.wait().unwrap_or(-1);
+                for c in copiers {
+                    let _ = c.join();
+                }
                 let waited = t.elapsed();
                 let trace = session.finish();
                 let changes = sb.changes();
@@ -1107,7 +1213,7 @@ impl Driver<'_> {
             .record(&r.instance)
             .and_then(|rec| rec.runs.iter().find(|x| x.run == id))
             .and_then(|x| x.discarded.as_ref())
-            .map(|w| format!("{w:?}"));
+            .map(|w| w.to_string());
         let end = self.now();
         self.bars.push(Bar {
             instance: r.instance.to_string(),
@@ -1224,15 +1330,6 @@ impl Driver<'_> {
                 fin.exit
             }
         };
-        // Output a terminal would have shown differently, or interleaving we cannot replay.
-        let out_len = std::fs::metadata(&r.out).map_or(0, |m| m.len());
-        let err_len = std::fs::metadata(&r.err).map_or(0, |m| m.len());
-        if (out_len > 0 && self.ttys.0) || (err_len > 0 && self.ttys.1) {
-            flags = flags | Flags::TTY;
-        }
-        if out_len > 0 && err_len > 0 && same_file(self.main_pid) {
-            flags = flags | Flags::UNSUPPORTED;
-        }
         t.flags = t.flags | flags;
         let r = self.runs.get_mut(&id).expect("checked above");
         r.exit = exit;
@@ -1251,16 +1348,21 @@ impl Driver<'_> {
         };
         self.free_lane(id);
         let sb = r.sandbox.take();
-        let ok = match &sb {
-            Some(sb) => match sb.commit_unchecked() {
-                Ok(_) => true,
-                Err(e) => {
-                    tracing::warn!("commit failed, running the unit for real: {e}");
-                    false
-                }
-            },
-            None => false,
-        };
+        let fits = self.output_fits(&r);
+        let ok = fits
+            && match &sb {
+                Some(sb) => match sb.commit_unchecked() {
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::warn!("commit failed, running the unit for real: {e}");
+                        false
+                    }
+                },
+                None => false,
+            };
+        if !fits {
+            tracing::debug!(instance = %r.instance, "output captured for other fds: run for real");
+        }
         if let Some(sb) = sb {
             self.janitor.discard(sb);
         }
@@ -1271,8 +1373,9 @@ impl Driver<'_> {
             lane: Some(r.lane),
             start: r.start,
             end,
-            outcome: "committed",
-            why: None,
+            outcome: if ok { "committed" } else { "discarded" },
+            why: (!ok)
+                .then(|| "its output was captured for other fds, or the commit failed".into()),
         });
         if ok {
             let mut line = format!("c {} ", r.exit).into_bytes();
@@ -1288,6 +1391,22 @@ impl Driver<'_> {
         }
         let _ = std::fs::remove_file(&r.pre);
         self.handle(Event::CommitDone { run: id })
+    }
+
+    /// Whether what a run captured replays right on the shell's fds as they are now (the
+    /// shell waits at the gate, so they are its own): output from a pty only to a terminal
+    /// and from a file only to a non-terminal (`exec >log` or a group's redirection may
+    /// have changed them since the run started); merged output only where stdout and
+    /// stderr are one file; separate output not where they are (the interleaving is lost).
+    fn output_fits(&self, r: &Run) -> bool {
+        let out_len = std::fs::metadata(&r.out).map_or(0, |m| m.len());
+        let err_len = std::fs::metadata(&r.err).map_or(0, |m| m.len());
+        let now = self.shell_ttys();
+        let same = same_file(self.main_pid);
+        if (out_len > 0 && now.0 != r.ttys.0) || (err_len > 0 && now.1 != r.ttys.1) {
+            return false;
+        }
+        !((r.merged && out_len > 0 && !same) || (!r.merged && out_len > 0 && err_len > 0 && same))
     }
 
     /// Whether the main shell's stdout and stderr are terminals.
@@ -1349,6 +1468,10 @@ impl Driver<'_> {
                 stats.direct,
                 started.elapsed().as_secs_f64()
             );
+        }
+        if let Some(path) = &args.run.dag {
+            std::fs::write(path, self.sched.dag().to_dot())
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
         if let Some(path) = &args.run.report {
             let report = self.sched.report();
@@ -1466,6 +1589,7 @@ fn convert(t: &trace::Trace, skip: impl Fn(&[u8]) -> bool) -> scheduler::Trace {
         (trace::Flags::UNTRACEABLE, Flags::UNTRACED),
         (trace::Flags::DEVICE, Flags::DEVICE),
         (trace::Flags::STDIN, Flags::STDIN),
+        (trace::Flags::REFUSED, Flags::UNSUPPORTED),
     ] {
         if f.contains(tf) {
             flags = flags | sf;
@@ -1519,6 +1643,75 @@ fn same_file(pid: i32) -> bool {
     let id =
         |fd: i32| std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).map(|m| (m.dev(), m.ino()));
     matches!((id(1), id(2)), (Ok(a), Ok(b)) if a == b)
+}
+
+/// A pty in raw mode (bytes pass unchanged) of the terminal's size: the slave for the unit,
+/// and a thread copying what arrives on the master into `capture` until the slave is closed.
+fn pty_into(
+    capture: File,
+    size: nix::pty::Winsize,
+) -> anyhow::Result<(OwnedFd, std::thread::JoinHandle<()>)> {
+    use nix::sys::termios;
+    let pty = nix::pty::openpty(Some(&size), None).context("cannot open a pty")?;
+    let mut t = termios::tcgetattr(&pty.slave).context("cannot read the pty's mode")?;
+    termios::cfmakeraw(&mut t);
+    termios::tcsetattr(&pty.slave, termios::SetArg::TCSANOW, &t)
+        .context("cannot set the pty's mode")?;
+    let master = File::from(pty.master);
+    let copier = std::thread::Builder::new()
+        .name("hs-pty".into())
+        .spawn(move || {
+            let (mut master, mut capture) = (master, capture);
+            let mut buf = [0u8; 65536];
+            loop {
+                match master.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        if capture.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    // EIO: every slave fd is closed.
+                    Err(_) => return,
+                }
+            }
+        })
+        .context("cannot start a thread")?;
+    Ok((pty.slave, copier))
+}
+
+/// The size of the terminal on the shell's fd (`stty size` on it).
+fn terminal_size(pid: i32, fd: i32) -> Option<nix::pty::Winsize> {
+    let tty = File::open(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    let out = std::process::Command::new("stty")
+        .arg("size")
+        .stdin(tty)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace().map(|x| x.parse::<u16>().ok());
+    Some(nix::pty::Winsize {
+        ws_row: it.next()??,
+        ws_col: it.next()??,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    })
+}
+
+/// (MemAvailable, MemTotal) in kB.
+fn meminfo() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some((field("MemAvailable:")?, field("MemTotal:")?))
 }
 
 fn umask_of(pid: i32) -> u32 {

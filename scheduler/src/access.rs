@@ -114,6 +114,25 @@ impl Flags {
     /// or writes to an inherited fd), or bash itself failed in it.
     pub const UNSUPPORTED: Flags = Flags(1 << 8);
 
+    /// Names of the flags set.
+    pub fn names(self) -> Vec<&'static str> {
+        const NAMES: [&str; 9] = [
+            "network",
+            "stdin",
+            "tty",
+            "device",
+            "signal",
+            "privilege",
+            "escape",
+            "untraced",
+            "unsupported",
+        ];
+        (0..NAMES.len())
+            .filter(|i| self.0 & (1 << i) != 0)
+            .map(|i| NAMES[i])
+            .collect()
+    }
+
     /// Whether any flag is set.
     pub fn any(self) -> bool {
         self.0 != 0

@@ -52,6 +52,32 @@ pub enum Why {
     ShellExited,
 }
 
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match self {
+            Why::WrongPath => write!(f, "off the path the shell took"),
+            Why::State(Some(v)) => write!(f, "${} changed", p(v)),
+            Why::State(None) => write!(f, "cwd, umask, options or environment changed"),
+            Why::Conflict {
+                path,
+                observed,
+                wrote,
+                by,
+            } => write!(
+                f,
+                "{} ({observed:?}) was changed by {by} ({wrote:?})",
+                p(path)
+            ),
+            Why::Untraced => write!(f, "an untraced run may have changed what it read"),
+            Why::Doomed { path } => write!(f, "its last run read {}, which changed", p(path)),
+            Why::Unsafe(flags) => write!(f, "unsafe: {}", flags.names().join(", ")),
+            Why::Background => write!(f, "a background job was running"),
+            Why::ShellExited => write!(f, "the shell exited first"),
+        }
+    }
+}
+
 /// What finally became of an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Outcome {

@@ -30,6 +30,10 @@ impl Instance {
 
 impl fmt::Display for Instance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.unit.0 == u32::MAX {
+            // The shell's own activity before its first gate (Event::ShellActivity).
+            return write!(f, "shell");
+        }
         write!(f, "u{}", self.unit.0)?;
         if !self.iters.is_empty() {
             write!(f, "{:?}", self.iters)?;
