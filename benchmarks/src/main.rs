@@ -3,7 +3,10 @@
 //!
 //! ```text
 //! cargo run -p benchmarks --release -- overhead [--runs N] [--json FILE] ...
+//! cargo run -p benchmarks --release -- corpus [--scale N] [-j N] [--runs K] [--only NAME...]
 //! ```
+//!
+//! `common` holds what the bash-vs-hs subcommands share (timing, workloads, comparison).
 //!
 //! Every subcommand lives in its own module with a `main(args) -> anyhow::Result<()>`; adding one
 //! is a `mod` line and a match arm below.
@@ -11,6 +14,8 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
+mod common;
+mod corpus;
 mod overhead;
 mod sandbox;
 mod trace;
@@ -23,6 +28,9 @@ subcommands:
   overhead    cost of hs's gates with speculation off: 2,000 /bin/true calls and the corpus,
               hs --no-speculate vs bash (see `benchmarks overhead --help`)
   trace       tracer cost: stat storm, C build, fork/exec loop; untraced vs traced vs strace
+  corpus      speedup of hs (speculating) over bash per corpus/built-in script, against the
+              ideal its DAG allows: corpus [--scale N] [-j N] [--runs K] [--only NAME...]
+              [--csv FILE] [--json FILE] (see `benchmarks corpus --help`)
 ";
 
 fn main() -> ExitCode {
@@ -30,6 +38,7 @@ fn main() -> ExitCode {
     let sub = args.next().unwrap_or_default();
     let rest: Vec<OsString> = args.collect();
     let result = match sub.to_str().unwrap_or("") {
+        "corpus" => corpus::main(rest),
         "overhead" => overhead::main(rest),
         "sandbox" => sandbox::main(rest),
         "trace" => trace::main(rest),

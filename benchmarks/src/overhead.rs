@@ -10,9 +10,9 @@
 //!   private directory, and every run gets a fresh `cp -a` copy of it at one fixed path, with
 //!   the environment `run_corpus.sh` gives (`LC_ALL=C`, a private `TMPDIR`, `SCALE`,
 //!   `CORPUS_DIR`), stdin from `/dev/null`; the ratio hs/bash per script and its geometric
-//!   mean (issue 2 asks for a geomean ≤ 1.03 and no script > 1.10). A run whose stdout, stderr
-//!   or exit status differs from bash's first run is flagged `DIFF` (`tests/corpus.rs` checks
-//!   the final files too). Scripts under 0.2 s get three times the runs.
+//!   mean (issue 2 asks for a geomean ≤ 1.03 and no script > 1.10). A run whose stdout, stderr,
+//!   exit status or final files differ from bash's first run is flagged `DIFF`. Scripts under
+//!   0.2 s get three times the runs.
 //!
 //! Each run is timed by bash's `time` keyword around the command: wall time, and CPU time
 //! (user + system of the whole process tree, from `getrusage`). On a machine with other load,
@@ -25,10 +25,14 @@
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use serde_json::json;
+
+use crate::common::{
+    Outcome, Prepared, Sample, Side, Workload, corpus_dir, corpus_workloads, cpu_count, geomean,
+    hs_binary, loadavg, temp_root, timed,
+};
 
 const HELP: &str = "\
 usage: benchmarks overhead [OPTIONS]
@@ -127,66 +131,6 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>> {
     Ok(Some(o))
 }
 
-/// Median, min and max of a sample (seconds).
-#[derive(Clone, Debug, Default)]
-struct Stats {
-    samples: Vec<f64>,
-}
-
-impl Stats {
-    fn sorted(&self) -> Vec<f64> {
-        let mut v = self.samples.clone();
-        v.sort_by(f64::total_cmp);
-        v
-    }
-    fn median(&self) -> f64 {
-        let v = self.sorted();
-        let n = v.len();
-        if n == 0 {
-            f64::NAN
-        } else if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        }
-    }
-    fn min(&self) -> f64 {
-        self.sorted().first().copied().unwrap_or(f64::NAN)
-    }
-    fn max(&self) -> f64 {
-        self.sorted().last().copied().unwrap_or(f64::NAN)
-    }
-    fn show(&self) -> String {
-        format!(
-            "{:7.3} s ({:.3}–{:.3})",
-            self.median(),
-            self.min(),
-            self.max()
-        )
-    }
-    fn json(&self) -> Value {
-        json!({"median_s": self.median(), "min_s": self.min(), "max_s": self.max(),
-               "samples_s": self.samples})
-    }
-}
-
-/// Wall and CPU samples of one side (bash or hs).
-#[derive(Clone, Debug, Default)]
-struct Side {
-    wall: Stats,
-    cpu: Stats,
-}
-
-impl Side {
-    fn push(&mut self, s: Sample) {
-        self.wall.samples.push(s.wall);
-        self.cpu.samples.push(s.cpu);
-    }
-    fn json(&self) -> Value {
-        json!({"wall": self.wall.json(), "cpu": self.cpu.json()})
-    }
-}
-
 /// Ratios hs/bash of two sides: median wall, fastest wall, median CPU.
 fn ratios(bash: &Side, hs: &Side) -> (f64, f64, f64) {
     (
@@ -194,107 +138,6 @@ fn ratios(bash: &Side, hs: &Side) -> (f64, f64, f64) {
         hs.wall.min() / bash.wall.min(),
         hs.cpu.median() / bash.cpu.median(),
     )
-}
-
-/// The repository root (this package's parent directory, fixed at build time).
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Builds the release hs and returns its path (beside this binary, else in target/release).
-fn build_hs() -> Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("building the release hs (cargo build --release -p engine --bin hs) ...");
-    let st = Command::new(cargo)
-        .args(["build", "--release", "-q", "-p", "engine", "--bin", "hs"])
-        .current_dir(repo_root())
-        .status()
-        .context("failed to run cargo build for hs")?;
-    if !st.success() {
-        bail!("cargo build --release -p engine failed ({st})");
-    }
-    let beside = std::env::current_exe()?.with_file_name("hs");
-    let candidates = [beside, repo_root().join("target/release/hs")];
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .context("built hs, but found it neither beside this binary nor in target/release")
-}
-
-fn temp_root() -> Result<PathBuf> {
-    let d = std::env::temp_dir().join(format!("hs-bench-overhead-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
-    Ok(d)
-}
-
-/// One timed run.
-#[derive(Clone, Copy, Debug)]
-struct Sample {
-    wall: f64,
-    /// User + system time of the whole process tree.
-    cpu: f64,
-}
-
-/// What a timed run produced besides its times.
-struct RunOutput {
-    status: i32,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-}
-
-/// The wrapper that times a command with bash's `time` keyword (wall from the clock, CPU from
-/// getrusage of the waited-for tree). Its own variables are not exported, so the measured
-/// command sees the environment it is given and nothing else; `timeout` guards against hangs.
-const TIMER: &str = r#"o=$1 e=$2 t=$3; shift 3
-TIMEFORMAT='%3R %3U %3S'
-{ time timeout -k 10 900 "$@" < /dev/null > "$o" 2> "$e"; } 2> "$t""#;
-
-/// Runs `argv` in `cwd` with `env` added, timed; output goes to files under `scratch`.
-fn timed(
-    argv: &[OsString],
-    cwd: &Path,
-    env: &[(&str, OsString)],
-    scratch: &Path,
-) -> Result<(Sample, RunOutput)> {
-    let (o, e, t) = (
-        scratch.join("stdout"),
-        scratch.join("stderr"),
-        scratch.join("times"),
-    );
-    let st = Command::new("bash")
-        .arg("-c")
-        .arg(TIMER)
-        .arg("timer")
-        .args([&o, &e, &t])
-        .args(argv)
-        .current_dir(cwd)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .status()
-        .context("cannot run the timing wrapper (bash)")?;
-    let times =
-        std::fs::read_to_string(&t).with_context(|| format!("no timing in {}", t.display()))?;
-    let f: Vec<f64> = times
-        .split_whitespace()
-        .rev()
-        .take(3)
-        .map(|x| x.parse().unwrap_or(f64::NAN))
-        .collect();
-    if f.len() != 3 || f.iter().any(|x| x.is_nan()) {
-        bail!("cannot read the timing {times:?} of {:?}", argv);
-    }
-    // Reversed: S, U, R.
-    let sample = Sample {
-        wall: f[2],
-        cpu: f[1] + f[0],
-    };
-    let out = RunOutput {
-        status: st.code().unwrap_or(-1),
-        stdout: std::fs::read(&o).unwrap_or_default(),
-        stderr: std::fs::read(&e).unwrap_or_default(),
-    };
-    Ok((sample, out))
 }
 
 /// A script of `calls` `/bin/true` lines under bash and hs, `runs` alternating runs each; `tag`
@@ -356,75 +199,43 @@ struct EntryResult {
     error: Option<String>,
 }
 
-/// Copies `src` to `dst` with `cp -a`.
-fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
-    let st = Command::new("cp").arg("-a").arg(src).arg(dst).status()?;
-    if !st.success() {
-        bail!("cp -a {} {} failed", src.display(), dst.display());
-    }
-    Ok(())
-}
-
 /// Measures one corpus entry; setup problems are reported in `error`, not as a failure.
 fn corpus_entry(
     o: &Opts,
-    corpus: &Path,
-    entry: &str,
+    w: &Workload,
     argvs: [&[OsString]; 2],
     root: &Path,
 ) -> Result<EntryResult> {
-    let key = entry.replace('/', "__");
-    let setup = root.join("setup").join(&key);
-    let work = root.join("work").join(&key);
-    let tmp = root.join("work").join(format!("{key}.tmp"));
     let scratch = root.join("scratch");
-    for d in [&setup, &scratch, &root.join("work")] {
-        std::fs::create_dir_all(d)?;
-    }
+    std::fs::create_dir_all(&scratch)?;
     let scale = std::env::var_os("SCALE").unwrap_or_else(|| "1".into());
     let mut result = EntryResult {
-        name: entry.to_string(),
+        name: w.name.clone(),
         bash: Side::default(),
         hs: Side::default(),
         same: true,
         error: None,
     };
-    let st = Command::new("bash")
-        .arg(corpus.join(format!("{entry}.setup.sh")))
-        .current_dir(&setup)
-        .env("LC_ALL", "C")
-        .env("SCALE", &scale)
-        .env("CORPUS_DIR", corpus)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()?;
-    if !st.success() {
-        result.error = Some(format!("setup failed ({st})"));
-        return Ok(result);
-    }
-    let env: Vec<(&str, OsString)> = vec![
-        ("LC_ALL", "C".into()),
-        ("TMPDIR", tmp.clone().into()),
-        ("SCALE", scale.clone()),
-        ("CORPUS_DIR", corpus.into()),
-    ];
-    let mut reference: Option<(i32, Vec<u8>, Vec<u8>)> = None;
+    let p = match Prepared::new(w, root, &scale)? {
+        Ok(p) => p,
+        Err(e) => {
+            result.error = Some(e);
+            return Ok(result);
+        }
+    };
+    let mut reference: Option<Outcome> = None;
     let mut runs = o.corpus_runs;
     let mut r = 0;
     while r < runs {
         let bash_first = r % 2 == 0;
         for side in [bash_first, !bash_first] {
-            let _ = std::fs::remove_dir_all(&work);
-            let _ = std::fs::remove_dir_all(&tmp);
-            copy_tree(&setup, &work)?;
-            std::fs::create_dir_all(&tmp)?;
+            p.fresh()?;
             let argv = argvs[usize::from(!side)];
-            let (sample, out) = timed(argv, &work, &env, &scratch)?;
-            let fp = (out.status, out.stdout, out.stderr);
+            let (sample, out) = timed(argv, &p.work, &p.env, &scratch)?;
+            let got = Outcome::of(out, &p.work);
             match &reference {
-                None if side => reference = Some(fp),
-                Some(want) if *want != fp => result.same = false,
+                None if side => reference = Some(got),
+                Some(want) if !want.differences(&got).is_empty() => result.same = false,
                 _ => {}
             }
             if side {
@@ -439,62 +250,30 @@ fn corpus_entry(
         }
         r += 1;
     }
-    let _ = std::fs::remove_dir_all(&work);
-    let _ = std::fs::remove_dir_all(&tmp);
-    let _ = std::fs::remove_dir_all(&setup);
     Ok(result)
 }
 
 /// (b): each corpus script, alternating bash and hs.
 fn corpus(o: &Opts, hs: &OsString, corpus: &Path, root: &Path) -> Result<Vec<EntryResult>> {
-    let out = Command::new("bash")
-        .arg(corpus.join("run_corpus.sh"))
-        .arg("--list")
-        .output()?;
-    let entries: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .filter(|e| !e.is_empty())
-        .filter(|e| o.filters.is_empty() || o.filters.iter().any(|f| e.contains(f.as_str())))
-        .collect();
+    let entries = corpus_workloads(corpus, &o.filters)?;
     let mut results = vec![];
-    for (i, e) in entries.iter().enumerate() {
-        eprint!("\r(b) {}/{} {e:<50}", i + 1, entries.len());
-        let script: OsString = corpus.join(format!("{e}.sh")).into();
-        let bash_argv = vec![o.shell.clone(), script.clone()];
+    for (i, w) in entries.iter().enumerate() {
+        eprint!("\r(b) {}/{} {:<50}", i + 1, entries.len(), w.name);
+        let bash_argv = vec![o.shell.clone(), w.script.clone().into()];
         let mut hs_argv = vec![hs.clone()];
         hs_argv.extend(o.hs_args.iter().cloned());
-        hs_argv.push(script);
-        results.push(corpus_entry(o, corpus, e, [&bash_argv, &hs_argv], root)?);
+        hs_argv.push(w.script.clone().into());
+        results.push(corpus_entry(o, w, [&bash_argv, &hs_argv], root)?);
     }
     eprintln!();
     Ok(results)
 }
 
-fn geomean(xs: impl Iterator<Item = f64>) -> f64 {
-    let (mut s, mut n) = (0.0, 0usize);
-    for x in xs.filter(|x| x.is_finite() && *x > 0.0) {
-        s += x.ln();
-        n += 1;
-    }
-    if n == 0 {
-        f64::NAN
-    } else {
-        (s / n as f64).exp()
-    }
-}
-
 /// Entry point of `benchmarks overhead`.
 pub(crate) fn main(args: Vec<OsString>) -> Result<()> {
     let Some(o) = parse(args)? else { return Ok(()) };
-    let hs: OsString = match &o.hs {
-        // Runs happen in other directories: make a relative path absolute.
-        Some(p) => std::fs::canonicalize(p)
-            .with_context(|| format!("no hs at {}", p.display()))?
-            .into(),
-        None => build_hs()?.into(),
-    };
-    let root = temp_root()?;
+    let hs = hs_binary(o.hs.as_deref())?;
+    let root = temp_root("overhead")?;
     let hs_cmd = format!(
         "{} {}",
         Path::new(&hs).display(),
@@ -504,12 +283,11 @@ pub(crate) fn main(args: Vec<OsString>) -> Result<()> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load1 = load.split_whitespace().next().unwrap_or("?").to_string();
+    let (load1, load) = loadavg();
     println!(
         "overhead: `{hs_cmd}` vs `{}` (load average {load1} on {} CPUs at start)",
         Path::new(&o.shell).display(),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        cpu_count()
     );
 
     let (eb, eh) = true_calls(&o, &hs, &root, 0, 3 * o.runs, "(0)")?;
@@ -548,7 +326,7 @@ pub(crate) fn main(args: Vec<OsString>) -> Result<()> {
     );
     print!("{out}");
     let mut report = json!({
-        "hs": hs_cmd, "shell": Path::new(&o.shell).display().to_string(), "loadavg_start": load.trim(),
+        "hs": hs_cmd, "shell": Path::new(&o.shell).display().to_string(), "loadavg_start": load,
         "startup": {"runs": 3 * o.runs, "bash": eb.json(), "hs": eh.json(),
                     "fixed_cost_ms": ms(eh.wall.median() - eb.wall.median()),
                     "fixed_cost_cpu_ms": ms(eh.cpu.median() - eb.cpu.median())},
@@ -558,13 +336,10 @@ pub(crate) fn main(args: Vec<OsString>) -> Result<()> {
     });
     let mut failed = per_gate_ms > 1.0;
 
-    let corpus_dir = o
-        .corpus
-        .clone()
-        .unwrap_or_else(|| repo_root().join("../shared/corpus"));
+    let (corpus_dir, present) = corpus_dir(o.corpus.as_deref());
     if o.no_corpus {
         println!("\n(b) corpus skipped (--no-corpus)");
-    } else if !corpus_dir.join("run_corpus.sh").is_file() {
+    } else if !present {
         println!(
             "\n(b) corpus skipped: no run_corpus.sh in {}",
             corpus_dir.display()
@@ -575,8 +350,8 @@ pub(crate) fn main(args: Vec<OsString>) -> Result<()> {
         let _ = writeln!(
             out,
             "\n(b) corpus, {} alternating runs each (x3 under 0.2 s), wall median (min–max)\n\
-             {:<40} {:>26} {:>26} {:>7} {:>7} {:>7}  {}",
-            o.corpus_runs, "entry", "bash", "hs", "hs/bash", "min/min", "cpu", "output"
+             {:<40} {:>26} {:>26} {:>7} {:>7} {:>7}  output",
+            o.corpus_runs, "entry", "bash", "hs", "hs/bash", "min/min", "cpu"
         );
         for r in &res {
             let (w, m, c) = ratios(&r.bash, &r.hs);
