@@ -8,6 +8,7 @@ mod program;
 mod run;
 #[allow(dead_code)] // used once speculation is wired in (docs/engine.md)
 mod state;
+pub mod timeline;
 mod trace_cmd;
 mod try_cmd;
 
