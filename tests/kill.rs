@@ -834,7 +834,7 @@ fn full_run(cfg: &Config, dir: &Dir, case: &Case, states: &[State], t: &mut Tall
 /// The processes of a run in `root` (group `pgid`) still alive after a grace period; they
 /// are killed.
 fn settle(root: &Path, pgid: i32) -> Vec<Proc> {
-    let deadline = Instant::now() + Duration::from_secs(1);
+    let deadline = Instant::now() + Duration::from_secs(2);
     let mut left = run_processes(root, pgid);
     while !left.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
