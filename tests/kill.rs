@@ -46,6 +46,15 @@
 //! `HS_KILL_DEBUG=1` prints every script, kill moment and matched state.
 //!
 //!     HS_KILL_RUNS=100 cargo test -p engine --test kill -- --nocapture
+//!
+//! # Figures (2-core machine shared with other builds, debug build, hs at 82c991f: no
+//! speculation yet, so bash runs every unit itself)
+//!
+//! `HS_KILL_RUNS=100`: 100 kills (tree at the start 33, mid-script 41, at the end 26), 0
+//! corrupted, 0 leftovers, 44 s; with `HS_KILL_SEED=2`: 100 kills (26, 61, 13), 0 corrupted,
+//! 0 leftovers, 65 s. An earlier run found `hs recover` failing when another hs finished a
+//! commit meanwhile (fixed in a215cc4). `kill_hs_try_commit` (`hs try -y`, ignored): 20 kills,
+//! 0 corrupted, 26 leftovers (the killed sandboxes' directories).
 
 #[path = "fuzz/generator.rs"]
 #[allow(dead_code)]
