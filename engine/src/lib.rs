@@ -7,6 +7,7 @@ mod program;
 mod run;
 mod spec;
 mod state;
+pub mod timeline;
 mod trace_cmd;
 mod try_cmd;
 mod views;
