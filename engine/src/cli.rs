@@ -83,6 +83,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", help_heading = "Report options")]
     pub dag: Option<PathBuf>,
 
+    /// Draw the run as a Gantt chart to FILE (SVG): one lane per speculation slot and one
+    /// for the shell, a bar per execution coloured by outcome, unit text in the tooltips
+    #[arg(long, value_name = "FILE", help_heading = "Report options")]
+    pub timeline: Option<PathBuf>,
+
     /// Print one line of statistics on stderr at exit
     #[arg(long, help_heading = "Report options")]
     pub stats: bool,

@@ -271,7 +271,11 @@ fn start(
 
 /// Whether the run needs the gate server: for speculation, or to record what the gates saw.
 fn needs_server(args: &RunArgs) -> bool {
-    gates_wait(args) || args.report.is_some() || args.dag.is_some() || args.stats
+    gates_wait(args)
+        || args.report.is_some()
+        || args.dag.is_some()
+        || args.timeline.is_some()
+        || args.stats
 }
 
 /// Where bash talks to the server.
@@ -334,6 +338,9 @@ fn start_server(
     }
     if let Some(d) = &args.dag {
         server.arg("--dag").arg(absolute(d));
+    }
+    if let Some(t) = &args.timeline {
+        server.arg("--timeline").arg(absolute(t));
     }
     if args.stats {
         server.arg("--stats");

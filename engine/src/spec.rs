@@ -1393,6 +1393,42 @@ impl Driver<'_> {
         self.handle(Event::CommitDone { run: id })
     }
 
+    /// The run as an SVG Gantt chart.
+    fn timeline(&self, started: Instant) -> String {
+        use crate::timeline::{Bar as B, Lane, Outcome};
+        let text = |unit: u32| {
+            self.units
+                .get(unit as usize)
+                .map(|u| String::from_utf8_lossy(&u.text).into_owned())
+                .unwrap_or_else(|| "(the shell's own work)".into())
+        };
+        let bars: Vec<B> = self
+            .bars
+            .iter()
+            .map(|b| B {
+                lane: b.lane.map_or(Lane::Shell, Lane::Slot),
+                start: b.start,
+                end: b.end,
+                outcome: match b.outcome {
+                    "committed" => Outcome::Committed,
+                    "direct" => Outcome::Direct,
+                    _ => Outcome::Discarded,
+                },
+                label: b.instance.clone(),
+                text: text(b.unit),
+                why: b.why.clone(),
+            })
+            .collect();
+        let slots = self
+            .bars
+            .iter()
+            .filter_map(|b| b.lane)
+            .max()
+            .map_or(0, |m| m + 1);
+        let title = format!("{} (-j {})", self.dollar0.to_string_lossy(), self.window);
+        crate::timeline::svg(&bars, slots, started.elapsed().as_secs_f64(), &title)
+    }
+
     /// Whether what a run captured replays right on the shell's fds as they are now (the
     /// shell waits at the gate, so they are its own): output from a pty only to a terminal
     /// and from a file only to a non-terminal (`exec >log` or a group's redirection may
@@ -1468,6 +1504,10 @@ impl Driver<'_> {
                 stats.direct,
                 started.elapsed().as_secs_f64()
             );
+        }
+        if let Some(path) = &args.run.timeline {
+            std::fs::write(path, self.timeline(started))
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
         if let Some(path) = &args.run.dag {
             std::fs::write(path, self.sched.dag().to_dot())

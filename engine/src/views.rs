@@ -157,6 +157,8 @@ fn run_argv(args: &RunArgs) -> Vec<OsString> {
         jobs,
         no_speculate,
         report,
+        dag,
+        timeline,
         stats,
         verbose,
         verbose_input,
@@ -191,6 +193,12 @@ fn run_argv(args: &RunArgs) -> Vec<OsString> {
     }
     if let Some(r) = report {
         v.extend(["--report".into(), r.clone().into_os_string()]);
+    }
+    if let Some(d) = dag {
+        v.extend(["--dag".into(), d.clone().into_os_string()]);
+    }
+    if let Some(t) = timeline {
+        v.extend(["--timeline".into(), t.clone().into_os_string()]);
     }
     v.push("--".into());
     v.extend(args.iter().cloned());
