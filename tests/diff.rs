@@ -48,17 +48,21 @@
 //!   (split on blanks), to run the whole suite in another mode.
 //! - `HS_LOG`: passed through to hs.
 
-use std::collections::BTreeMap;
+#[path = "util/tree.rs"]
+mod tree;
+
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use tree::{Tree, make_writable, show_bytes, snapshot};
 
 /// Directory holding the scripts.
 fn scripts_dir() -> PathBuf {
@@ -304,98 +308,10 @@ impl TempRoot {
 impl Drop for TempRoot {
     fn drop(&mut self) {
         if !self.keep {
-            let _ = make_writable(&self.path);
+            make_writable(&self.path);
             let _ = fs::remove_dir_all(&self.path);
         }
     }
-}
-
-/// Gives the owner rwx on every directory below `p`, so that scripts that `chmod 000` a
-/// directory do not stop the clean-up.
-fn make_writable(p: &Path) -> std::io::Result<()> {
-    let md = fs::symlink_metadata(p)?;
-    if md.is_dir() {
-        fs::set_permissions(p, fs::Permissions::from_mode(md.mode() | 0o700))?;
-        for e in fs::read_dir(p)? {
-            let _ = make_writable(&e?.path());
-        }
-    }
-    Ok(())
-}
-
-/// One entry of a directory tree.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Entry {
-    File { mode: u32, content: Vec<u8> },
-    Dir { mode: u32 },
-    Symlink { target: Vec<u8> },
-    Other { kind: &'static str, mode: u32 },
-}
-
-impl Entry {
-    fn describe(&self) -> String {
-        match self {
-            Entry::File { mode, content } => {
-                format!(
-                    "file {mode:04o} {} bytes: {}",
-                    content.len(),
-                    preview(content, 200)
-                )
-            }
-            Entry::Dir { mode } => format!("dir {mode:04o}"),
-            Entry::Symlink { target } => format!("symlink -> {}", show_bytes(target)),
-            Entry::Other { kind, mode } => format!("{kind} {mode:04o}"),
-        }
-    }
-}
-
-/// Relative path (raw bytes) → entry, for every entry below `root`.
-type Tree = BTreeMap<Vec<u8>, Entry>;
-
-fn snapshot(root: &Path) -> Tree {
-    fn walk(root: &Path, dir: &Path, out: &mut Tree) {
-        let Ok(rd) = fs::read_dir(dir) else { return };
-        for e in rd.flatten() {
-            let p = e.path();
-            let rel = p
-                .strip_prefix(root)
-                .unwrap()
-                .as_os_str()
-                .as_bytes()
-                .to_vec();
-            let Ok(md) = fs::symlink_metadata(&p) else {
-                continue;
-            };
-            let ft = md.file_type();
-            let mode = md.mode() & 0o7777;
-            let entry = if ft.is_symlink() {
-                let target = fs::read_link(&p).map(|t| t.into_os_string().into_vec());
-                Entry::Symlink {
-                    target: target.unwrap_or_default(),
-                }
-            } else if ft.is_dir() {
-                walk(root, &p, out);
-                Entry::Dir { mode }
-            } else if ft.is_file() {
-                let content = fs::read(&p).unwrap_or_else(|e| format!("<unreadable: {e}>").into());
-                Entry::File { mode, content }
-            } else {
-                use std::os::unix::fs::FileTypeExt;
-                let kind = if ft.is_fifo() {
-                    "fifo"
-                } else if ft.is_socket() {
-                    "socket"
-                } else {
-                    "device"
-                };
-                Entry::Other { kind, mode }
-            };
-            out.insert(rel, entry);
-        }
-    }
-    let mut out = Tree::new();
-    walk(root, root, &mut out);
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -476,7 +392,7 @@ fn run_one(
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp).unwrap();
     let home = root.join("home");
-    let _ = make_writable(&home);
+    make_writable(&home);
     let _ = fs::remove_dir_all(&home);
     fs::create_dir_all(&home).unwrap();
     let mut cmd = Command::new(program);
@@ -724,31 +640,6 @@ fn compare(script: &Script, hs_prog: &OsStr, extra_args: &[OsString]) -> Result<
 // ---------------------------------------------------------------------------------------------
 // Reporting
 
-/// Bytes as text, with non-printable bytes escaped as `\xHH`.
-fn show_bytes(b: &[u8]) -> String {
-    let mut s = String::new();
-    for chunk in b.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c == '\n' || c == '\t' || !c.is_control() {
-                s.push(c);
-            } else {
-                let _ = write!(s, "\\x{:02x}", c as u32);
-            }
-        }
-        for byte in chunk.invalid() {
-            let _ = write!(s, "\\x{byte:02x}");
-        }
-    }
-    s
-}
-
-/// At most `max` bytes of `b`, escaped, on one line.
-fn preview(b: &[u8], max: usize) -> String {
-    let cut = &b[..b.len().min(max)];
-    let s = show_bytes(cut).replace('\n', "\\n");
-    if b.len() > max { format!("{s}...") } else { s }
-}
-
 /// Appends an eqnice-style report: expected (bash) and got (hs) in fenced blocks. Large
 /// outputs are cut to the region around the first differing line.
 fn fenced(report: &mut String, what: &str, bash: &[u8], hs: &[u8]) {
@@ -808,30 +699,7 @@ fn tree_diff(report: &mut String, what: &str, bash: &Tree, hs: &Tree) {
         "\n==================== {what} differ ===================="
     );
     report.push_str("```\n");
-    let mut keys: Vec<&Vec<u8>> = bash.keys().chain(hs.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    for k in keys {
-        let p = show_bytes(k);
-        match (bash.get(k), hs.get(k)) {
-            (Some(a), Some(b)) if a == b => {}
-            (Some(a), Some(b)) => {
-                let _ = writeln!(
-                    report,
-                    "~ {p}\n    bash: {}\n    hs:   {}",
-                    a.describe(),
-                    b.describe()
-                );
-            }
-            (Some(a), None) => {
-                let _ = writeln!(report, "- {p} (only after bash: {})", a.describe());
-            }
-            (None, Some(b)) => {
-                let _ = writeln!(report, "+ {p} (only after hs: {})", b.describe());
-            }
-            (None, None) => unreachable!(),
-        }
-    }
+    report.push_str(&tree::diff(bash, hs, "bash", "hs"));
     report.push_str("```\n");
 }
 

@@ -6,7 +6,8 @@
 //!
 //! - `tests/fuzz/generator.rs`: the seeded script generator (and what keeps scripts
 //!   deterministic under bash);
-//! - `tests/fuzz/runner.rs`: running a pair, snapshots, comparison, reports;
+//! - `tests/fuzz/runner.rs`: running a pair, comparison, reports (tree snapshots:
+//!   `tests/util/tree.rs`, shared with tests/diff.rs and tests/kill.rs);
 //! - `tests/fuzz/reduce.rs`: the reducer; `tests/fuzz/rng.rs`: splitmix64.
 //!
 //! # Running
@@ -53,6 +54,8 @@ mod reduce;
 mod rng;
 #[path = "fuzz/runner.rs"]
 mod runner;
+#[path = "util/tree.rs"]
+mod tree;
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -63,7 +66,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use generator::{Script, generate};
-use runner::{Aspect, Outcome, Runner, differences, run_pair, show_bytes};
+use runner::{Aspect, Outcome, Runner, differences, run_pair};
+use tree::show_bytes;
 
 /// Fewest seeds the time-bounded run does (unless a seed fails first).
 const MIN_SEEDS: u64 = 200;

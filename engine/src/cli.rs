@@ -1,8 +1,10 @@
 //! Command-line definitions (the "low" layer: what the user typed, no syscalls).
 
 use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand};
 
 /// Run a bash script speculatively, out of order and in parallel, with exactly bash's results.
@@ -81,6 +83,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", help_heading = "Report options")]
     pub dag: Option<PathBuf>,
 
+    /// Draw the run as a Gantt chart to FILE (SVG): one lane per speculation slot and one
+    /// for the shell, a bar per execution coloured by outcome, unit text in the tooltips
+    #[arg(long, value_name = "FILE", help_heading = "Report options")]
+    pub timeline: Option<PathBuf>,
+
     /// Print one line of statistics on stderr at exit
     #[arg(long, help_heading = "Report options")]
     pub stats: bool,
@@ -92,6 +99,14 @@ pub struct RunArgs {
     /// Print input lines as they are read (bash -v; runs unchanged under bash)
     #[arg(short = 'v', help_heading = "Bash options")]
     pub verbose_input: bool,
+
+    /// Run the script where DST shows SRC (a private bind mount; repeatable)
+    #[arg(long, value_name = "SRC:DST", value_parser = view_parser(), help_heading = "View options")]
+    pub bind: Vec<ViewArg>,
+
+    /// Like --bind, read-only
+    #[arg(long, value_name = "SRC:DST", value_parser = view_parser(), help_heading = "View options")]
+    pub ro_bind: Vec<ViewArg>,
 
     /// The script and its arguments (with -c: the command string, $0 and the arguments)
     #[arg(
@@ -139,6 +154,23 @@ pub enum Command {
     Recover,
     /// Run a command and print what it read and wrote
     Trace(TraceArgs),
+    /// Start $SHELL (or CMD) with private views of paths: DST shows SRC for it alone
+    Shell(ShellArgs),
+    /// Inside `hs shell`: make DST show SRC from now on
+    Bind {
+        /// Read-only
+        #[arg(long)]
+        ro: bool,
+        /// What to show
+        src: PathBuf,
+        /// Where to show it
+        dst: PathBuf,
+    },
+    /// Inside `hs shell`: remove the view on DST
+    Unbind {
+        /// A path given to `hs bind` or `--bind`
+        dst: PathBuf,
+    },
     /// Internal: the gate server that a running script talks to
     #[command(name = "__serve", hide = true)]
     Serve(ServeArgs),
@@ -218,4 +250,47 @@ pub struct TraceArgs {
         value_name = "CMD [ARGS]"
     )]
     pub argv: Vec<OsString>,
+}
+
+/// Arguments of `hs shell`.
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// Make DST show SRC (a private bind mount; repeatable)
+    #[arg(long, value_name = "SRC:DST", value_parser = view_parser())]
+    pub bind: Vec<ViewArg>,
+    /// Like --bind, read-only
+    #[arg(long, value_name = "SRC:DST", value_parser = view_parser())]
+    pub ro_bind: Vec<ViewArg>,
+    /// The command to run instead of $SHELL, and its arguments
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD [ARGS]"
+    )]
+    pub argv: Vec<OsString>,
+}
+
+/// A view `SRC:DST` (split at the first colon): DST shows SRC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewArg {
+    /// What to show.
+    pub src: PathBuf,
+    /// Where to show it.
+    pub dst: PathBuf,
+}
+
+fn view_parser() -> impl clap::builder::TypedValueParser<Value = ViewArg> {
+    clap::builder::OsStringValueParser::new().try_map(|s: OsString| {
+        let b = s.as_bytes();
+        match b.iter().position(|&c| c == b':') {
+            Some(i) if i > 0 && i + 1 < b.len() => Ok(ViewArg {
+                src: PathBuf::from(OsString::from_vec(b[..i].to_vec())),
+                dst: PathBuf::from(OsString::from_vec(b[i + 1..].to_vec())),
+            }),
+            _ => Err(format!(
+                "expected SRC:DST, got {:?}",
+                String::from_utf8_lossy(b)
+            )),
+        }
+    })
 }

@@ -159,6 +159,12 @@ fn finish(args: &ServeArgs, events: &[Event], started: Instant) -> anyhow::Resul
             started.elapsed().as_secs_f64()
         );
     }
+    if let Some(path) = &args.run.timeline {
+        // Nothing is speculated: the shell ran everything, one lane.
+        let title = "no speculation";
+        let svg = crate::timeline::svg(&[], 0, started.elapsed().as_secs_f64(), title);
+        std::fs::write(path, svg).with_context(|| format!("cannot write {}", path.display()))?;
+    }
     if let Some(path) = &args.run.dag {
         // Nothing is speculated: the graph has no instances.
         std::fs::write(path, "digraph hs {\n}\n")

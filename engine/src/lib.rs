@@ -7,8 +7,10 @@ mod program;
 mod run;
 mod spec;
 mod state;
+pub mod timeline;
 mod trace_cmd;
 mod try_cmd;
+mod views;
 
 use std::process::ExitCode;
 
@@ -30,6 +32,10 @@ pub fn main() -> ExitCode {
         Some(Command::Parse { script }) => parse_main(&script, false),
         Some(Command::Instrument { script }) => parse_main(&script, true),
         Some(Command::Serve(args)) => gate::serve(args),
+        Some(Command::Shell(args)) => views::shell_main(args),
+        Some(Command::Bind { ro, src, dst }) => views::bind_main(&src, &dst, ro),
+        Some(Command::Unbind { dst }) => views::unbind_main(&dst),
+        None if !cli.run.bind.is_empty() || !cli.run.ro_bind.is_empty() => views::run_main(cli.run),
         None => run::run(cli.run),
     };
     match result {

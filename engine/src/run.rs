@@ -159,7 +159,7 @@ fn prepare(bytes: &[u8], args: &RunArgs) -> Result<Prepared, String> {
             None => Mode::Speculate,
             Some(why) => {
                 tracing::debug!("no speculation: {why}");
-                if needs_server(args) {
+                if listens(args) {
                     Mode::Listen
                 } else {
                     Mode::Alone
@@ -200,7 +200,7 @@ fn start(
 ) -> anyhow::Result<Never> {
     let mut cmd = bash(shell);
     cmd.args(flags);
-    let prelude = match prepared.mode {
+    let mut prelude = match prepared.mode {
         Mode::Alone => {
             // Nobody listens: every gate answers "run it yourself" in the shell itself.
             "__hs_gate() { return 0; }; __hs_note() { return 0; }; __hs_loop() { return 0; }; \
@@ -212,6 +212,8 @@ fn start(
             prelude(&server, &prepared.script, mode)
         }
     };
+    // The prelude's assignments reset `$_`; the script starts with the one bash had.
+    prelude = format!("__hs_u0=$_; {prelude}builtin : \"$__hs_u0\"; ");
     let input = match input {
         Input::Script { path, .. } => Input::Script {
             path,
@@ -271,7 +273,12 @@ fn start(
 
 /// Whether the run needs the gate server: for speculation, or to record what the gates saw.
 fn needs_server(args: &RunArgs) -> bool {
-    gates_wait(args) || args.report.is_some() || args.dag.is_some() || args.stats
+    gates_wait(args) || listens(args)
+}
+
+/// Whether something asks for what the gates saw.
+fn listens(args: &RunArgs) -> bool {
+    args.report.is_some() || args.dag.is_some() || args.timeline.is_some() || args.stats
 }
 
 /// Where bash talks to the server.
@@ -334,6 +341,9 @@ fn start_server(
     }
     if let Some(d) = &args.dag {
         server.arg("--dag").arg(absolute(d));
+    }
+    if let Some(t) = &args.timeline {
+        server.arg("--timeline").arg(absolute(t));
     }
     if args.stats {
         server.arg("--stats");

@@ -389,6 +389,7 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
         },
         killed: HashSet::new(),
         window,
+        open_writes: Vec::new(),
         last_memory_check: started,
     };
     d.ttys = d.shell_ttys();
@@ -808,6 +809,8 @@ struct Driver<'a> {
     killed: HashSet<RunId>,
     /// The speculation width asked for.
     window: usize,
+    /// Regular files the shell and its jobs had open for writing at the last gate.
+    open_writes: Vec<Vec<u8>>,
     last_memory_check: Instant,
 }
 
@@ -903,6 +906,15 @@ impl Driver<'_> {
         if self.traced == Some(false) {
             t.flags = Flags::UNTRACED;
         }
+        // Writes through fds the shell (or a job of it) holds open are no path syscalls:
+        // files open for writing at the last gate or now may have changed in between.
+        let open = open_for_writing(self.main_pid, &tmp);
+        for p in self.open_writes.iter().chain(&open) {
+            if !t.writes.iter().any(|a| &a.path == p) {
+                t.writes.push(Access::new(p.clone(), AccessKind::Append));
+            }
+        }
+        self.open_writes = open;
         match self.direct.take() {
             Some(x) => {
                 let now = self.now();
@@ -1393,6 +1405,42 @@ impl Driver<'_> {
         self.handle(Event::CommitDone { run: id })
     }
 
+    /// The run as an SVG Gantt chart.
+    fn timeline(&self, started: Instant) -> String {
+        use crate::timeline::{Bar as B, Lane, Outcome};
+        let text = |unit: u32| {
+            self.units
+                .get(unit as usize)
+                .map(|u| String::from_utf8_lossy(&u.text).into_owned())
+                .unwrap_or_else(|| "(the shell's own work)".into())
+        };
+        let bars: Vec<B> = self
+            .bars
+            .iter()
+            .map(|b| B {
+                lane: b.lane.map_or(Lane::Shell, Lane::Slot),
+                start: b.start,
+                end: b.end,
+                outcome: match b.outcome {
+                    "committed" => Outcome::Committed,
+                    "direct" => Outcome::Direct,
+                    _ => Outcome::Discarded,
+                },
+                label: b.instance.clone(),
+                text: text(b.unit),
+                why: b.why.clone(),
+            })
+            .collect();
+        let slots = self
+            .bars
+            .iter()
+            .filter_map(|b| b.lane)
+            .max()
+            .map_or(0, |m| m + 1);
+        let title = format!("{} (-j {})", self.dollar0.to_string_lossy(), self.window);
+        crate::timeline::svg(&bars, slots, started.elapsed().as_secs_f64(), &title)
+    }
+
     /// Whether what a run captured replays right on the shell's fds as they are now (the
     /// shell waits at the gate, so they are its own): output from a pty only to a terminal
     /// and from a file only to a non-terminal (`exec >log` or a group's redirection may
@@ -1468,6 +1516,10 @@ impl Driver<'_> {
                 stats.direct,
                 started.elapsed().as_secs_f64()
             );
+        }
+        if let Some(path) = &args.run.timeline {
+            std::fs::write(path, self.timeline(started))
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
         if let Some(path) = &args.run.dag {
             std::fs::write(path, self.sched.dag().to_dot())
@@ -1698,6 +1750,56 @@ fn terminal_size(pid: i32, fd: i32) -> Option<nix::pty::Winsize> {
         ws_xpixel: 0,
         ws_ypixel: 0,
     })
+}
+
+/// Regular files that `pid` and its descendants have open for writing (not under /dev, /proc
+/// or `skip`).
+fn open_for_writing(pid: i32, skip: &[u8]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut pids = vec![pid];
+    let mut i = 0;
+    while i < pids.len() && pids.len() < 4096 {
+        let p = pids[i];
+        i += 1;
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for t in tasks.flatten() {
+                let c = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+                pids.extend(c.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
+            }
+        }
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{p}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let b = target.as_os_str().as_bytes();
+            if !b.starts_with(b"/")
+                || b.starts_with(b"/dev/")
+                || b.starts_with(b"/proc/")
+                || b.starts_with(skip)
+                || out.iter().any(|o| o == b)
+            {
+                continue;
+            }
+            let info = std::fs::read_to_string(format!(
+                "/proc/{p}/fdinfo/{}",
+                fd.file_name().to_string_lossy()
+            ))
+            .unwrap_or_default();
+            let flags = info
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+                .unwrap_or(0);
+            let writes = flags & (libc::O_WRONLY | libc::O_RDWR) as u32 != 0;
+            if writes && std::fs::metadata(&target).is_ok_and(|m| m.is_file()) {
+                out.push(b.to_vec());
+            }
+        }
+    }
+    out
 }
 
 /// (MemAvailable, MemTotal) in kB.

@@ -1018,8 +1018,12 @@ pub fn recover_all() -> Result<Vec<PathBuf>, Error> {
             let _ = std::fs::remove_file(&link);
             continue;
         }
-        if recover(&dir)? {
-            done.push(dir);
+        match recover(&dir) {
+            Ok(true) => done.push(dir),
+            Ok(false) => {}
+            // Its commit finished and the sandbox was removed meanwhile, by another hs.
+            Err(_) if !dir.join("sandbox.meta").exists() => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(done)

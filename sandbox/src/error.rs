@@ -92,7 +92,39 @@ pub enum Error {
     /// The command to run is empty or invalid.
     #[error("invalid command: {0}")]
     InvalidCommand(&'static str),
+    /// A namespace for views could not be created.
+    #[error("cannot create a {what} namespace: {errno}{}", hint.map(|h| format!(" (hint: {h})")).unwrap_or_default())]
+    Namespace {
+        /// Which namespaces.
+        what: &'static str,
+        /// The error number.
+        errno: Errno,
+        /// How to fix it, when known.
+        hint: Option<&'static str>,
+    },
+    /// A view's source and destination are not both directories or both non-directories.
+    #[error("{} is {} but {} is {}; a view needs two directories or two files", src.display(),
+        if *src_is_dir { "a directory" } else { "not a directory" }, dst.display(),
+        if *src_is_dir { "not" } else { "a directory" })]
+    ViewKind {
+        /// The source.
+        src: PathBuf,
+        /// The destination.
+        dst: PathBuf,
+        /// Whether the source is the directory.
+        src_is_dir: bool,
+    },
+    /// The path shows no view made here.
+    #[error("{} is not a view of this hs shell (hint: views of an outer shell can be replaced with hs bind, not removed)", path.display())]
+    NotAView {
+        /// The path.
+        path: PathBuf,
+    },
 }
+
+/// Why unprivileged user namespaces fail, and how to allow them.
+pub(crate) const USERNS_HINT: &str = "unprivileged user namespaces are disabled: set sysctl kernel.unprivileged_userns_clone=1 \
+     and user.max_user_namespaces>0, or kernel.apparmor_restrict_unprivileged_userns=0 under AppArmor";
 
 impl Error {
     pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> Error {
@@ -108,10 +140,7 @@ impl Error {
             (
                 Step::Unshare { user: true, .. },
                 Errno::EPERM | Errno::ENOSPC | Errno::EINVAL | Errno::EACCES,
-            ) => Some(
-                "unprivileged user namespaces are disabled: set sysctl kernel.unprivileged_userns_clone=1 \
-                 and user.max_user_namespaces>0, or kernel.apparmor_restrict_unprivileged_userns=0 under AppArmor",
-            ),
+            ) => Some(USERNS_HINT),
             (Step::MapIds { .. }, _) => Some(
                 "writing /proc/self/uid_map failed; user namespaces may be restricted (AppArmor: \
                  kernel.apparmor_restrict_unprivileged_userns=0)",

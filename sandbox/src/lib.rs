@@ -43,6 +43,7 @@ mod exec;
 mod plan;
 mod sandbox;
 mod sys;
+pub mod views;
 
 pub use crate::changes::{Change, ChangeKind, ChangeSet, FileKind, Hazard};
 pub use crate::commit::{CommitReport, recover, recover_all};

@@ -531,3 +531,112 @@ pub(crate) fn own_received(fd: RawFd) -> OwnedFd {
     // exists, and the caller uses it only through the returned `OwnedFd`.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
+
+/// `OPEN_TREE_CLONE` from `<linux/mount.h>`.
+const OPEN_TREE_CLONE: c_uint = 0x1;
+/// `MOVE_MOUNT_F_EMPTY_PATH` from `<linux/mount.h>`.
+const MOVE_MOUNT_F_EMPTY_PATH: c_uint = 0x4;
+/// `MOVE_MOUNT_T_EMPTY_PATH` from `<linux/mount.h>`.
+const MOVE_MOUNT_T_EMPTY_PATH: c_uint = 0x40;
+/// `STATX_MNT_ID_UNIQUE` (Linux 6.8): mount ids that are never reused.
+const STATX_MNT_ID_UNIQUE: c_uint = 0x4000;
+
+/// `open_tree(fd, "", OPEN_TREE_CLONE | AT_RECURSIVE)`: a detached copy of the mount tree at
+/// `fd` (Linux 5.2).
+pub(crate) fn open_tree_clone(fd: RawFd) -> SysResult<OwnedFd> {
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as c_uint | AT_RECURSIVE | libc::AT_EMPTY_PATH as c_uint;
+    // SAFETY: the path is a valid empty C string; open_tree has no glibc wrapper.
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, fd, c"".as_ptr(), flags) };
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: open_tree returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// `move_mount(from, "", to, "", F_EMPTY_PATH | T_EMPTY_PATH)`: attach the detached tree
+/// `from` on top of whatever `to` shows (Linux 5.2).
+pub(crate) fn move_mount(from: RawFd, to: RawFd) -> SysResult<()> {
+    let flags = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH;
+    // SAFETY: both paths are valid empty C strings; move_mount has no glibc wrapper.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from,
+            c"".as_ptr(),
+            to,
+            c"".as_ptr(),
+            flags,
+        )
+    };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// `mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE)` setting `set` on a whole tree.
+pub(crate) fn mount_setattr_tree(fd: RawFd, set: u64) -> SysResult<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = AT_RECURSIVE | libc::AT_EMPTY_PATH as c_uint;
+    // SAFETY: `attr` is a valid struct mount_attr of the size passed; the path is empty.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// The id of the mount `fd` is on, and whether `fd` is that mount's root (`statx(2)`,
+/// Linux 5.8; the never-reused id from Linux 6.8).
+pub(crate) fn mount_id(fd: RawFd) -> SysResult<(u64, bool)> {
+    for mask in [STATX_MNT_ID_UNIQUE, libc::STATX_MNT_ID] {
+        // SAFETY: a zeroed statx is a valid out-buffer; the path is a valid empty C string.
+        let st = unsafe {
+            let mut st: libc::statx = std::mem::zeroed();
+            check(libc::statx(
+                fd,
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH,
+                mask,
+                &mut st,
+            ))?;
+            st
+        };
+        if st.stx_mask & mask != 0 {
+            let root = st.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0;
+            return Ok((st.stx_mnt_id, root));
+        }
+    }
+    Err(Errno::ENOSYS)
+}
+
+/// `recvmsg(2)` on a unix socket: bytes into `buf` and the descriptors passed along
+/// (`SCM_RIGHTS`, received close-on-exec).
+pub(crate) fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> SysResult<(usize, Vec<OwnedFd>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: the kernel just installed these descriptors in this process; nothing
+            // else owns them.
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    Ok((msg.bytes, fds))
+}

@@ -18,6 +18,12 @@
 //! - names never contain `..` and are relative (or `$top`, the start directory), and `cd` is
 //!   always `cd X && { …; cd "$top"; }` or inside a subshell, so no script leaves its tree.
 
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
 use crate::rng::Rng;
 
 /// Stands for the byte 0xff (a non-UTF-8 file name written raw in the script) in statement
@@ -103,6 +109,24 @@ const MORE: &[&str] = &[
     "new",
     "d/new",
 ];
+
+/// Creates the universe the names above refer to in `dir` (which must exist and be empty).
+pub fn populate(dir: &Path) {
+    let w = |rel: &[u8], content: &str, mode: u32| {
+        let p = dir.join(OsStr::from_bytes(rel));
+        fs::write(&p, content).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+    };
+    fs::create_dir(dir.join("d")).unwrap();
+    fs::create_dir(dir.join("e")).unwrap();
+    w(b"a", "alpha\nbeta\n", 0o644);
+    w(b"b", "3\n1\n2\n", 0o644);
+    w(b"d/c", "in d\n", 0o600);
+    w(b"sp ace", "x y\n", 0o644);
+    w(b"n\xff", "raw\n", 0o755);
+    std::os::unix::fs::symlink("a", dir.join("l")).unwrap();
+}
+
 /// Symlink targets (relative to the link's directory).
 const TARGETS: &[&str] = &["a", "b", "c", "d", "d/c", "'sp ace'", "l", "new", "e"];
 
@@ -265,9 +289,8 @@ impl Gen {
     }
 
     fn pattern(&mut self) -> &'static str {
-        *self
-            .rng
-            .pick(&["a", "x", "'^[0-9]'", "-e b", "''", "'p a'"])
+        const PATTERNS: &[&str] = &["a", "x", "'^[0-9]'", "-e b", "''", "'p a'"];
+        PATTERNS[self.rng.below(PATTERNS.len())]
     }
 
     /// A simple command (no pipeline), possibly failing.
@@ -511,7 +534,7 @@ impl Gen {
                     },
                     3 => format!("! grep -q a {w}; echo \"neg=$?\""),
                     4 => format!("test -e {w} && cat {w} || echo \"no such\""),
-                    _ => format!("eval 'cat a b'; echo \"eval rc=$?\""),
+                    _ => "eval 'cat a b'; echo \"eval rc=$?\"".to_string(),
                 }
             }
             28 => {

@@ -7,139 +7,19 @@
 //! `/dev/null`; the run directory (`…/bash` or `…/hs`) is replaced by `$RUN` in stdout and
 //! stderr before comparing, so `$PWD` or `$TMPDIR` in the output agree.
 
-use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// One entry of a directory tree.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Entry {
-    File { mode: u32, content: Vec<u8> },
-    Dir { mode: u32 },
-    Symlink { target: Vec<u8> },
-    Other { mode: u32 },
-    Unreadable { error: String },
-}
-
-impl Entry {
-    fn describe(&self) -> String {
-        match self {
-            Entry::File { mode, content } => {
-                let cut = &content[..content.len().min(300)];
-                let more = if content.len() > 300 { "..." } else { "" };
-                format!(
-                    "file {mode:04o} {} bytes {:?}{more}",
-                    content.len(),
-                    show_bytes(cut)
-                )
-            }
-            Entry::Dir { mode } => format!("dir {mode:04o}"),
-            Entry::Symlink { target } => format!("symlink -> {}", show_bytes(target)),
-            Entry::Other { mode } => format!("special {mode:04o}"),
-            Entry::Unreadable { error } => format!("unreadable ({error})"),
-        }
-    }
-}
-
-/// Relative path (raw bytes) → entry.
-pub type Tree = BTreeMap<Vec<u8>, Entry>;
-
-pub fn snapshot(root: &Path) -> Tree {
-    fn walk(root: &Path, dir: &Path, out: &mut Tree) {
-        let rd = match fs::read_dir(dir) {
-            Ok(rd) => rd,
-            Err(e) => {
-                let rel = dir.strip_prefix(root).unwrap().as_os_str().as_bytes();
-                let mut key = rel.to_vec();
-                key.extend_from_slice(b"/<listing>");
-                out.insert(
-                    key,
-                    Entry::Unreadable {
-                        error: e.kind().to_string(),
-                    },
-                );
-                return;
-            }
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            let rel = p
-                .strip_prefix(root)
-                .unwrap()
-                .as_os_str()
-                .as_bytes()
-                .to_vec();
-            let Ok(md) = fs::symlink_metadata(&p) else {
-                continue;
-            };
-            let ft = md.file_type();
-            let mode = md.mode() & 0o7777;
-            let entry = if ft.is_symlink() {
-                let t = fs::read_link(&p).unwrap_or_default();
-                Entry::Symlink {
-                    target: t.as_os_str().as_bytes().to_vec(),
-                }
-            } else if ft.is_dir() {
-                walk(root, &p, out);
-                Entry::Dir { mode }
-            } else if ft.is_file() {
-                match fs::read(&p) {
-                    Ok(content) => Entry::File { mode, content },
-                    Err(e) => Entry::Unreadable {
-                        error: e.kind().to_string(),
-                    },
-                }
-            } else {
-                Entry::Other { mode }
-            };
-            out.insert(rel, entry);
-        }
-    }
-    let mut out = Tree::new();
-    walk(root, root, &mut out);
-    out
-}
-
-/// Creates the initial universe in `dir` (which must exist and be empty).
-pub fn populate(dir: &Path) {
-    let w = |rel: &[u8], content: &str, mode: u32| {
-        let p = dir.join(OsStr::from_bytes(rel));
-        fs::write(&p, content).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
-    };
-    fs::create_dir(dir.join("d")).unwrap();
-    fs::create_dir(dir.join("e")).unwrap();
-    w(b"a", "alpha\nbeta\n", 0o644);
-    w(b"b", "3\n1\n2\n", 0o644);
-    w(b"d/c", "in d\n", 0o600);
-    w(b"sp ace", "x y\n", 0o644);
-    w(b"n\xff", "raw\n", 0o755);
-    std::os::unix::fs::symlink("a", dir.join("l")).unwrap();
-}
-
-/// Gives the owner rwx on every directory below `p`, so scripts that `chmod u-x` a directory
-/// do not stop the clean-up or the snapshot.
-fn make_writable(p: &Path) {
-    if let Ok(md) = fs::symlink_metadata(p) {
-        if md.is_dir() {
-            let _ = fs::set_permissions(p, fs::Permissions::from_mode(md.mode() | 0o700));
-            if let Ok(rd) = fs::read_dir(p) {
-                for e in rd.flatten() {
-                    make_writable(&e.path());
-                }
-            }
-        }
-    }
-}
+use crate::generator::populate;
+use crate::tree::{self, Entry, Tree, make_writable, show_bytes, snapshot};
 
 /// What one run produced.
 #[derive(Debug, Clone)]
@@ -378,24 +258,6 @@ fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // Reporting
 
-/// Bytes as text, non-printable bytes escaped as `\xHH`.
-pub fn show_bytes(b: &[u8]) -> String {
-    let mut s = String::new();
-    for chunk in b.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c == '\n' || c == '\t' || !c.is_control() {
-                s.push(c);
-            } else {
-                let _ = write!(s, "\\x{:02x}", c as u32);
-            }
-        }
-        for byte in chunk.invalid() {
-            let _ = write!(s, "\\x{byte:02x}");
-        }
-    }
-    s
-}
-
 fn fenced(out: &mut String, label: &str, b: &[u8]) {
     const LIMIT: usize = 3000;
     let cut = &b[..b.len().min(LIMIT)];
@@ -440,30 +302,7 @@ pub fn describe(bash: &Outcome, hs: &Outcome) -> String {
     }
     if diffs.contains(&Aspect::Tree) {
         let _ = writeln!(r, "--- final files differ ---");
-        let mut keys: Vec<&Vec<u8>> = bash.tree.keys().chain(hs.tree.keys()).collect();
-        keys.sort();
-        keys.dedup();
-        for k in keys {
-            let p = show_bytes(k);
-            match (bash.tree.get(k), hs.tree.get(k)) {
-                (Some(a), Some(b)) if a == b => {}
-                (Some(a), Some(b)) => {
-                    let _ = writeln!(
-                        r,
-                        "~ {p}\n    bash: {}\n    hs:   {}",
-                        a.describe(),
-                        b.describe()
-                    );
-                }
-                (Some(a), None) => {
-                    let _ = writeln!(r, "- {p} (only after bash: {})", a.describe());
-                }
-                (None, Some(b)) => {
-                    let _ = writeln!(r, "+ {p} (only after hs: {})", b.describe());
-                }
-                (None, None) => {}
-            }
-        }
+        r.push_str(&tree::diff(&bash.tree, &hs.tree, "bash", "hs"));
     }
     r
 }
