@@ -255,6 +255,9 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 pub struct Filter {
     rules: Vec<Rule>,
     prog: Arc<[libc::sock_filter]>,
+    /// The same program with `SECCOMP_RET_TRACE` instead of `SECCOMP_RET_USER_NOTIF`, for the
+    /// ptrace fallback.
+    trace_prog: Arc<[libc::sock_filter]>,
 }
 
 impl Filter {
@@ -312,8 +315,22 @@ impl Filter {
             }
         }
         rules.sort_by_key(|r| r.nr);
-        let prog = compile(&rules)?.into();
-        Ok(Filter { rules, prog })
+        let prog = compile(&rules)?;
+        let trace_prog = prog
+            .iter()
+            .map(|&i| {
+                if i.code == BPF_RET_K && i.k == libc::SECCOMP_RET_USER_NOTIF {
+                    stmt(BPF_RET_K, libc::SECCOMP_RET_TRACE)
+                } else {
+                    i
+                }
+            })
+            .collect();
+        Ok(Filter {
+            rules,
+            prog: prog.into(),
+            trace_prog,
+        })
     }
 
     /// The rules, sorted by syscall number.
@@ -339,9 +356,37 @@ impl Filter {
         install_program(&self.prog, report_fd)
     }
 
-    /// The compiled program, shared.
-    pub(crate) fn shared_program(&self) -> Arc<[libc::sock_filter]> {
-        Arc::clone(&self.prog)
+    /// The compiled program, shared: the user-notification one, or with `ptrace` the one
+    /// whose stops are `SECCOMP_RET_TRACE`.
+    pub(crate) fn shared_program(&self, ptrace: bool) -> Arc<[libc::sock_filter]> {
+        Arc::clone(if ptrace { &self.trace_prog } else { &self.prog })
+    }
+}
+
+/// Whether `prog` stops calls for a ptrace tracer (`SECCOMP_RET_TRACE`) rather than a
+/// user-notification listener.
+pub(crate) fn is_trace_program(prog: &[libc::sock_filter]) -> bool {
+    prog.iter().any(|i| {
+        i.code == BPF_RET_K && i.k & libc::SECCOMP_RET_ACTION_FULL == libc::SECCOMP_RET_TRACE
+    })
+}
+
+/// The ptrace fallback's [`install_program`]: loads `prog` (no listener), reports `(pid, -1)`
+/// on `report_fd`, and waits for the supervisor's one-byte answer, sent once it has seized
+/// the caller: every stop after that reaches it. Async-signal-safe.
+pub(crate) fn install_trace_program(
+    prog: &[libc::sock_filter],
+    report_fd: RawFd,
+) -> io::Result<()> {
+    sys::install_trace_filter(prog)?;
+    let pid = sys::getpid_raw();
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&pid.to_ne_bytes());
+    msg[4..].copy_from_slice(&(-1i32).to_ne_bytes());
+    sys::write_all_raw(report_fd, &msg)?;
+    match sys::read_byte_raw(report_fd)? {
+        b'k' => Ok(()),
+        _ => Err(io::Error::other("the tracer could not attach")),
     }
 }
 

@@ -55,8 +55,10 @@
 //!   read while the caller is stopped. A tracee in another mount namespace (the sandbox) is
 //!   resolved under its own root with `openat2(RESOLVE_IN_ROOT)`: [`Tracer::root`],
 //!   [`Tracer::root_from_tracee`].
-//! - Not done: a ptrace + `RET_TRACE` fallback for kernels without user notification, and the
-//!   LD_PRELOAD fast path of DESIGN §7.
+//! - **Ptrace fallback** where user notification is unavailable (or `HS_TRACE_FORCE_PTRACE=1`,
+//!   [`Tracer::ptrace`]): the same table compiled with `SECCOMP_RET_TRACE`, the supervisor
+//!   thread seizes the command and serves seccomp stops with the same decoding. See README.md.
+//! - Not done: the LD_PRELOAD fast path of DESIGN §7.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]

@@ -24,6 +24,7 @@ pub struct Tracer {
     root_from_tracee: bool,
     sync_wake_up: bool,
     watch_stdin: bool,
+    ptrace: bool,
 }
 
 impl Default for Tracer {
@@ -47,6 +48,8 @@ impl Tracer {
             root_from_tracee: false,
             sync_wake_up: true,
             watch_stdin: false,
+            ptrace: std::env::var_os("HS_TRACE_FORCE_PTRACE").is_some_and(|v| v == "1")
+                || !sys::user_notif_available(),
         }
     }
 
@@ -94,6 +97,22 @@ impl Tracer {
         self
     }
 
+    /// Whether to use the ptrace fallback: the filter stops path syscalls with
+    /// `SECCOMP_RET_TRACE` and the supervisor thread traces the command tree with `ptrace`
+    /// instead of serving seccomp user notifications. The default is the fallback only where
+    /// user notification is unavailable (kernels before 5.0) or `HS_TRACE_FORCE_PTRACE=1`. The
+    /// trace is the same; it is slower, and the traced programs cannot use `ptrace`
+    /// themselves.
+    pub fn ptrace(mut self, on: bool) -> Tracer {
+        self.ptrace = on;
+        self
+    }
+
+    /// Whether this tracer uses the ptrace fallback (see [`Tracer::ptrace`]).
+    pub fn uses_ptrace(&self) -> bool {
+        self.ptrace
+    }
+
     /// Starts a supervisor that waits for a child to install the filter.
     ///
     /// This is the hook for callers that create the child themselves (the sandbox, after its
@@ -131,19 +150,16 @@ impl Tracer {
         let thread = {
             let (stop, trace, view) = (Arc::clone(&stop), Arc::clone(&trace), self.view.clone());
             let progress = Arc::clone(&progress);
-            let (root_from_tracee, sync) = (self.root_from_tracee, self.sync_wake_up);
-            let stdin = self.watch_stdin;
+            let mode = Mode {
+                root_from_tracee: self.root_from_tracee,
+                sync: self.sync_wake_up,
+                stdin: self.watch_stdin,
+                ptrace: self.ptrace,
+            };
             std::thread::Builder::new()
                 .name("hs-trace".into())
                 .spawn(move || {
-                    let r = supervise(
-                        read,
-                        &stop,
-                        trace,
-                        progress,
-                        view,
-                        (root_from_tracee, sync, stdin),
-                    );
+                    let r = supervise(read, &stop, trace, progress, view, mode);
                     let _ = done_tx.send(());
                     r
                 })
@@ -163,8 +179,9 @@ impl Tracer {
         Ok((
             session,
             ChildHook {
-                program: self.filter.shared_program(),
+                program: self.filter.shared_program(self.ptrace),
                 report: write,
+                ptrace: self.ptrace,
             },
         ))
     }
@@ -173,7 +190,15 @@ impl Tracer {
     /// everything the command starts.
     pub fn spawn(&self, cmd: &mut Command) -> Result<TracedChild, Error> {
         let (session, hook) = self.start()?;
-        sys::set_pre_exec(cmd, move || hook.install());
+        // Ptrace fallback: the command runs as a grandchild behind a middle process (see
+        // `sys::become_grandchild`), so that no thread of ours ever waits for a tracee.
+        let ptrace = self.ptrace;
+        sys::set_pre_exec(cmd, move || {
+            if ptrace {
+                sys::become_grandchild()?;
+            }
+            hook.install()
+        });
         match cmd.spawn() {
             Ok(child) => Ok(TracedChild { child, session }),
             Err(source) => {
@@ -197,6 +222,8 @@ impl Tracer {
 pub struct ChildHook {
     program: Arc<[libc::sock_filter]>,
     report: OwnedFd,
+    /// The ptrace fallback: `program` stops with `SECCOMP_RET_TRACE`.
+    ptrace: bool,
 }
 
 impl ChildHook {
@@ -204,7 +231,11 @@ impl ChildHook {
     /// (see [`Filter::install_in_child`]). Async-signal-safe; call it last before `exec`. Works
     /// in a new pid namespace: the supervisor learns the child's pid from the kernel.
     pub fn install(&self) -> io::Result<()> {
-        crate::filter::install_program(&self.program, self.report.as_raw_fd())
+        if self.ptrace {
+            crate::filter::install_trace_program(&self.program, self.report.as_raw_fd())
+        } else {
+            crate::filter::install_program(&self.program, self.report.as_raw_fd())
+        }
     }
 
     /// The report fd (close-on-exec), for callers that need to keep it open across `clone`.
@@ -218,6 +249,7 @@ impl ChildHook {
         Ok(ChildHook {
             program: Arc::clone(&self.program),
             report: self.report.try_clone()?,
+            ptrace: self.ptrace,
         })
     }
 
@@ -235,6 +267,7 @@ impl ChildHook {
             reason: "a serialized program is 1 to 4096 instructions of 8 bytes",
         })?;
         Ok(ChildHook {
+            ptrace: crate::filter::is_trace_program(&program),
             program: program.into(),
             report,
         })
@@ -309,28 +342,48 @@ impl Session {
     }
 }
 
-/// Waits for the child's report, takes its listener, and serves it.
+/// How the supervisor is told about stopped calls.
+#[derive(Clone, Copy, Debug)]
+struct Mode {
+    root_from_tracee: bool,
+    sync: bool,
+    stdin: bool,
+    ptrace: bool,
+}
+
+/// Waits for the child's report, takes its listener (or, in the ptrace fallback, seizes it),
+/// and serves it.
 fn supervise(
     read: OwnedFd,
     stop: &OwnedFd,
     trace: Arc<Mutex<Trace>>,
     progress: Arc<Progress>,
     mut view: View,
-    (root_from_tracee, sync, stdin): (bool, bool, bool),
+    mode: Mode,
 ) -> io::Result<()> {
     let rev = sys::poll_in(&[read.as_fd(), stop.as_fd()], -1)?;
     if rev[0] == 0 {
         return Ok(()); // aborted
     }
     let (pid, fd) = recv_report(&read)?;
-    let listener = sys::pidfd_open(pid).and_then(|pidfd| sys::pidfd_getfd(pidfd.as_fd(), fd));
-    let listener = match listener {
-        Ok(l) => l,
-        Err(e) => {
-            // The child is about to block in execve with nobody to answer: do not leave it hung.
-            let _ =
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+    let kill = || {
+        // The child is about to stop in execve with nobody to answer: do not leave it hung.
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+    };
+    let listener = if mode.ptrace {
+        if let Err(e) = sys::ptrace_seize(pid, sys::PTRACE_OPTIONS) {
+            let _ = sys::write_all_raw(read.as_raw_fd(), b"n");
+            kill();
             return Err(e);
+        }
+        None
+    } else {
+        match sys::pidfd_open(pid).and_then(|pidfd| sys::pidfd_getfd(pidfd.as_fd(), fd)) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                kill();
+                return Err(e);
+            }
         }
     };
     // The tracee's mount namespace, held for as long as we serve it: lookups resolved after
@@ -338,7 +391,7 @@ fn supervise(
     // checked at the end) must still see its mounts, which the kernel detaches once nothing
     // holds the namespace — the sandbox's overlays would vanish from under the root fd.
     let mut _mnt_ns = None;
-    if root_from_tracee {
+    if mode.root_from_tracee {
         _mnt_ns = nix::fcntl::open(
             format!("/proc/{pid}/ns/mnt").as_str(),
             nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -355,17 +408,22 @@ fn supervise(
         ) {
             Ok(root) => view = View::under(root),
             Err(e) => {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::SIGKILL,
-                );
+                kill();
                 return Err(e.into());
             }
         }
     }
-    Supervisor::new(listener, trace, progress, view, pid)
-        .watching_stdin(stdin)
-        .run(sync)
+    let sup = Supervisor::new(listener, trace, progress, view, pid).watching_stdin(mode.stdin);
+    if mode.ptrace {
+        // Seized: let the child go on to its exec, whose stop now reaches us.
+        if let Err(e) = sys::write_all_raw(read.as_raw_fd(), b"k") {
+            kill();
+            return Err(e);
+        }
+        sup.run_ptrace()
+    } else {
+        sup.run(mode.sync)
+    }
 }
 
 /// A command running under the tracer.

@@ -88,7 +88,8 @@ impl Progress {
 }
 
 pub(crate) struct Supervisor {
-    listener: OwnedFd,
+    /// The seccomp listener; `None` in the ptrace fallback, where stops arrive by `waitpid`.
+    listener: Option<OwnedFd>,
     trace: Arc<Mutex<Trace>>,
     progress: Arc<Progress>,
     pending: Vec<Pending>,
@@ -129,7 +130,7 @@ const OVERLAYFS_MAGIC: i64 = 0x794c_7630;
 
 impl Supervisor {
     pub(crate) fn new(
-        listener: OwnedFd,
+        listener: Option<OwnedFd>,
         trace: Arc<Mutex<Trace>>,
         progress: Arc<Progress>,
         view: View,
@@ -258,11 +259,13 @@ impl Supervisor {
     /// Serves notifications until every process using the filter has exited. `sync` asks for
     /// `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` (skipped with a debug message on kernels < 6.6).
     pub(crate) fn run(mut self, sync: bool) -> io::Result<()> {
+        let listener = match &self.listener {
+            Some(l) => l.try_clone()?,
+            None => return Err(io::Error::other("no seccomp listener")),
+        };
         if sync
-            && let Err(e) = sys::notif_set_flags(
-                self.listener.as_fd(),
-                sys::SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
-            )
+            && let Err(e) =
+                sys::notif_set_flags(listener.as_fd(), sys::SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
         {
             tracing::debug!("seccomp sync wake-up unavailable ({e}); tracing will be slower");
         }
@@ -271,7 +274,7 @@ impl Supervisor {
         // interrupted before we got to it and once no process uses the filter any more; a
         // non-blocking poll tells the two apart.
         loop {
-            let fd = self.listener.as_fd();
+            let fd = listener.as_fd();
             match sys::notif_recv(fd) {
                 Ok(n) => {
                     self.progress.received.fetch_add(1, Ordering::SeqCst);
@@ -286,19 +289,81 @@ impl Supervisor {
                 Err(e) => return Err(e),
             }
         }
+        self.finish_run();
+        Ok(())
+    }
+
+    fn finish_run(&mut self) {
         self.flag_refused_renames();
         let mut t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
         t.stats.notifications += self.handled;
         t.stats.vanished += self.vanished;
+    }
+
+    /// The ptrace fallback (no seccomp user notification): the filter stops path syscalls
+    /// with `SECCOMP_RET_TRACE`, and this thread — the tracer of `root`, which it seized, and
+    /// of everything `root` starts — serves the seccomp stops with the same decoding, and
+    /// resumes every other stop. Runs until no tracee is left. The root must not be a child of
+    /// this process (a `waitpid` in another thread would take its stops): the sandbox's
+    /// command is init's child, and `Tracer::spawn` puts a middle process in between.
+    pub(crate) fn run_ptrace(mut self) -> io::Result<()> {
+        while let Some((pid, status)) = sys::wait_tracees()? {
+            if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+                continue;
+            }
+            if !libc::WIFSTOPPED(status) {
+                continue;
+            }
+            let sig = libc::WSTOPSIG(status);
+            match status >> 16 {
+                libc::PTRACE_EVENT_SECCOMP => {
+                    let Ok((nr, args)) = sys::ptrace_syscall(pid) else {
+                        continue; // killed meanwhile
+                    };
+                    let n = Notif {
+                        id: 0,
+                        pid: pid as u32,
+                        nr,
+                        arch: crate::filter::ARCH,
+                        args,
+                    };
+                    self.progress.received.fetch_add(1, Ordering::SeqCst);
+                    self.handle(&n);
+                    self.progress.done.fetch_add(1, Ordering::SeqCst);
+                }
+                // A group-stop (a stop signal was delivered): stay stopped, as job control
+                // wants, until SIGCONT.
+                libc::PTRACE_EVENT_STOP
+                    if matches!(
+                        sig,
+                        libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+                    ) =>
+                {
+                    let _ = sys::ptrace_listen(pid);
+                }
+                // fork/vfork/clone/exec events, and the first stop of a new tracee.
+                e if e != 0 => {
+                    let _ = sys::ptrace_cont(pid, 0);
+                }
+                // A signal on its way to the tracee: deliver it.
+                _ => {
+                    let _ = sys::ptrace_cont(pid, sig);
+                }
+            }
+        }
+        self.finish_run();
         Ok(())
     }
 
     /// Lets the call continue. Returns false when the notification is no longer valid (the
     /// caller died or was interrupted): the kernel checks what `ID_VALID` checks, atomically with
     /// the reply, so a successful reply also proves that the memory read before it was the
-    /// caller's.
-    fn reply(&self, id: u64) -> bool {
-        sys::notif_send(self.listener.as_fd(), id, 0).is_ok()
+    /// caller's. In the ptrace fallback: resume the stopped caller.
+    fn reply(&self, n: &Notif) -> bool {
+        match &self.listener {
+            Some(l) => sys::notif_send(l.as_fd(), n.id, 0).is_ok(),
+            None => sys::ptrace_cont(n.pid as i32, 0).is_ok(),
+        }
     }
 
     fn handle(&mut self, n: &Notif) {
@@ -327,14 +392,14 @@ impl Supervisor {
             ) {
                 self.note_dir_rename(n.pid, &records);
             }
-            if !self.reply(n.id) {
+            if !self.reply(n) {
                 self.vanished += 1;
                 self.dir_renames.retain(|r| r.tid != n.pid);
                 return;
             }
             records
         } else {
-            if !self.reply(n.id) {
+            if !self.reply(n) {
                 self.vanished += 1;
                 return;
             }
@@ -854,7 +919,9 @@ impl Supervisor {
                 let len = self.read_u64(n.pid, a[1] + 8)? & 0xffff_ffff;
                 // The name pointer came from tracee memory: make sure it was this caller's before
                 // following it.
-                if !sys::notif_id_valid(self.listener.as_fd(), n.id) {
+                if let Some(l) = &self.listener
+                    && !sys::notif_id_valid(l.as_fd(), n.id)
+                {
                     return None;
                 }
                 return self.sockaddr(n, "sendmsg", name, len);

@@ -294,3 +294,213 @@ pub(crate) fn same_file(pid1: i32, fd1: i32, pid2: i32, fd2: i32) -> io::Result<
     }
     Ok(rc == 0)
 }
+
+/// Whether the kernel supports `SECCOMP_RET_USER_NOTIF` (`SECCOMP_GET_ACTION_AVAIL`, 5.0).
+pub(crate) fn user_notif_available() -> bool {
+    let action: u32 = libc::SECCOMP_RET_USER_NOTIF;
+    // SAFETY: SECCOMP_GET_ACTION_AVAIL reads one u32 from the pointer, which is live.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_GET_ACTION_AVAIL,
+            0,
+            &action as *const u32,
+        )
+    };
+    rc == 0
+}
+
+/// Sets `no_new_privs` and loads `prog` (whose stops are `SECCOMP_RET_TRACE`) without a
+/// listener. Async-signal-safe.
+pub(crate) fn install_trace_filter(prog: &[libc::sock_filter]) -> Result<(), io::Error> {
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(prog.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fprog` points to `prog`, which outlives the call; the kernel copies the program.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reads one byte from `fd` with raw `read(2)`, retrying on EINTR; end of file is an error.
+/// Async-signal-safe.
+pub(crate) fn read_byte_raw(fd: RawFd) -> Result<u8, io::Error> {
+    let mut b = 0u8;
+    loop {
+        // SAFETY: reads at most one byte into a live local.
+        let n = unsafe { libc::read(fd, (&mut b as *mut u8).cast(), 1) };
+        if n == 1 {
+            return Ok(b);
+        }
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+/// Options the ptrace fallback seizes with: seccomp stops, every new process and thread, exec
+/// events, and SIGKILL for the tracees if the tracer goes away.
+pub(crate) const PTRACE_OPTIONS: libc::c_int = libc::PTRACE_O_TRACESECCOMP
+    | libc::PTRACE_O_TRACEFORK
+    | libc::PTRACE_O_TRACEVFORK
+    | libc::PTRACE_O_TRACECLONE
+    | libc::PTRACE_O_TRACEEXEC
+    | libc::PTRACE_O_EXITKILL;
+
+fn ptrace_raw(req: libc::c_uint, pid: i32, addr: usize, data: usize) -> io::Result<libc::c_long> {
+    // SAFETY: the requests used here (SEIZE, CONT, LISTEN, GETEVENTMSG, GETREGS) take integers
+    // or a pointer to a live buffer of the size the request writes (see the callers).
+    let rc = unsafe {
+        libc::ptrace(
+            req,
+            pid,
+            addr as *mut libc::c_void,
+            data as *mut libc::c_void,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc)
+}
+
+/// `PTRACE_SEIZE` with `options`.
+pub(crate) fn ptrace_seize(pid: i32, options: libc::c_int) -> io::Result<()> {
+    ptrace_raw(libc::PTRACE_SEIZE, pid, 0, options as usize).map(drop)
+}
+
+/// `PTRACE_CONT`, delivering `sig` (0 for none).
+pub(crate) fn ptrace_cont(pid: i32, sig: i32) -> io::Result<()> {
+    ptrace_raw(libc::PTRACE_CONT, pid, 0, sig as usize).map(drop)
+}
+
+/// `PTRACE_LISTEN`: leave a group-stopped tracee stopped, but report its events.
+pub(crate) fn ptrace_listen(pid: i32) -> io::Result<()> {
+    ptrace_raw(libc::PTRACE_LISTEN, pid, 0, 0).map(drop)
+}
+
+/// The syscall number and arguments of a tracee in a seccomp stop (x86_64 registers).
+pub(crate) fn ptrace_syscall(pid: i32) -> io::Result<(i64, [u64; 6])> {
+    // SAFETY: all-zero is a valid user_regs_struct (plain integers).
+    let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
+    ptrace_raw(
+        libc::PTRACE_GETREGS,
+        pid,
+        0,
+        &mut regs as *mut libc::user_regs_struct as usize,
+    )?;
+    Ok((
+        regs.orig_rax as i64,
+        [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9],
+    ))
+}
+
+/// `waitpid(-1, __WALL | __WNOTHREAD)`: the next event of this thread's tracees (and of its own
+/// children, of which the supervisor thread has none). `Ok(None)` on ECHILD.
+pub(crate) fn wait_tracees() -> io::Result<Option<(i32, i32)>> {
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a live out-pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::__WALL | libc::__WNOTHREAD) };
+        if pid >= 0 {
+            return Ok(Some((pid, status)));
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ECHILD) => return Ok(None),
+            _ => return Err(err),
+        }
+    }
+}
+
+/// The ptrace fallback's `pre_exec` step for a child of this process: fork once more and
+/// return in the grandchild, which is then traced and execs. The child stays behind as a
+/// middle process: it closes every descriptor, waits for the grandchild and exits with its
+/// status (dying of the same signal if it was killed), so that its parent — us — never waits
+/// for a tracee (a `waitpid` in any thread of the tracer's process would take the tracee's
+/// ptrace stops). The grandchild is killed if the middle process dies. Async-signal-safe.
+pub(crate) fn become_grandchild() -> io::Result<()> {
+    // SAFETY: fork in a single-threaded child (we are in `pre_exec`); both sides only make
+    // async-signal-safe calls afterwards.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: prctl with integer arguments.
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        };
+        // SAFETY: no arguments.
+        if unsafe { libc::getppid() } == 1 {
+            return Err(io::Error::other("the middle process died"));
+        }
+        return Ok(());
+    }
+    // SAFETY: closes every descriptor of this (middle) process, which uses none from now on;
+    // prctl and setrlimit take integers or a live struct.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 0, libc::c_uint::MAX, 0);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a live out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            break;
+        }
+        if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            // SAFETY: _exit never returns.
+            unsafe { libc::_exit(125) };
+        }
+    }
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        // SAFETY: resetting a disposition to SIG_DFL, unblocking it and raising it are valid
+        // for any signal number the kernel reported.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, sig);
+            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            libc::kill(libc::getpid(), sig);
+        }
+        // SAFETY: _exit never returns.
+        unsafe { libc::_exit(128 + sig) };
+    }
+    // SAFETY: _exit never returns.
+    unsafe { libc::_exit(libc::WEXITSTATUS(status)) }
+}
