@@ -297,6 +297,11 @@ pub(crate) fn same_file(pid1: i32, fd1: i32, pid2: i32, fd2: i32) -> io::Result<
 
 /// Whether the kernel supports `SECCOMP_RET_USER_NOTIF` (`SECCOMP_GET_ACTION_AVAIL`, 5.0).
 pub(crate) fn user_notif_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(probe_user_notif)
+}
+
+fn probe_user_notif() -> bool {
     let action: u32 = libc::SECCOMP_RET_USER_NOTIF;
     // SAFETY: SECCOMP_GET_ACTION_AVAIL reads one u32 from the pointer, which is live.
     let rc = unsafe {
