@@ -55,3 +55,9 @@ pub use crate::plan::{
 };
 pub use crate::sandbox::{Options, Sandbox, default_base};
 pub use nix::errno::Errno;
+
+/// Lowers the calling thread (and what it starts afterwards) to `SCHED_IDLE`, e.g. for the
+/// threads that set sandboxes up ahead of use: they then only take CPU time nothing else wants.
+pub fn idle_this_thread() -> Result<(), Errno> {
+    sys::sched_idle()
+}

@@ -2,9 +2,8 @@
 //! test binary, as the current user and, when root, again as uid/gid 65534 via `setpriv`.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command as Proc;
-use std::sync::OnceLock;
 
 pub const INNER: &str = "HS_SANDBOX_TEST_INNER";
 pub const NOBODY: u32 = 65534;
@@ -18,21 +17,15 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// This test binary, copied where anyone can run it.
-fn binary_for_anyone() -> PathBuf {
-    static COPY: OnceLock<PathBuf> = OnceLock::new();
-    COPY.get_or_init(|| {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("hs-sbx-test-bin-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let exe = std::env::current_exe().unwrap();
-        let bin = dir.join(exe.file_name().unwrap());
-        std::fs::copy(&exe, &bin).unwrap();
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-        bin
-    })
-    .clone()
+/// This test binary, copied into `dir` so that anyone can run it (the checkout may sit where
+/// an unprivileged user cannot enter).
+fn binary_for_anyone(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let exe = std::env::current_exe().unwrap();
+    let bin = dir.join(exe.file_name().unwrap());
+    std::fs::copy(&exe, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
 }
 
 /// Runs test `name` in a child copy of this binary with `stdin` as its standard input, as the
@@ -61,6 +54,7 @@ pub fn in_children_env(name: &str, stdin: &[u8], env: &[(&str, &str)]) -> bool {
         std::fs::create_dir_all(&work).unwrap();
         let input = work.join("stdin");
         std::fs::write(&input, stdin).unwrap();
+        let bin = unpriv.then(|| binary_for_anyone(&work));
         if unpriv {
             let st = Proc::new("chown")
                 .arg("-R")
@@ -77,7 +71,7 @@ pub fn in_children_env(name: &str, stdin: &[u8], env: &[(&str, &str)]) -> bool {
                 format!("--regid={NOBODY}"),
                 "--clear-groups".into(),
             ]);
-            c.arg(binary_for_anyone());
+            c.arg(bin.as_ref().unwrap());
             c
         } else {
             Proc::new(std::env::current_exe().unwrap())
