@@ -322,7 +322,7 @@ fn start_server(
         .arg("--fds")
         .arg(fds.join(","))
         .arg("--shell")
-        .arg(shell)
+        .arg(absolute(shell))
         .arg("--token")
         .arg(&token)
         .stdin(Stdio::null())

@@ -60,30 +60,43 @@ const INTERACTIVE: &[&str] = &[
 
 /// Why a script must not be speculated at all (its gates then never wait), if it must not.
 pub(crate) fn blocker(script: &parser::Script, source: &[u8]) -> Option<String> {
-    let has = |s: &[u8]| source.windows(s.len()).any(|w| w == s);
-    if has(b"PIPESTATUS") {
+    // Words as the shell could expand them: comments and single-quoted text (a perl or awk
+    // program) do not count.
+    let words = parser::expandable_words(source);
+    let has = |s: &str| words.iter().any(|w| w.contains(s));
+    if has("PIPESTATUS") {
         return Some("it reads PIPESTATUS, which a replayed pipeline does not set".into());
     }
     // `$_` after a replayed unit would name the replay, not the unit's last argument.
-    let dollar_underscore = source
-        .windows(3)
-        .any(|w| w[0] == b'$' && w[1] == b'_' && !(w[2].is_ascii_alphanumeric() || w[2] == b'_'))
-        || has(b"${_}")
-        || has(b"${_:")
-        || has(b"${_-");
+    let dollar_underscore = words.iter().any(|w| {
+        w.as_bytes().windows(3).any(|x| {
+            x[0] == b'$' && x[1] == b'_' && !(x[2].is_ascii_alphanumeric() || x[2] == b'_')
+        }) || w.ends_with("$_")
+            || w.contains("${_}")
+            || w.contains("${_:")
+            || w.contains("${_-")
+    });
     if dollar_underscore {
         return Some("it reads `$_`".into());
     }
-    if has(b"alias") || has(b"expand_aliases") {
+    if words.iter().any(|w| w == "alias") || has("expand_aliases") {
         return Some("aliases exist only in the shell that defined them".into());
     }
-    if has(b"BASH_CMDS") || builtins(&script.body).contains("hash") {
+    if has("BASH_CMDS") || builtins(&script.body).contains("hash") {
         return Some("the command hash table shows which commands the shell ran".into());
     }
-    if has(b"lastpipe") {
+    if has("lastpipe") {
         return Some("lastpipe runs a pipeline's last command in the shell".into());
     }
-    if has(b"-fx") || has(b"-xf") || has(b"export -f") {
+    let exports_functions = words.windows(2).any(|w| {
+        let flags = w[1].starts_with('-');
+        match w[0].as_str() {
+            "export" => flags && w[1].contains('f'),
+            "declare" | "typeset" => flags && w[1].contains('f') && w[1].contains('x'),
+            _ => false,
+        }
+    });
+    if exports_functions {
         return Some("it exports functions".into());
     }
     if !nix::unistd::geteuid().is_root()
@@ -235,6 +248,11 @@ impl Handle {
         }
     }
 
+    /// Whether the run's sandbox has started it.
+    fn running(&self) -> bool {
+        self.pid.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+
     /// Called by the driver.
     fn kill(&self) {
         use std::sync::atomic::Ordering::SeqCst;
@@ -255,6 +273,8 @@ fn kill(pid: i32) {
 
 /// What a waiter thread hands back.
 struct Finished {
+    /// From `exec` to exit.
+    took: f64,
     exit: i32,
     trace: Result<trace::Trace, trace::Error>,
     changes: Result<sandbox::ChangeSet, sandbox::Error>,
@@ -270,6 +290,10 @@ struct Run {
     merged: bool,
     /// Whether stdout / stderr went to a pty.
     ttys: (bool, bool),
+    /// The PATH lookups the engine did for it (`hash_commands`).
+    lookups: Vec<Access>,
+    /// When it finished (seconds since the start).
+    finished_at: Option<f64>,
     out: PathBuf,
     err: PathBuf,
     pre: PathBuf,
@@ -390,6 +414,13 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
         killed: HashSet::new(),
         window,
         open_writes: Vec::new(),
+        last_took: HashMap::new(),
+        answered: false,
+        min_unit: std::env::var("HS_MIN_UNIT_MS")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(15.0)
+            / 1000.0,
         last_memory_check: started,
     };
     d.ttys = d.shell_ttys();
@@ -684,6 +715,7 @@ impl Pool {
         let thread = std::thread::Builder::new()
             .name("hs-pool".into())
             .spawn(move || {
+                let _ = sandbox::idle_this_thread();
                 loop {
                     let sb = match sandbox::Sandbox::create_temp(&sandbox::Options::default()) {
                         Ok(s) => s,
@@ -745,6 +777,7 @@ impl Janitor {
         let thread = std::thread::Builder::new()
             .name("hs-janitor".into())
             .spawn(move || {
+                let _ = sandbox::idle_this_thread();
                 for sb in rx {
                     if let Err(e) = sb.discard() {
                         tracing::debug!("cannot discard a sandbox: {e}");
@@ -811,6 +844,12 @@ struct Driver<'a> {
     window: usize,
     /// Regular files the shell and its jobs had open for writing at the last gate.
     open_writes: Vec<Vec<u8>>,
+    /// Whether the current gate has been answered.
+    answered: bool,
+    /// How long each unit's latest run took (seconds).
+    last_took: HashMap<u32, f64>,
+    /// Units that took less are not speculated again (`HS_MIN_UNIT_MS`, default 15).
+    min_unit: f64,
     last_memory_check: Instant,
 }
 
@@ -918,6 +957,7 @@ impl Driver<'_> {
         match self.direct.take() {
             Some(x) => {
                 let now = self.now();
+                self.last_took.insert(x.unit.0, now - self.direct_start);
                 self.bars.push(Bar {
                     instance: x.to_string(),
                     unit: x.unit.0,
@@ -958,13 +998,26 @@ impl Driver<'_> {
             .or_insert_with(|| u.vars.names.iter().cloned().collect())
             .clone();
         let st = self.state_of(&names, u.vars.positional, body);
+        let x = Instance {
+            unit: scheduler::UnitId(unit),
+            iters,
+        };
+        self.answered = false;
         self.handle(Event::GateReached {
-            instance: Instance {
-                unit: scheduler::UnitId(unit),
-                iters,
-            },
+            instance: x.clone(),
             state: st,
-        })
+        })?;
+        // The shell waits for a run whose sandbox is not running yet: running the unit
+        // itself is quicker.
+        if !self.answered
+            && let Some((&id, _)) = self
+                .runs
+                .iter()
+                .find(|(_, r)| r.instance == x && r.sandbox.is_none() && !r.handle.running())
+        {
+            self.handle(Event::Abandon { run: id })?;
+        }
+        Ok(())
     }
 
     /// Pauses speculation while memory is short (less than a tenth available), and resumes
@@ -1020,6 +1073,7 @@ impl Driver<'_> {
                 Ok(())
             }
             Action::AnswerGate { instance } => {
+                self.answered = true;
                 self.direct = Some(instance);
                 self.direct_start = self.now();
                 self.reply(b"r\n")
@@ -1055,6 +1109,14 @@ impl Driver<'_> {
             refuse(self);
             return Ok(());
         }
+        // A unit that took less than a sandbox costs is cheaper to leave to the shell.
+        if let Some(&took) = self.last_took.get(&x.unit.0)
+            && took < self.min_unit
+        {
+            tracing::debug!(unit, took, "too short to speculate");
+            refuse(self);
+            return Ok(());
+        }
         let Some(ctx) = Context::decode(&st.context) else {
             refuse(self);
             return Ok(());
@@ -1068,7 +1130,11 @@ impl Driver<'_> {
         let pre = self.tmp.join(format!("{n}.pre"));
         let out = self.tmp.join(format!("{n}.out"));
         let err = self.tmp.join(format!("{n}.err"));
-        std::fs::write(&pre, state::restore_script(&st.vars, &ctx))?;
+        let env = env_pairs(&ctx.env);
+        let (hashes, lookups) = hash_commands(&u, &env, &ctx.cwd);
+        let mut preamble = state::restore_script(&st.vars, &ctx);
+        preamble.extend_from_slice(&hashes);
+        std::fs::write(&pre, preamble)?;
         let text = self.unit_script(&u, &pre);
         let out_f = File::create(&out)?;
         let err_f = File::create(&err)?;
@@ -1101,21 +1167,16 @@ impl Driver<'_> {
                 (fd1, fd2)
             }
         };
-        let (session, hook) = trace::Tracer::new()
-            .root_from_tracee()
-            .watch_stdin()
-            .start()?;
         let mut argv: Vec<OsString> = vec![self.shell.clone().into(), "-c".into()];
         argv.push(OsString::from_vec(text));
         argv.push(self.dollar0.clone());
         let cmd = sandbox::Command::new(argv)
-            .env(env_pairs(&ctx.env))
+            .env(env)
             .cwd(&ctx.cwd)
             .umask(ctx.umask)
             .fd(1, fd1)
             .fd(2, fd2)
-            .idle(std::env::var_os("HS_SPEC_NOT_IDLE").is_none())
-            .trace(hook);
+            .idle(std::env::var_os("HS_SPEC_NOT_IDLE").is_none());
         let lane = self.lane(run);
         let start = self.now();
         let handle = Arc::new(Handle::default());
@@ -1127,6 +1188,8 @@ impl Driver<'_> {
                 handle: handle.clone(),
                 merged,
                 ttys: self.ttys,
+                lookups,
+                finished_at: None,
                 out,
                 err,
                 pre,
@@ -1141,7 +1204,23 @@ impl Driver<'_> {
         std::thread::Builder::new()
             .name("hs-run".into())
             .spawn(move || {
+                // Speculation takes only CPU time the shell does not want: this thread, the
+                // tracer's thread it starts, and the run itself.
+                let _ = sandbox::idle_this_thread();
                 let t = Instant::now();
+                let (session, hook) = match trace::Tracer::new()
+                    .root_from_tracee()
+                    .watch_stdin()
+                    .start()
+                {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!("cannot start a tracer: {e}");
+                        let _ = tx.send(Msg::Refused(run));
+                        return;
+                    }
+                };
+                let cmd = cmd.trace(hook);
                 let got = pool.and_then(|p| p.recv_timeout(std::time::Duration::from_secs(5)).ok());
                 let Some((sb, ready)) = got else {
                     session.abort();
@@ -1171,6 +1250,7 @@ impl Driver<'_> {
                 let _ = tx.send(Msg::Done(
                     run,
                     Box::new(Finished {
+                        took: (waited - started).as_secs_f64(),
                         exit,
                         trace,
                         changes,
@@ -1256,6 +1336,7 @@ impl Driver<'_> {
             self.janitor.discard(fin.sandbox);
             return Ok(());
         };
+        let lookups = std::mem::take(&mut r.lookups);
         let mut flags = Flags::NONE;
         let layers: Vec<PathBuf> = fin
             .sandbox
@@ -1287,6 +1368,7 @@ impl Driver<'_> {
                 }
             }
         };
+        t.reads.extend(lookups);
         // Writes no overlay captured (unprivileged: outside the writable trees) failed in
         // the sandbox but would not have for real.
         let harmless = |p: &[u8]| {
@@ -1344,6 +1426,7 @@ impl Driver<'_> {
         };
         t.flags = t.flags | flags;
         let r = self.runs.get_mut(&id).expect("checked above");
+        r.finished_at = Some(r.start + fin.took);
         r.exit = exit;
         r.sandbox = Some(fin.sandbox);
         self.handle(Event::RunFinished {
@@ -1354,6 +1437,7 @@ impl Driver<'_> {
     }
 
     fn commit(&mut self, id: RunId) -> anyhow::Result<()> {
+        self.answered = true;
         let Some(mut r) = self.runs.remove(&id) else {
             self.reply(b"r\n")?;
             return self.handle(Event::CommitDone { run: id });
@@ -1379,6 +1463,9 @@ impl Driver<'_> {
             self.janitor.discard(sb);
         }
         let end = self.now();
+        if let Some(f) = r.finished_at {
+            self.last_took.insert(r.instance.unit.0, f - r.start);
+        }
         self.bars.push(Bar {
             instance: r.instance.to_string(),
             unit: r.instance.unit.0,
@@ -1546,6 +1633,69 @@ impl Driver<'_> {
     }
 }
 
+/// Looks the unit's literal command names up in PATH as bash would, so that the preamble can
+/// `hash -p` them: bash's own search stats "." (to spot PATH entries that are the current
+/// directory), which would read as an observation of the working directory. Returns the
+/// `hash` lines and the lookups they stand for (misses in the directories before the hit,
+/// the hit).
+fn hash_commands(
+    u: &parser::Unit,
+    env: &[(OsString, OsString)],
+    cwd: &Path,
+) -> (Vec<u8>, Vec<Access>) {
+    let mut lines = Vec::new();
+    let mut lookups = Vec::new();
+    let Some((_, path)) = env.iter().find(|(k, _)| k == "PATH") else {
+        return (lines, lookups);
+    };
+    let dirs: Vec<&[u8]> = path.as_bytes().split(|&b| b == b':').collect();
+    // Relative entries depend on the cwd the way bash's "." check is about: leave it to bash.
+    if dirs.iter().any(|d| !d.starts_with(b"/")) {
+        return (lines, lookups);
+    }
+    let _ = cwd;
+    let mut seen = HashSet::new();
+    for c in &u.commands {
+        if c.is_empty()
+            || c.contains(['/', '$', '`', '"', '\\', '\'', '=', '*', '?', '['])
+            || !seen.insert(c.clone())
+        {
+            continue;
+        }
+        let mut misses = Vec::new();
+        for d in &dirs {
+            let mut p = d.to_vec();
+            if !p.ends_with(b"/") {
+                p.push(b'/');
+            }
+            p.extend_from_slice(c.as_bytes());
+            let meta = std::fs::metadata(OsStr::from_bytes(&p));
+            let exec = meta
+                .as_ref()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+            if exec {
+                lookups.extend(misses.drain(..));
+                lookups.push(Access::new(p.clone(), AccessKind::Stat));
+                lines.extend_from_slice(b"builtin hash -p ");
+                lines.extend_from_slice(&state::quote(&p));
+                lines.push(b' ');
+                lines.extend_from_slice(c.as_bytes());
+                lines.extend_from_slice(b" 2>/dev/null\n");
+                break;
+            }
+            misses.push(Access::new(
+                p,
+                if meta.is_ok() {
+                    AccessKind::Stat
+                } else {
+                    AccessKind::Missing
+                },
+            ));
+        }
+    }
+    (lines, lookups)
+}
+
 /// `declare -px` output → the environment a program gets.
 fn env_pairs(env: &[u8]) -> Vec<(OsString, OsString)> {
     let mut out = Vec::new();
@@ -1575,7 +1725,10 @@ fn env_pairs(env: &[u8]) -> Vec<(OsString, OsString)> {
             continue; // exported but unset: not in the environment
         };
         let name = &rest[..eq];
-        if name == b"BASH_ENV" || name == b"ENV" {
+        // BASH_ENV would be sourced; with PWD and OLDPWD bash stats them and "." at start-up,
+        // which would look like observations of the working directory (the preamble sets
+        // all three as variables).
+        if matches!(name, b"BASH_ENV" | b"ENV" | b"PWD" | b"OLDPWD") {
             continue;
         }
         let mut fake = b"declare -- x=".to_vec();

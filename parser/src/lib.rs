@@ -400,6 +400,53 @@ fn apply(bytes: &[u8], script: &Script, loops: bool) -> Vec<u8> {
     out
 }
 
+/// The script's words as the shell could expand them: comments and operators left out,
+/// single-quoted text (outside double quotes) blanked. Here-document bodies count as words.
+/// Empty when the script does not tokenize.
+pub fn expandable_words(bytes: &[u8]) -> Vec<String> {
+    let src = source::Source::new(bytes);
+    let options = brush_parser::ParserOptions::default();
+    let Ok(tokens) = brush_parser::uncached_tokenize_str(&src.text, &options.tokenizer_options())
+    else {
+        return Vec::new();
+    };
+    tokens
+        .iter()
+        .filter_map(|t| match t {
+            brush_parser::Token::Word(w, _) => Some(blank_single_quotes(w)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn blank_single_quotes(w: &str) -> String {
+    let mut out = String::with_capacity(w.len());
+    let (mut single, mut double, mut escaped) = (false, false, false);
+    for c in w.chars() {
+        if escaped {
+            escaped = false;
+            out.push(if single { ' ' } else { c });
+            continue;
+        }
+        match c {
+            '\\' if !single => {
+                escaped = true;
+                out.push(c);
+            }
+            '\'' if !double => {
+                single = !single;
+                out.push(' ');
+            }
+            '"' if !single => {
+                double = !double;
+                out.push(c);
+            }
+            _ => out.push(if single { ' ' } else { c }),
+        }
+    }
+    out
+}
+
 /// Constructs whose output would show the instrumentation (`set -x`, `set -v`, listing all
 /// functions or variables, DEBUG traps).
 fn unsupported(tokens: &[brush_parser::Token]) -> Option<String> {

@@ -359,3 +359,16 @@ fn loop_iterations_are_counted() {
     let plain = Command::new("bash").arg("-c").arg(script).output().unwrap();
     assert!(String::from_utf8_lossy(&plain.stdout).ends_with("st=1 us=false\n"));
 }
+
+/// What the shell could expand: comments, operators and single-quoted text do not count.
+#[test]
+fn expandable_words_leave_out_quoted_text_and_comments() {
+    let w = parser::expandable_words(
+        b"perl -ne 'print $_' f # uses $_\necho \"it's $_\" x'$y'z\n#export -f f\n",
+    );
+    assert_eq!(w[0], "perl");
+    assert_eq!(w[2].trim(), "");
+    assert!(!w.iter().any(|x| x.contains("export")), "{w:?}");
+    assert!(w.iter().any(|x| x == "\"it's $_\""), "{w:?}");
+    assert!(w.iter().any(|x| x == "x    z"), "{w:?}");
+}

@@ -48,6 +48,8 @@ pub enum Why {
     Unsafe(Flags),
     /// A background job the shell started was still running at its gate.
     Background,
+    /// The engine gave it up (the shell got there before its sandbox was ready).
+    Abandoned,
     /// The shell exited first.
     ShellExited,
 }
@@ -73,6 +75,7 @@ impl std::fmt::Display for Why {
             Why::Doomed { path } => write!(f, "its last run read {}, which changed", p(path)),
             Why::Unsafe(flags) => write!(f, "unsafe: {}", flags.names().join(", ")),
             Why::Background => write!(f, "a background job was running"),
+            Why::Abandoned => write!(f, "the shell got there before its sandbox was ready"),
             Why::ShellExited => write!(f, "the shell exited first"),
         }
     }

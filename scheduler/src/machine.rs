@@ -90,6 +90,13 @@ pub enum Event {
         /// Its exit status.
         exit: i32,
     },
+    /// The engine gives a run up (e.g. the shell waits for it at its gate and its sandbox is
+    /// not even set up yet): it is killed; if the shell waits for it, the shell runs the
+    /// unit itself.
+    Abandon {
+        /// The run.
+        run: RunId,
+    },
     /// The shell itself changed files between gates (builtins with redirections, a
     /// committed unit's neighbours, background jobs), outside any unit it ran directly.
     ShellActivity {
@@ -447,6 +454,7 @@ impl Scheduler {
                 exit,
             } => self.direct_finished(instance, trace, exit),
             Event::ShellActivity { trace } => self.shell_activity(trace),
+            Event::Abandon { run } => self.abandon(run),
             Event::ShellExited => self.shell_exited(),
         }
     }
@@ -710,6 +718,26 @@ impl Scheduler {
             self.learn(x.unit, state, trace.clone(), observed);
         }
         self.effect(&x, node, &trace, exit);
+        self.refresh();
+    }
+
+    fn abandon(&mut self, id: RunId) {
+        let Some(run) = self.runs.get(&id) else {
+            return;
+        };
+        if run.finished.is_some() || Some(id) == self.committing {
+            return;
+        }
+        let (x, node) = (run.instance.clone(), run.node);
+        let waited = self.waiting == Some(id);
+        // Not the run's fault: the attempt is given back.
+        if let Some(a) = self.attempts.get_mut(&x) {
+            *a = a.saturating_sub(1);
+        }
+        self.drop_run(id, Why::Abandoned);
+        if waited {
+            self.answer_direct(x, node);
+        }
         self.refresh();
     }
 

@@ -372,3 +372,23 @@ fn shell_activity_between_gates_invalidates_what_read_it() {
         "{r:?}"
     );
 }
+
+#[test]
+fn an_abandoned_run_leaves_the_unit_to_the_shell() {
+    let mut d = Driver::new(2, Node::Seq(vec![unit(0), unit(1)]));
+    let runs = started(&d.send(Event::Started { state: state() }));
+    assert_eq!(runs.len(), 2);
+    // The shell is at u0 while its run has not even started: the engine gives it up.
+    assert!(d.gate(0).is_empty());
+    let a = d.send(Event::Abandon { run: runs[0].0 });
+    assert!(a.contains(&Action::Kill { run: runs[0].0 }), "{a:?}");
+    assert!(a.contains(&Action::AnswerGate {
+        instance: Instance::new(0, &[])
+    }));
+    let r = d.s.dag().record(&Instance::new(0, &[])).unwrap();
+    assert_eq!(r.runs[0].discarded, Some(Why::Abandoned));
+    // Giving up a run nobody waits for kills it (and it may be tried again later).
+    let a = d.send(Event::Abandon { run: runs[1].0 });
+    assert_eq!(a[0], Action::Kill { run: runs[1].0 });
+    assert!(!a.iter().any(|x| matches!(x, Action::AnswerGate { .. })), "{a:?}");
+}

@@ -893,6 +893,7 @@ fn short_event(e: &Event) -> String {
             format!("direct done {instance} exit {exit}")
         }
         Event::ShellActivity { trace } => format!("shell wrote {}", trace.writes.len()),
+        Event::Abandon { run } => format!("abandon r{}", run.0),
         Event::ShellExited => "exited".into(),
     }
 }
