@@ -778,6 +778,8 @@ impl Janitor {
             .name("hs-janitor".into())
             .spawn(move || {
                 let _ = sandbox::idle_this_thread();
+                // Sandboxes of runs that were killed before they could clean up.
+                let _ = sandbox::remove_stale();
                 for sb in rx {
                     if let Err(e) = sb.discard() {
                         tracing::debug!("cannot discard a sandbox: {e}");

@@ -181,7 +181,8 @@ pub fn explore_main(dir: Option<&Path>) -> anyhow::Result<ExitCode> {
 /// `hs recover`.
 pub fn recover_main() -> anyhow::Result<ExitCode> {
     let dirs = sandbox::recover_all()?;
-    if dirs.is_empty() {
+    let stale = sandbox::remove_stale()?;
+    if dirs.is_empty() && stale.is_empty() {
         eprintln!("hs recover: nothing to recover");
     }
     for d in dirs {
@@ -189,6 +190,9 @@ pub fn recover_main() -> anyhow::Result<ExitCode> {
             "hs recover: finished the interrupted commit of {}",
             d.display()
         );
+    }
+    for d in stale {
+        eprintln!("hs recover: removed {}, left by a run that died", d.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1029,6 +1029,67 @@ pub fn recover_all() -> Result<Vec<PathBuf>, Error> {
     Ok(done)
 }
 
+/// Removes the temporary sandboxes (`hs-sandbox-PID-…` under [`crate::default_base`]) of
+/// this user whose process is gone (killed hs runs), after finishing their interrupted
+/// commits, and empty per-sandbox upper directories left on other filesystems
+/// (`<mount>/.hs-sandboxes-<uid>/<id>`). Returns the sandbox directories removed.
+pub fn remove_stale() -> Result<Vec<PathBuf>, Error> {
+    let mut removed = Vec::new();
+    let (uid, _, _) = crate::sys::ids();
+    let base = crate::default_base();
+    if let Ok(rd) = std::fs::read_dir(&base) {
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("hs-sandbox-"))
+                .and_then(|n| n.split('-').next())
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let dir = e.path();
+            let mine = std::fs::symlink_metadata(&dir)
+                .is_ok_and(|m| m.is_dir() && std::os::unix::fs::MetadataExt::uid(&m) == uid);
+            // A live process of that pid (ours or a recycled one): leave it alone.
+            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                .map_or_else(|e| e != nix::errno::Errno::ESRCH, |()| true);
+            if !mine || alive || pid <= 0 {
+                continue;
+            }
+            if dir.join(JOURNAL).exists() {
+                let _ = recover(&dir);
+            }
+            match crate::Sandbox::open(&dir) {
+                Ok(sb) => {
+                    if sb.discard().is_ok() {
+                        removed.push(dir);
+                    }
+                }
+                Err(Error::NotASandbox { .. }) => {
+                    if remove_tree(&dir).is_ok() {
+                        removed.push(dir);
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    if let Ok(mounts) = crate::plan::read_mountinfo() {
+        for m in mounts.iter().filter(|m| m.writable) {
+            let top = m.mountpoint.join(format!(".hs-sandboxes-{uid}"));
+            let Ok(rd) = std::fs::read_dir(&top) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                // Only empty ones: a sandbox being set up fills its own right away.
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

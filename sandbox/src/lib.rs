@@ -46,7 +46,7 @@ mod sys;
 pub mod views;
 
 pub use crate::changes::{Change, ChangeKind, ChangeSet, FileKind, Hazard};
-pub use crate::commit::{CommitReport, recover, recover_all};
+pub use crate::commit::{CommitReport, recover, recover_all, remove_stale};
 pub use crate::error::Error;
 pub use crate::exec::{Child, Command, Ready};
 pub use crate::plan::{
