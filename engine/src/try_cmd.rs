@@ -192,7 +192,10 @@ pub fn recover_main() -> anyhow::Result<ExitCode> {
         );
     }
     for d in stale {
-        eprintln!("hs recover: removed {}, left by a run that died", d.display());
+        eprintln!(
+            "hs recover: removed {}, left by a run that died",
+            d.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
