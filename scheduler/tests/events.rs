@@ -390,5 +390,8 @@ fn an_abandoned_run_leaves_the_unit_to_the_shell() {
     // Giving up a run nobody waits for kills it (and it may be tried again later).
     let a = d.send(Event::Abandon { run: runs[1].0 });
     assert_eq!(a[0], Action::Kill { run: runs[1].0 });
-    assert!(!a.iter().any(|x| matches!(x, Action::AnswerGate { .. })), "{a:?}");
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::AnswerGate { .. })),
+        "{a:?}"
+    );
 }
