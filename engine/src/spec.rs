@@ -394,7 +394,7 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
         source,
         runs: HashMap::new(),
         lanes: vec![None; window.max(1) * 2],
-        pool: Pool::start(window),
+        pool: None,
         janitor: Janitor::start(),
         shell_trace: shell_trace.as_ref().map(|s| &s.0),
         traced: None,
@@ -416,6 +416,9 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
         open_writes: Vec::new(),
         last_took: HashMap::new(),
         answered: false,
+        gate_at: started,
+        gain: 0.0,
+        answers: 0,
         min_unit: std::env::var("HS_MIN_UNIT_MS")
             .ok()
             .and_then(|v| v.parse::<f64>().ok())
@@ -428,11 +431,14 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
         d.winsize = terminal_size(args.main_pid, if d.ttys.0 { 1 } else { 2 }).unwrap_or(d.winsize);
     }
     let reply_exit = d.run(&rx)?;
-    d.finish(args, &rx, started)?;
+    d.stop_runs();
+    let reported = d.report(args, started);
     if reply_exit {
         let _ = d.replies.write_all(b"d\n");
     }
+    d.cleanup(&rx);
     drop(shell_trace);
+    reported?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -601,9 +607,29 @@ fn shell_filter() -> trace::Filter {
         464,
         466,
     ];
+    // `open` only stops when it may write (O_WRONLY, O_RDWR, O_CREAT, O_TRUNC; O_TMPFILE
+    // includes O_DIRECTORY|O_RDWR): a plain read open is no change.
+    let writes = (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u32;
     let rules: Vec<trace::Rule> = trace::default_rules(true)
         .into_iter()
         .filter(|r| !READS.contains(&r.nr))
+        .map(|r| match r.nr {
+            n if n == libc::SYS_open => trace::Rule {
+                action: trace::Action::NotifyIfFlag {
+                    arg: 1,
+                    mask: writes,
+                },
+                ..r
+            },
+            n if n == libc::SYS_openat => trace::Rule {
+                action: trace::Action::NotifyIfFlag {
+                    arg: 2,
+                    mask: writes,
+                },
+                ..r
+            },
+            _ => r,
+        })
         .collect();
     trace::Filter::from_rules(rules).unwrap_or_else(|_| trace::Filter::tracing())
 }
@@ -823,7 +849,8 @@ struct Driver<'a> {
     runs: HashMap<RunId, Run>,
     /// Which run holds each speculation slot (for the timeline).
     lanes: Vec<Option<RunId>>,
-    pool: Pool,
+    /// Prestarted sandboxes, from the first speculation on.
+    pool: Option<Pool>,
     janitor: Janitor,
     shell_trace: Option<&'a trace::Session>,
     /// Whether the shell turned out to be traced (checked at the first gate).
@@ -848,6 +875,11 @@ struct Driver<'a> {
     open_writes: Vec<Vec<u8>>,
     /// Whether the current gate has been answered.
     answered: bool,
+    /// When the shell reached the current gate.
+    gate_at: Instant,
+    /// Shell time speculation saved so far (negative: lost), and gates answered.
+    gain: f64,
+    answers: u32,
     /// How long each unit's latest run took (seconds).
     last_took: HashMap<u32, f64>,
     /// Units that took less are not speculated again (`HS_MIN_UNIT_MS`, default 15).
@@ -1005,6 +1037,7 @@ impl Driver<'_> {
             iters,
         };
         self.answered = false;
+        self.gate_at = Instant::now();
         self.handle(Event::GateReached {
             instance: x.clone(),
             state: st,
@@ -1042,6 +1075,28 @@ impl Driver<'_> {
         }
     }
 
+    /// Books what answering this gate gained: the run time of a committed unit the shell
+    /// did not spend, minus the time it waited at the gate. Speculation that keeps costing
+    /// more than it saves (50 ms lost after the first 8 main-shell gates) is turned off for
+    /// the rest of the run: the shell then runs every unit at its turn.
+    fn account(&mut self, saved: f64) {
+        let waited = self.gate_at.elapsed().as_secs_f64();
+        // An immediate answer is the gate's own cost, not speculation's.
+        if saved == 0.0 && waited < 0.002 {
+            return;
+        }
+        self.gain += saved - waited;
+        self.answers += 1;
+        if self.answers >= 8 && self.gain < -0.05 && self.sched.config().window > 0 {
+            tracing::info!(
+                gain = self.gain,
+                "speculation does not pay off here: turned off"
+            );
+            self.window = 0;
+            self.sched.set_window(0);
+        }
+    }
+
     /// The state a gate (or the start message) reported.
     fn state_of(&self, names: &[String], positional: bool, body: &[u8]) -> State {
         let g = state::parse(body, names, positional);
@@ -1076,6 +1131,7 @@ impl Driver<'_> {
             }
             Action::AnswerGate { instance } => {
                 self.answered = true;
+                self.account(0.0);
                 self.direct = Some(instance);
                 self.direct_start = self.now();
                 self.reply(b"r\n")
@@ -1201,7 +1257,12 @@ impl Driver<'_> {
             },
         );
         let tx = self.tx.clone();
-        let pool = self.pool.rx.clone();
+        let window = self.window;
+        let pool = self
+            .pool
+            .get_or_insert_with(|| Pool::start(window))
+            .rx
+            .clone();
         // Taking a sandbox may wait for the pool, and `exec` for its setup: not here.
         std::thread::Builder::new()
             .name("hs-run".into())
@@ -1478,6 +1539,11 @@ impl Driver<'_> {
             why: (!ok)
                 .then(|| "its output was captured for other fds, or the commit failed".into()),
         });
+        self.account(if ok {
+            r.finished_at.map_or(0.0, |f| f - r.start)
+        } else {
+            0.0
+        });
         if ok {
             let mut line = format!("c {} ", r.exit).into_bytes();
             line.extend_from_slice(r.out.as_os_str().as_bytes());
@@ -1557,18 +1623,17 @@ impl Driver<'_> {
         (is_tty(1), is_tty(2))
     }
 
-    fn finish(
-        &mut self,
-        args: &ServeArgs,
-        rx: &Receiver<Msg>,
-        started: Instant,
-    ) -> anyhow::Result<()> {
-        // Everything still running is killed by the scheduler's ShellExited actions; wait for
-        // their sandboxes to come back so that nothing is left behind.
+    /// Kills what still runs (their sandboxes come back to [`Driver::cleanup`]).
+    fn stop_runs(&mut self) {
         let ids: Vec<RunId> = self.runs.keys().copied().collect();
         for id in ids {
             self.drop_run(id, "discarded");
         }
+    }
+
+    /// Waits for killed runs' sandboxes and removes every sandbox and the run directory. Done
+    /// after the shell was let go: nothing it would wait for.
+    fn cleanup(&mut self, rx: &Receiver<Msg>) {
         // Killed runs hand their sandboxes back through the channel.
         let deadline = Instant::now() + std::time::Duration::from_secs(5);
         while !self.killed.is_empty() {
@@ -1589,11 +1654,17 @@ impl Driver<'_> {
                 Err(_) => break,
             }
         }
-        for sb in self.pool.close() {
-            self.janitor.discard(sb);
+        if let Some(mut pool) = self.pool.take() {
+            for sb in pool.close() {
+                self.janitor.discard(sb);
+            }
         }
         self.janitor.finish();
         let _ = std::fs::remove_dir_all(&self.tmp);
+    }
+
+    /// `--stats`, `--report`, `--timeline`, `--dag`.
+    fn report(&mut self, args: &ServeArgs, started: Instant) -> anyhow::Result<()> {
         let stats = self.sched.stats();
         if args.run.stats {
             eprintln!(

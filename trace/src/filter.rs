@@ -23,6 +23,14 @@ pub enum Action {
         /// Flag bits that make the call pass.
         mask: u32,
     },
+    /// Notify only when the low 32 bits of argument `arg` have a bit of `mask` set (e.g. an
+    /// `open` with any of the flags that write: a filter that only wants changes).
+    NotifyIfFlag {
+        /// Argument index (0–5).
+        arg: u8,
+        /// Flag bits that make the call stop.
+        mask: u32,
+    },
     /// Notify only when argument `arg` is not zero (e.g. `sendto` with a destination address).
     NotifyIfNonZero {
         /// Argument index (0–5).
@@ -290,6 +298,7 @@ impl Filter {
             }
             match r.action {
                 Action::NotifyUnlessFlag { arg, .. }
+                | Action::NotifyIfFlag { arg, .. }
                 | Action::NotifyIfNonZero { arg }
                 | Action::NotifyIfArgIn { arg, .. }
                     if arg > 5 =>
@@ -458,6 +467,13 @@ fn emit_rule(out: &mut Vec<libc::sock_filter>, r: &Rule) {
             out.push(jump(BPF_JEQ_K, nr, 0, 4));
             out.push(stmt(BPF_LD_W_ABS, off_arg_lo(arg)));
             out.push(jump(BPF_JSET_K, mask, 0, 1));
+            out.push(stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW));
+            out.push(stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF));
+        }
+        Action::NotifyIfFlag { arg, mask } => {
+            out.push(jump(BPF_JEQ_K, nr, 0, 4));
+            out.push(stmt(BPF_LD_W_ABS, off_arg_lo(arg)));
+            out.push(jump(BPF_JSET_K, mask, 1, 0));
             out.push(stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW));
             out.push(stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF));
         }

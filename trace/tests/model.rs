@@ -177,3 +177,22 @@ fn reads_and_writes_split_by_kind() {
     t.flag(Flags::NETWORK, || "x".into());
     assert!(!t.is_clean());
 }
+
+#[test]
+fn notify_if_flag_stops_only_calls_with_a_flag_set() {
+    let writes = (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u32;
+    let f = Filter::from_rules(vec![Rule {
+        nr: libc::SYS_openat,
+        action: Action::NotifyIfFlag {
+            arg: 2,
+            mask: writes,
+        },
+    }])
+    .unwrap();
+    let open = |flags: i32| eval(&f, libc::SYS_openat, [3, 0, flags as u64, 0, 0, 0]);
+    assert_eq!(open(libc::O_RDONLY | libc::O_CLOEXEC), ALLOW);
+    assert_eq!(open(libc::O_RDONLY | libc::O_DIRECTORY), ALLOW);
+    assert_eq!(open(libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC), NOTIFY);
+    assert_eq!(open(libc::O_RDWR), NOTIFY);
+    assert_eq!(open(libc::O_WRONLY | libc::O_APPEND), NOTIFY);
+}
