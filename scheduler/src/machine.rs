@@ -510,8 +510,25 @@ impl Scheduler {
                 self.inner = None;
             }
         }
+        // A `for` loop's variable is set by the loop, not by the unit that ran before it:
+        // no state edge (it would chain every iteration to the one before).
+        let loop_vars: Vec<&[u8]> = unit_node
+            .map(|n| {
+                self.program
+                    .ancestry(n)
+                    .into_iter()
+                    .filter_map(|a| match &self.program.nodes[a] {
+                        crate::program::Flat::For { var, .. } => Some(var.as_slice()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         if let Some(spec) = self.program.unit(x.unit) {
             for v in &spec.vars {
+                if loop_vars.contains(&v.as_slice()) {
+                    continue;
+                }
                 if let Some(&src) = self.changed_after.get(&Some(v.clone())) {
                     self.dag.edge(src, node, Edge::State(Some(v.clone())));
                 }
