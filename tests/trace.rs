@@ -103,3 +103,24 @@ fn works_unprivileged() {
     assert_eq!(o.stdout, b"u");
     assert!(stderr(&o).contains(f.to_str().unwrap()), "{}", stderr(&o));
 }
+
+/// `--sandbox`: the command's writes are traced and thrown away, its status kept.
+#[test]
+fn sandbox_traces_writes_without_making_them() {
+    let target = tmpfile("sandboxed-write", "before\n");
+    let t = target.to_str().unwrap();
+    let o = hs()
+        .args(["trace", "--sandbox", "--json", "--", "sh", "-c"])
+        .arg(format!(
+            "echo after > {t}; cat /etc/hostname >/dev/null; exit 4"
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "before\n");
+    let report: serde_json::Value = serde_json::from_slice(&o.stderr).unwrap();
+    let text = report.to_string();
+    assert!(text.contains(t), "{text}");
+    assert!(text.contains("/etc/hostname"), "{text}");
+    let _ = std::fs::remove_file(&target);
+}

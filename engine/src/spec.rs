@@ -982,9 +982,11 @@ impl Driver<'_> {
         // Writes through fds the shell (or a job of it) holds open are no path syscalls:
         // files open for writing at the last gate or now may have changed in between.
         let open = open_for_writing(self.main_pid, &tmp);
+        // As plain writes: the shell's own validity is never in question, and an append
+        // (which observes) would chain every segment to the one before in the DAG.
         for p in self.open_writes.iter().chain(&open) {
             if !t.writes.iter().any(|a| &a.path == p) {
-                t.writes.push(Access::new(p.clone(), AccessKind::Append));
+                t.writes.push(Access::new(p.clone(), AccessKind::Write));
             }
         }
         self.open_writes = open;

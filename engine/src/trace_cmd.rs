@@ -16,17 +16,16 @@ use crate::cli::TraceArgs;
 
 /// `hs trace`.
 pub fn trace_main(args: TraceArgs) -> anyhow::Result<ExitCode> {
-    if args.sandbox {
-        anyhow::bail!(
-            "hs trace --sandbox is not available yet\nhint: run without --sandbox to trace the command against the live filesystem"
-        );
-    }
     let (program, rest) = args.argv.split_first().context("no command given")?;
-    let mut cmd = Command::new(program);
-    cmd.args(rest);
-    let child = trace::spawn_traced(&mut cmd)
-        .with_context(|| format!("failed to start {:?} under the tracer", program))?;
-    let (status, trace) = child.wait().context("failed to trace the command")?;
+    let (status, trace) = if args.sandbox {
+        in_sandbox(&args.argv)?
+    } else {
+        let mut cmd = Command::new(program);
+        cmd.args(rest);
+        let child = trace::spawn_traced(&mut cmd)
+            .with_context(|| format!("failed to start {:?} under the tracer", program))?;
+        child.wait().context("failed to trace the command")?
+    };
     let mut err = std::io::stderr().lock();
     if args.json {
         let report = serde_json::json!({
@@ -39,6 +38,41 @@ pub fn trace_main(args: TraceArgs) -> anyhow::Result<ExitCode> {
         write_summary(&mut err, &trace, status)?;
     }
     Ok(ExitCode::from(status_code(status) as u8))
+}
+
+/// Runs `argv` traced in a temporary sandbox, whose changes are then thrown away: what the
+/// command would read and write, without it changing anything.
+fn in_sandbox(argv: &[std::ffi::OsString]) -> anyhow::Result<(ExitStatus, Trace)> {
+    let sb = sandbox::Sandbox::create_temp(&sandbox::Options::default())
+        .context("cannot create a sandbox")?;
+    let result = (|| {
+        let (session, hook) = trace::Tracer::new()
+            .root_from_tracee()
+            .start()
+            .context("cannot start the tracer")?;
+        let cmd = sandbox::Command::new(argv.iter().cloned()).trace(hook);
+        let mut child = match sb.spawn(&cmd) {
+            Ok(c) => c,
+            Err(e) => {
+                session.abort();
+                return Err(e).context("cannot start the command in the sandbox");
+            }
+        };
+        drop(cmd);
+        let code = child.wait().context("cannot wait for the command")?;
+        let trace = session.finish().context("failed to trace the command")?;
+        // Exit codes as a shell reports them: 128 + N for signal N.
+        let status = if code > 128 && code < 128 + 65 {
+            ExitStatus::from_raw(code - 128)
+        } else {
+            ExitStatus::from_raw((code & 0xff) << 8)
+        };
+        Ok((status, trace))
+    })();
+    let discarded = sb.discard();
+    let out = result?;
+    discarded.context("cannot remove the sandbox")?;
+    Ok(out)
 }
 
 fn status_code(status: ExitStatus) -> i32 {

@@ -1,0 +1,129 @@
+//! Speculation seen from outside: what `--report`, `--dag` and `--timeline` say about a run,
+//! and output in a terminal (a pty from `script`), always against bash.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn hs() -> &'static str {
+    env!("CARGO_BIN_EXE_hs")
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("spec-{name}"));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The writer is slow, so the appender and the reader, started with it, run on a stale
+/// `report`: both are found to conflict with the writer's commit and run again. The result is
+/// bash's, and the report shows the second run with why the first was thrown away.
+#[test]
+fn a_stale_reader_is_rerun_after_the_writer_and_the_report_says_why() {
+    let dir = tmpdir("weather");
+    let script = dir.join("weather.sh");
+    std::fs::write(
+        &script,
+        "sh -c 'sleep 0.4; date +%Y' > report\n/bin/echo sunny >> report\nwc -l < report\n",
+    )
+    .unwrap();
+    let run = |prog: &str, args: &[&str], work: &Path| {
+        std::fs::create_dir_all(work).unwrap();
+        Command::new(prog)
+            .args(args)
+            .arg(&script)
+            .current_dir(work)
+            .output()
+            .unwrap()
+    };
+    let bash = run("bash", &[], &dir.join("bash"));
+    let report = dir.join("r.json");
+    let dot = dir.join("r.dot");
+    let svg = dir.join("r.svg");
+    let hs_out = run(
+        hs(),
+        &[
+            "--report",
+            report.to_str().unwrap(),
+            "--dag",
+            dot.to_str().unwrap(),
+            "--timeline",
+            svg.to_str().unwrap(),
+        ],
+        &dir.join("hs"),
+    );
+    assert_eq!(hs_out.stdout, bash.stdout);
+    assert_eq!(hs_out.stderr, bash.stderr);
+    assert_eq!(hs_out.status.code(), bash.status.code());
+    assert_eq!(
+        std::fs::read(dir.join("hs/report")).unwrap(),
+        std::fs::read(dir.join("bash/report")).unwrap()
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["speculation"], true, "{r}");
+    let instances = r["instances"].as_array().unwrap();
+    // Unit 1, the appender: a run discarded because `report` changed under it.
+    let appender = instances
+        .iter()
+        .find(|i| i["instance"]["unit"] == 1)
+        .unwrap_or_else(|| panic!("no record of the appender: {r}"));
+    let runs = appender["runs"].as_array().unwrap();
+    let stale = runs.iter().find(|x| {
+        x["discarded"]["Conflict"]["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("/report"))
+    });
+    assert!(stale.is_some(), "no stale run of the appender: {appender}");
+    assert!(
+        appender["outcome"] == "Direct" || appender["outcome"].get("Committed").is_some(),
+        "{appender}"
+    );
+    let dot = std::fs::read_to_string(&dot).unwrap();
+    assert!(dot.contains("raw ") && dot.contains("/report"), "{dot}");
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<svg") || svg.contains("<svg"), "{svg}");
+    assert!(svg.contains("u2"), "the reader's bar: {svg}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// In a terminal, speculated units get a pty: `ls` prints columns and `grep --color=auto`
+/// colours, as under bash, and stdout and stderr keep their order.
+#[test]
+fn terminal_output_matches_bash() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` (util-linux) to give a terminal");
+        return;
+    }
+    let dir = tmpdir("tty");
+    for i in 0..12 {
+        std::fs::write(dir.join(format!("file-{i:02}")), "root\n").unwrap();
+    }
+    let script = dir.join("t.sh");
+    std::fs::write(
+        &script,
+        "ls\ngrep --color=auto root file-01\nls missing-file\nsleep 0.2\nls -d file-0*\n",
+    )
+    .unwrap();
+    let in_pty = |cmd: String| {
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .current_dir(&dir)
+            .env("COLUMNS", "100")
+            .env("LINES", "30")
+            .output()
+            .unwrap();
+        out.stdout
+    };
+    let s = script.to_str().unwrap();
+    let bash = in_pty(format!("stty cols 100 rows 30; bash {s}"));
+    let ours = in_pty(format!("stty cols 100 rows 30; {} {s}", hs()));
+    assert_eq!(
+        String::from_utf8_lossy(&ours),
+        String::from_utf8_lossy(&bash)
+    );
+    assert!(
+        String::from_utf8_lossy(&bash).contains("\x1b["),
+        "grep coloured in a terminal"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
