@@ -294,6 +294,8 @@ struct Run {
     lookups: Vec<Access>,
     /// When it finished (seconds since the start).
     finished_at: Option<f64>,
+    /// Its working directory.
+    cwd: PathBuf,
     out: PathBuf,
     err: PathBuf,
     pre: PathBuf,
@@ -413,6 +415,7 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
         },
         killed: HashSet::new(),
         window,
+        asked_window: window,
         open_writes: Vec::new(),
         last_took: HashMap::new(),
         answered: false,
@@ -869,8 +872,10 @@ struct Driver<'a> {
     winsize: nix::pty::Winsize,
     /// Runs killed while running, whose sandboxes have not come back yet.
     killed: HashSet<RunId>,
-    /// The speculation width asked for.
+    /// The speculation width in force (0 once turned off).
     window: usize,
+    /// The speculation width asked for.
+    asked_window: usize,
     /// Regular files the shell and its jobs had open for writing at the last gate.
     open_writes: Vec<Vec<u8>>,
     /// Whether the current gate has been answered.
@@ -1250,6 +1255,7 @@ impl Driver<'_> {
                 ttys: self.ttys,
                 lookups,
                 finished_at: None,
+                cwd: ctx.cwd.clone(),
                 out,
                 err,
                 pre,
@@ -1402,6 +1408,7 @@ impl Driver<'_> {
             return Ok(());
         };
         let lookups = std::mem::take(&mut r.lookups);
+        let cwd = r.cwd.as_os_str().as_bytes().to_vec();
         let mut flags = Flags::NONE;
         let layers: Vec<PathBuf> = fin
             .sandbox
@@ -1434,6 +1441,19 @@ impl Driver<'_> {
             }
         };
         t.reads.extend(lookups);
+        // Every bash a unit starts stats $PWD, "." and each directory above them at start-up
+        // (and so do getcwd fallbacks): as observations of their entries they would make any
+        // earlier file created in or above the working directory a conflict. Taken as
+        // lookups: the one precision given up is a unit reading the modification time of its
+        // working directory or an ancestor without listing it.
+        for a in t.reads.iter_mut() {
+            let above = a.path == cwd
+                || a.path == b"/"
+                || (cwd.starts_with(&a.path) && cwd.get(a.path.len()) == Some(&b'/'));
+            if a.kind == AccessKind::Stat && above {
+                a.kind = AccessKind::Exists;
+            }
+        }
         // Writes no overlay captured (unprivileged: outside the writable trees) failed in
         // the sandbox but would not have for real.
         let harmless = |p: &[u8]| {
@@ -1594,7 +1614,16 @@ impl Driver<'_> {
             .filter_map(|b| b.lane)
             .max()
             .map_or(0, |m| m + 1);
-        let title = format!("{} (-j {})", self.dollar0.to_string_lossy(), self.window);
+        let off = if self.window == 0 && self.asked_window > 0 {
+            ", speculation turned off on the way"
+        } else {
+            ""
+        };
+        let title = format!(
+            "{} (-j {}{off})",
+            self.dollar0.to_string_lossy(),
+            self.asked_window
+        );
         crate::timeline::svg(&bars, slots, started.elapsed().as_secs_f64(), &title)
     }
 
@@ -1836,8 +1865,10 @@ fn convert(t: &trace::Trace, skip: impl Fn(&[u8]) -> bool) -> scheduler::Trace {
         if kinds.intersects(K::READ.union(K::EXEC)) {
             push(AccessKind::Read);
         }
-        if kinds.intersects(K::STAT.union(K::EXISTS)) {
+        if kinds.contains(K::STAT) {
             push(AccessKind::Stat);
+        } else if kinds.contains(K::EXISTS) {
+            push(AccessKind::Exists);
         }
         if kinds.contains(K::MISSING) {
             push(AccessKind::Missing);

@@ -16,6 +16,10 @@ pub enum AccessKind {
     Read,
     /// Metadata or existence checked (`stat`, `access`, `readlink`).
     Stat,
+    /// Looked up and found (a path on the way, `chdir`, bash checking its working
+    /// directory): its type, mode and identity were observed, not its entries, so changes
+    /// below it do not count.
+    Exists,
     /// Looked up and not found.
     Missing,
     /// Directory entries read (`getdents`, globbing).

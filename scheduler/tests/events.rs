@@ -395,3 +395,54 @@ fn an_abandoned_run_leaves_the_unit_to_the_shell() {
         "{a:?}"
     );
 }
+
+#[test]
+fn a_lookup_of_a_directory_ignores_changes_below_it() {
+    // u0 creates /d/new; u1 only looked /d up (bash checking its working directory).
+    let mut d = Driver::new(2, Node::Seq(vec![unit(0), unit(1)]));
+    let runs = started(&d.send(Event::Started { state: state() }));
+    let exists = |p: &str| Trace {
+        reads: vec![Access::new(p, AccessKind::Exists)],
+        ..Trace::default()
+    };
+    d.send(Event::RunFinished {
+        run: runs[0].0,
+        trace: Trace {
+            writes: vec![Access::new("/d/new", AccessKind::Create)],
+            ..Trace::default()
+        },
+        exit: 0,
+    });
+    d.send(Event::RunFinished {
+        run: runs[1].0,
+        trace: exists("/d"),
+        exit: 0,
+    });
+    assert_eq!(d.gate(0), vec![Action::Commit { run: runs[0].0 }]);
+    let a = d.send(Event::CommitDone { run: runs[0].0 });
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::Discard { .. })),
+        "{a:?}"
+    );
+    assert_eq!(d.gate(1), vec![Action::Commit { run: runs[1].0 }]);
+    d.send(Event::CommitDone { run: runs[1].0 });
+    // Replacing the directory itself does count.
+    let mut d = Driver::new(2, Node::Seq(vec![unit(0), unit(1)]));
+    let runs = started(&d.send(Event::Started { state: state() }));
+    d.send(Event::RunFinished {
+        run: runs[0].0,
+        trace: Trace {
+            writes: vec![Access::new("/d", AccessKind::Delete)],
+            ..Trace::default()
+        },
+        exit: 0,
+    });
+    d.send(Event::RunFinished {
+        run: runs[1].0,
+        trace: exists("/d"),
+        exit: 0,
+    });
+    d.gate(0);
+    let a = d.send(Event::CommitDone { run: runs[0].0 });
+    assert!(a.contains(&Action::Discard { run: runs[1].0 }), "{a:?}");
+}
