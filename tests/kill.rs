@@ -1265,7 +1265,9 @@ fn kill_harness_catches_leftovers() {
         (
             "sandbox",
             &*format!(
-                r#"mkdir -p "{}/hs-sandbox-$$-x"; exec bash "$@""#,
+                // A file, not a directory: `hs recover` removes the sandbox directories of
+                // dead runs itself, and this one must stay for the harness to find.
+                r#": > "{}/hs-sandbox-$$-x"; exec bash "$@""#,
                 base.display()
             ),
             "sandbox directory",
@@ -1286,7 +1288,7 @@ fn kill_harness_catches_leftovers() {
             for e in rd.flatten() {
                 let n = e.file_name();
                 if n.as_bytes().starts_with(b"hs-sandbox-") && n.as_bytes().ends_with(b"-x") {
-                    let _ = fs::remove_dir(e.path());
+                    let _ = fs::remove_file(e.path());
                 }
             }
         }
