@@ -99,6 +99,9 @@ pub(crate) fn blocker(script: &parser::Script, source: &[u8]) -> Option<String> 
     if exports_functions {
         return Some("it exports functions".into());
     }
+    if !enough_units(script) {
+        return Some("fewer than two units could run ahead".into());
+    }
     if !nix::unistd::geteuid().is_root()
         && let Some(cmd) = setuid_command(script)
     {
@@ -108,6 +111,66 @@ pub(crate) fn blocker(script: &parser::Script, source: &[u8]) -> Option<String> 
         ));
     }
     None
+}
+
+/// Whether anything can run ahead at all: at least two units hs could speculate (a unit
+/// inside a loop counts twice). Otherwise the server, the shell's tracing and the sandboxes
+/// would only cost time.
+fn enough_units(script: &parser::Script) -> bool {
+    let functions = functions(&script.body);
+    let in_loop = units_in_loops(&script.body);
+    let n: usize = script
+        .units
+        .iter()
+        .filter(|u| u.gate == parser::Gate::Wrap && unit_blocker(u, &functions).is_none())
+        .map(|u| if in_loop.contains(&u.id) { 2 } else { 1 })
+        .sum();
+    n >= 2
+}
+
+/// Units inside `for`/`while` loops.
+fn units_in_loops(n: &parser::Node) -> HashSet<parser::UnitId> {
+    fn walk(n: &parser::Node, in_loop: bool, out: &mut HashSet<parser::UnitId>) {
+        use parser::Node as P;
+        match n {
+            P::Unit { id } if in_loop => {
+                out.insert(*id);
+            }
+            P::For { body, .. } => walk(body, true, out),
+            P::While { cond, body, .. } => {
+                walk(cond, true, out);
+                walk(body, true, out);
+            }
+            P::Seq { items } => items.iter().for_each(|i| walk(i, in_loop, out)),
+            P::Pipeline { commands } => commands.iter().for_each(|i| walk(i, in_loop, out)),
+            P::AndOr { first, rest } => {
+                walk(first, in_loop, out);
+                rest.iter().for_each(|(_, i)| walk(i, in_loop, out));
+            }
+            P::Not { body }
+            | P::Group { body }
+            | P::Subshell { body }
+            | P::Background { body }
+            | P::Function { body, .. } => walk(body, in_loop, out),
+            P::If {
+                branches,
+                otherwise,
+            } => {
+                for (c, b) in branches {
+                    walk(c, in_loop, out);
+                    walk(b, in_loop, out);
+                }
+                if let Some(o) = otherwise {
+                    walk(o, in_loop, out);
+                }
+            }
+            P::Case { arms } => arms.iter().for_each(|a| walk(&a.body, in_loop, out)),
+            _ => {}
+        }
+    }
+    let mut out = HashSet::new();
+    walk(n, false, &mut out);
+    out
 }
 
 /// A literal command of the script that is a set-user-ID or set-group-ID program.
