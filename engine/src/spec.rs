@@ -28,6 +28,10 @@ use serde::Serialize;
 use crate::cli::ServeArgs;
 use crate::state::{self, Context};
 
+/// How long into a run the first sandbox is set up: short scripts end before speculation
+/// could pay for itself.
+const FIRST_SANDBOX: std::time::Duration = std::time::Duration::from_millis(40);
+
 /// Variables bash changes by itself: a unit expanding one cannot be re-created elsewhere.
 const DYNAMIC: &[&str] = &[
     "RANDOM",
@@ -802,12 +806,15 @@ struct Pool {
 }
 
 impl Pool {
-    fn start(size: usize) -> Pool {
+    /// Starts filling the pool at `not_before`: a script that is over by then never pays
+    /// for a sandbox (runs waiting for one meanwhile are abandoned at their gates).
+    fn start(size: usize, not_before: Instant) -> Pool {
         let (tx, rx) = crossbeam_channel::bounded(size.max(1));
         let thread = std::thread::Builder::new()
             .name("hs-pool".into())
             .spawn(move || {
                 let _ = sandbox::idle_this_thread();
+                std::thread::sleep(not_before.saturating_duration_since(Instant::now()));
                 loop {
                     let sb = match sandbox::Sandbox::create_temp(&sandbox::Options::default()) {
                         Ok(s) => s,
@@ -1329,9 +1336,10 @@ impl Driver<'_> {
         );
         let tx = self.tx.clone();
         let window = self.window;
+        let t0 = self.t0;
         let pool = self
             .pool
-            .get_or_insert_with(|| Pool::start(window))
+            .get_or_insert_with(|| Pool::start(window, t0 + FIRST_SANDBOX))
             .rx
             .clone();
         // Taking a sandbox may wait for the pool, and `exec` for its setup: not here.
