@@ -1,6 +1,10 @@
 //! Speculation seen from outside: what `--report`, `--dag` and `--timeline` say about a run,
 //! and output in a terminal (a pty from `script`), always against bash.
 
+#[path = "util/unpriv.rs"]
+mod unpriv;
+
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -124,6 +128,74 @@ fn terminal_output_matches_bash() {
     assert!(
         String::from_utf8_lossy(&bash).contains("\x1b["),
         "grep coloured in a terminal"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// As an unprivileged user (user namespaces, overlays on the writable trees only, the shell
+/// traced with no_new_privs): speculation commits, and the result is bash's.
+#[test]
+fn speculation_works_unprivileged() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: switching to an unprivileged user needs root (setpriv)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("hs-spec-unpriv-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let script = dir.join("s.sh");
+    std::fs::write(
+        &script,
+        "sh -c 'sleep 0.3; echo one' > out\n/bin/echo two >> out\nwc -l < out\n\
+         for i in 1 2 3; do sleep 0.2; echo $i | tr 1-3 a-c; done\nls -d /nonexistent-$$-x\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = |runner: &[&std::ffi::OsStr], work: &str| {
+        let w = dir.join(work);
+        std::fs::create_dir_all(&w).unwrap();
+        std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o777)).unwrap();
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(runner)
+            .arg(&script)
+            .current_dir(&w)
+            .env("HOME", &w)
+            .output()
+            .unwrap()
+    };
+    let bash = run(&["bash".as_ref()], "bash");
+    let report = dir.join("r.json");
+    let hs = unpriv::hs_for_anyone();
+    let ours = run(
+        &[hs.as_os_str(), "--report".as_ref(), report.as_os_str()],
+        "hs",
+    );
+    // `$$` differs: compare the message without it.
+    let strip = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .split_whitespace()
+            .filter(|w| !w.contains("nonexistent"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&ours.stdout),
+        String::from_utf8_lossy(&bash.stdout)
+    );
+    assert_eq!(strip(&ours.stderr), strip(&bash.stderr));
+    assert_eq!(ours.status.code(), bash.status.code());
+    assert_eq!(
+        std::fs::read(dir.join("hs/out")).unwrap(),
+        std::fs::read(dir.join("bash/out")).unwrap()
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["speculation"], true, "{r}");
+    assert!(
+        r["stats"]["committed"].as_u64().unwrap_or(0) >= 1,
+        "nothing committed unprivileged: {}",
+        r["stats"]
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
