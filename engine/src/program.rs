@@ -31,8 +31,17 @@ const OPAQUE: &[&str] = &[
 ];
 
 /// The scheduler's program for `script`.
+#[cfg(test)]
 pub fn program(script: &Script) -> Program {
-    Program::new(node(script, &script.body))
+    program_with(script, &|u| {
+        u.vars.names.iter().map(|v| v.as_bytes().to_vec()).collect()
+    })
+}
+
+/// [`program`], with each unit's variables given by `vars` (the engine adds, for units that
+/// may call script functions, every variable of the script and the functions themselves).
+pub fn program_with(script: &Script, vars: &dyn Fn(&parser::Unit) -> Vec<Vec<u8>>) -> Program {
+    Program::new(node(script, &script.body, vars))
 }
 
 /// Whether gates inside loop `id` report its iteration (else nothing inside is predicted).
@@ -40,8 +49,8 @@ fn counted(script: &Script, id: parser::LoopId) -> bool {
     script.loops.get(id.0 as usize).is_some_and(|l| l.counted)
 }
 
-fn node(script: &Script, n: &P) -> S {
-    let go = |n: &P| node(script, n);
+fn node(script: &Script, n: &P, unit_vars: &dyn Fn(&parser::Unit) -> Vec<Vec<u8>>) -> S {
+    let go = |n: &P| node(script, n, unit_vars);
     match n {
         P::Seq { items } => S::Seq(items.iter().map(go).collect()),
         P::Unit { id } => {
@@ -50,8 +59,7 @@ fn node(script: &Script, n: &P) -> S {
                 // Not answered by the engine: the shell always runs it.
                 return S::Unknown;
             }
-            let mut vars: Vec<Vec<u8>> =
-                u.vars.names.iter().map(|v| v.as_bytes().to_vec()).collect();
+            let mut vars: Vec<Vec<u8>> = unit_vars(u);
             if u.vars.positional {
                 vars.push(b"@".to_vec());
             }
@@ -167,7 +175,9 @@ mod tests {
     fn straight_line_script() {
         let s = parser::parse(b"x=1\ngrep $x f > o\ncd d\nsort o | uniq\nexit 0\n").unwrap();
         let p = program(&s);
-        let S::Seq(items) = node(&s, &s.body) else {
+        let S::Seq(items) = node(&s, &s.body, &|u| {
+            u.vars.names.iter().map(|v| v.as_bytes().to_vec()).collect()
+        }) else {
             panic!("not a sequence")
         };
         assert!(matches!(&items[0], S::Assign { var, value: None } if var == b"x"));
@@ -182,7 +192,9 @@ mod tests {
     fn loops_get_distinct_ids() {
         let s =
             parser::parse(b"for f in a b; do wc $f; done\nwhile read l; do ls; done\n").unwrap();
-        let S::Seq(items) = node(&s, &s.body) else {
+        let S::Seq(items) = node(&s, &s.body, &|u| {
+            u.vars.names.iter().map(|v| v.as_bytes().to_vec()).collect()
+        }) else {
             panic!("not a sequence")
         };
         assert!(matches!(&items[0], S::For { id: LoopId(0), .. }));

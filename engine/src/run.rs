@@ -209,7 +209,7 @@ fn start(
         }
         mode => {
             let server = start_server(args, &mut cmd, shell, &prepared, dollar0, mode)?;
-            prelude(&server, &prepared.script, mode)
+            prelude(&server, &prepared.script, &prepared.source, mode)
         }
     };
     // The prelude's assignments reset `$_`; the script starts with the one bash had.
@@ -433,7 +433,7 @@ fn random_u64() -> u64 {
 /// a main-shell gate sends its state (`state` module) on the main pipe and waits for the
 /// answer; `__hs_it` counts loop iterations, keeping `$?` (it returns its second argument,
 /// and `&& builtin : "$_"` in the caller neither trips `set -e` nor moves `$_`).
-fn prelude(server: &Server, script: &parser::Script, mode: Mode) -> String {
+fn prelude(server: &Server, script: &parser::Script, source: &[u8], mode: Mode) -> String {
     let Server {
         request,
         main,
@@ -481,13 +481,15 @@ fn prelude(server: &Server, script: &parser::Script, mode: Mode) -> String {
     out.push_str(
         "{ builtin printf 's 0 %s 0\\n' \"$$\"; __hs_ctx; } 2>/dev/null >\"$__hs_p\" || builtin :; ",
     );
+    let info = crate::spec::ScriptInfo::new(script, source);
     for u in &script.units {
         if u.gate == parser::Gate::Wrap {
-            let names: Vec<String> = u.vars.names.iter().cloned().collect();
+            let (names, functions) = info.unit_state(u);
             out.push_str(&crate::state::unit_function(
                 u.id.0,
                 &names,
                 u.vars.positional,
+                &functions,
             ));
         }
     }

@@ -92,18 +92,7 @@ pub(crate) fn blocker(script: &parser::Script, source: &[u8]) -> Option<String> 
     if has("lastpipe") {
         return Some("lastpipe runs a pipeline's last command in the shell".into());
     }
-    let exports_functions = words.windows(2).any(|w| {
-        let flags = w[1].starts_with('-');
-        match w[0].as_str() {
-            "export" => flags && w[1].contains('f'),
-            "declare" | "typeset" => flags && w[1].contains('f') && w[1].contains('x'),
-            _ => false,
-        }
-    });
-    if exports_functions {
-        return Some("it exports functions".into());
-    }
-    if !enough_units(script) {
+    if !enough_units(script, source) {
         return Some("fewer than two units could run ahead".into());
     }
     if !nix::unistd::geteuid().is_root()
@@ -120,13 +109,13 @@ pub(crate) fn blocker(script: &parser::Script, source: &[u8]) -> Option<String> 
 /// Whether anything can run ahead at all: at least two units hs could speculate (a unit
 /// inside a loop counts twice). Otherwise the server, the shell's tracing and the sandboxes
 /// would only cost time.
-fn enough_units(script: &parser::Script) -> bool {
-    let functions = functions(&script.body);
+fn enough_units(script: &parser::Script, source: &[u8]) -> bool {
+    let info = ScriptInfo::new(script, source);
     let in_loop = units_in_loops(&script.body);
     let n: usize = script
         .units
         .iter()
-        .filter(|u| u.gate == parser::Gate::Wrap && unit_blocker(u, &functions).is_none())
+        .filter(|u| u.gate == parser::Gate::Wrap && unit_blocker(u, &info).is_none())
         .map(|u| if in_loop.contains(&u.id) { 2 } else { 1 })
         .sum();
     n >= 2
@@ -207,30 +196,94 @@ fn setuid_command(script: &parser::Script) -> Option<String> {
     None
 }
 
+/// What the engine knows of a script's functions, for units that may call them.
+pub(crate) struct ScriptInfo {
+    /// Functions the script defines, sorted.
+    functions: Vec<String>,
+    /// Every variable the script's text expands (a function reads globals).
+    all_vars: parser::VarRefs,
+    /// Whether it exports functions (then any bash a unit starts may call them).
+    exports: bool,
+}
+
+impl ScriptInfo {
+    pub(crate) fn new(script: &parser::Script, source: &[u8]) -> ScriptInfo {
+        let mut functions: Vec<String> = functions(&script.body).into_iter().collect();
+        functions.sort();
+        let mut all_vars = parser::VarRefs::default();
+        all_vars.scan(source);
+        let words = parser::expandable_words(source);
+        let exports = words.windows(2).any(|w| {
+            let flags = w[1].starts_with('-');
+            match w[0].as_str() {
+                "export" => flags && w[1].contains('f'),
+                "declare" | "typeset" => flags && w[1].contains('f') && w[1].contains('x'),
+                _ => false,
+            }
+        });
+        ScriptInfo {
+            functions,
+            all_vars,
+            exports,
+        }
+    }
+
+    /// Whether unit `u` may run a function of the script (directly, through a computed
+    /// command name, or through a child bash when functions are exported).
+    fn calls_functions(&self, u: &parser::Unit) -> bool {
+        !self.functions.is_empty()
+            && (self.exports
+                || u.commands.iter().any(|c| {
+                    let name: String = c
+                        .chars()
+                        .filter(|ch| !matches!(ch, '"' | '\'' | '\\'))
+                        .collect();
+                    self.functions.contains(&name) || c.contains('$') || c.contains('`')
+                }))
+    }
+
+    /// What unit `u`'s gate reports: the variables it expands — every variable of the script
+    /// when it may call a function — and the functions to send along.
+    pub(crate) fn unit_state(&self, u: &parser::Unit) -> (Vec<String>, Vec<String>) {
+        if self.calls_functions(u) {
+            let mut names: Vec<String> = u
+                .vars
+                .names
+                .iter()
+                .chain(&self.all_vars.names)
+                .cloned()
+                .collect();
+            names.sort();
+            names.dedup();
+            (names, self.functions.clone())
+        } else {
+            (u.vars.names.iter().cloned().collect(), Vec::new())
+        }
+    }
+}
+
 /// Why a unit cannot run in a sandbox with the same result, if it cannot.
-fn unit_blocker(u: &parser::Unit, functions: &HashSet<String>) -> Option<&'static str> {
+fn unit_blocker(u: &parser::Unit, info: &ScriptInfo) -> Option<&'static str> {
     if !u.vars.specials.is_empty() {
         return Some("expands a special parameter ($$, $!, $-, $_)");
     }
-    if u.vars.names.iter().any(|n| DYNAMIC.contains(&n.as_str())) {
+    let (names, functions) = info.unit_state(u);
+    if names.iter().any(|n| DYNAMIC.contains(&n.as_str())) {
         return Some("expands a variable bash changes by itself");
+    }
+    if !functions.is_empty() && (info.all_vars.all || !info.all_vars.specials.is_empty()) {
+        return Some("calls a function that may expand special or indirect parameters");
     }
     for c in &u.commands {
         let name: String = c
             .chars()
             .filter(|ch| !matches!(ch, '"' | '\'' | '\\'))
             .collect();
-        if functions.contains(&name) {
-            return Some("calls a function of the script");
-        }
         // They talk to /dev/tty (prompts, pagers), which a sandbox does not have. (Bash
         // itself opens /dev/tty at start-up and closes it again, so the trace cannot tell.)
         let base = name.rsplit('/').next().unwrap_or(&name);
         if INTERACTIVE.contains(&base) {
             return Some("may talk to the terminal (/dev/tty)");
-        }
-        if (c.contains('$') || c.contains('`')) && !functions.is_empty() {
-            return Some("its command name is computed and the script defines functions");
         }
     }
     let t = &u.text;
@@ -420,7 +473,15 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
         Some(j) => j,
         None => std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
-    let program = crate::program::program(&script);
+    let info = ScriptInfo::new(&script, &source);
+    let program = crate::program::program_with(&script, &|u| {
+        let (names, functions) = info.unit_state(u);
+        let mut vars: Vec<Vec<u8>> = names.into_iter().map(String::into_bytes).collect();
+        if !functions.is_empty() {
+            vars.push(state::FUNCTIONS.to_vec());
+        }
+        vars
+    });
     let config = scheduler::Config {
         window: if shell_trace.is_some() { window } else { 0 },
         ..scheduler::Config::default()
@@ -440,7 +501,6 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
     read_main(pipes.main, args.token.clone(), tx.clone());
     read_notes(pipes.requests, tx.clone());
     let tmp = run_dir()?;
-    let functions = functions(&script.body);
     let mut d = Driver {
         sched: Scheduler::new(config, program),
         t0: started,
@@ -458,7 +518,12 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
         blocked: script
             .units
             .iter()
-            .map(|u| unit_blocker(u, &functions))
+            .map(|u| unit_blocker(u, &info))
+            .collect(),
+        names: script
+            .units
+            .iter()
+            .map(|u| (u.id.0, info.unit_state(u)))
             .collect(),
         source,
         runs: HashMap::new(),
@@ -472,7 +537,7 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
         bars: Vec::new(),
         gates: 0,
         notes: 0,
-        names: HashMap::new(),
+
         ttys: (false, false),
         winsize: nix::pty::Winsize {
             ws_row: 24,
@@ -934,8 +999,8 @@ struct Driver<'a> {
     bars: Vec<Bar>,
     gates: usize,
     notes: usize,
-    /// Variable names per unit.
-    names: HashMap<u32, Vec<String>>,
+    /// Variable names and functions each unit's gate reports.
+    names: HashMap<u32, (Vec<String>, Vec<String>)>,
     /// Whether the shell's stdout / stderr are terminals.
     ttys: (bool, bool),
     /// The terminal's size, for speculation ptys.
@@ -1105,9 +1170,9 @@ impl Driver<'_> {
         };
         let names = self
             .names
-            .entry(unit)
-            .or_insert_with(|| u.vars.names.iter().cloned().collect())
-            .clone();
+            .get(&unit)
+            .map(|(n, _)| n.clone())
+            .unwrap_or_default();
         let st = self.state_of(&names, u.vars.positional, body);
         let x = Instance {
             unit: scheduler::UnitId(unit),
@@ -1571,6 +1636,15 @@ impl Driver<'_> {
                 tracing::debug!("cannot read the sandbox's changes: {e}");
                 flags = flags | Flags::UNTRACED;
             }
+        }
+        // Bash naming the preamble in a message (an error inside a function defined there)
+        // would name the script for real.
+        let pre = r.pre.as_os_str().as_bytes().to_vec();
+        let mentions = |p: &Path| {
+            std::fs::read(p).is_ok_and(|b| b.windows(pre.len()).any(|w| w == pre.as_slice()))
+        };
+        if mentions(&r.out) || mentions(&r.err) {
+            flags = flags | Flags::UNSUPPORTED;
         }
         // The trailer: `\0HS<status>` at the end of stdout, else bash itself gave up.
         let exit = match take_trailer(&r.out) {

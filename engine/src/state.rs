@@ -39,7 +39,7 @@ pub struct GateState {
 /// The per-unit state function `__hs_sN`, which prints what unit `id` expands. `names` are
 /// its variables; with `positional`, it also prints the gate's positional arguments (the gate
 /// passes them between the unit id and `$_`).
-pub fn unit_function(id: u32, names: &[String], positional: bool) -> String {
+pub fn unit_function(id: u32, names: &[String], positional: bool, functions: &[String]) -> String {
     let mut body = String::new();
     if !names.is_empty() {
         body.push_str(&format!("builtin declare -p {}; ", names.join(" ")));
@@ -49,6 +49,15 @@ pub fn unit_function(id: u32, names: &[String], positional: bool) -> String {
             "builtin printf '\\037@'; (($# > 2)) && builtin printf ' %q' \"${@:2:$#-2}\"; \
              builtin printf '\\n'; ",
         );
+    }
+    if !functions.is_empty() {
+        // The definitions the unit may call (as bash prints them, gates included) and
+        // which of them are exported.
+        let f = functions.join(" ");
+        body.push_str(&format!(
+            "builtin printf '\\037F'; builtin declare -f {f}; \
+             builtin printf '\\037X'; builtin declare -Fp {f}; "
+        ));
     }
     if body.is_empty() {
         body.push_str("builtin :; ");
@@ -79,20 +88,50 @@ pub fn parse(text: &[u8], names: &[String], positional: bool) -> GateState {
             vars.insert(name.to_vec(), Some(value_of(decl)));
         }
     }
-    let mut next = fields.next().unwrap_or_default();
-    if positional {
-        let words = next.strip_prefix(b"@").unwrap_or(next);
-        let words = words.strip_suffix(b"\n").unwrap_or(words);
-        vars.insert(b"@".to_vec(), Some(words.to_vec()));
-        next = fields.next().unwrap_or_default();
+    // Then `@` positional words, `F` function definitions, `X` their attributes (each
+    // optional), the environment and the options, always last.
+    let rest: Vec<&[u8]> = fields.collect();
+    let (env, options) = match rest.len() {
+        0 => (&b""[..], &b""[..]),
+        1 => (rest[0], &b""[..]),
+        n => (rest[n - 2], rest[n - 1]),
+    };
+    let mut functions: Option<(Vec<u8>, Vec<u8>)> = None;
+    for f in rest.iter().take(rest.len().saturating_sub(2)) {
+        match f.first() {
+            Some(b'@') if positional => {
+                let words = f[1..].strip_suffix(b"\n").unwrap_or(&f[1..]);
+                vars.insert(b"@".to_vec(), Some(words.to_vec()));
+            }
+            Some(b'F') => functions.get_or_insert_with(Default::default).0 = f[1..].to_vec(),
+            Some(b'X') => functions.get_or_insert_with(Default::default).1 = f[1..].to_vec(),
+            _ => {}
+        }
     }
-    let env = next;
-    let options = fields.next().unwrap_or_default();
+    if positional {
+        vars.entry(b"@".to_vec()).or_insert(Some(Vec::new()));
+    }
+    if let Some((defs, attrs)) = functions {
+        vars.insert(FUNCTIONS.to_vec(), Some(functions_value(&defs, &attrs)));
+    }
     GateState {
         vars,
         env: env.to_vec(),
         options: trim(options).to_vec(),
     }
+}
+
+/// The pseudo-variable holding the function definitions a unit may call (a unit calling a
+/// script function has it among its variables).
+pub const FUNCTIONS: &[u8] = b"__hs_functions";
+
+/// `FUNCTIONS`'s value: \x01 definitions \x02 attributes (no raw value starts with \x01).
+fn functions_value(defs: &[u8], attrs: &[u8]) -> Vec<u8> {
+    let mut v = vec![1];
+    v.extend_from_slice(defs);
+    v.push(2);
+    v.extend_from_slice(attrs);
+    v
 }
 
 /// Splits `declare -p` output into declarations: each starts a line with `declare -FLAGS
@@ -310,6 +349,30 @@ pub fn restore_script(vars: &BTreeMap<Vec<u8>, Option<Vec<u8>>>, ctx: &Context) 
         s.push(b'\n');
     }
     for (name, value) in vars {
+        if name == FUNCTIONS {
+            if let Some(v) = value.as_ref().and_then(|v| v.strip_prefix(&[1u8][..])) {
+                let (defs, attrs) = match v.iter().position(|&b| b == 2) {
+                    Some(i) => (&v[..i], &v[i + 1..]),
+                    None => (v, &b""[..]),
+                };
+                // Gates inside the bodies run their units in place here.
+                s.extend_from_slice(
+                    b"__hs_gate() { return 0; }; __hs_note() { return 0; }; \
+                      __hs_loop() { return 0; }; __hs_replay() { return 0; }; \
+                      __hs_it() { return \"$2\"; }\n",
+                );
+                s.extend_from_slice(defs);
+                s.push(b'\n');
+                for line in attrs.split(|&b| b == b'\n') {
+                    if let Some(name) = line.strip_prefix(b"declare -fx ") {
+                        s.extend_from_slice(b"builtin export -f ");
+                        s.extend_from_slice(name);
+                        s.push(b'\n');
+                    }
+                }
+            }
+            continue;
+        }
         if name == b"@" {
             s.extend_from_slice(b"builtin set --");
             if let Some(words) = value {
@@ -369,7 +432,7 @@ mod tests {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let script = format!(
             "{}{}{setup}; {{ __hs_s0 0 \"$@\" x; __hs_ctx; }}",
-            unit_function(0, &names, positional),
+            unit_function(0, &names, positional, &[]),
             context_function("TOK"),
         );
         let out = std::process::Command::new("bash")
@@ -468,7 +531,7 @@ mod tests {
         let script = format!(
             ". {}; {}{}{{ __hs_s0 0 \"$@\" x; __hs_ctx; }}",
             pre_path.display(),
-            unit_function(0, &names_s, true),
+            unit_function(0, &names_s, true, &[]),
             context_function("TOK"),
         );
         let out = std::process::Command::new("bash")

@@ -136,6 +136,8 @@ pub(crate) struct Walker<'s, 'b> {
     /// Indices of tokens in text order (here-document bodies left out).
     ordered: Vec<usize>,
     functions: HashSet<String>,
+    /// Functions the script exports (`export -f f`, `declare -fx f`).
+    exported: HashSet<String>,
     options: ParserOptions,
     pub(crate) units: Vec<Unit>,
     pub(crate) loops: Vec<Loop>,
@@ -180,11 +182,13 @@ impl<'s, 'b> Walker<'s, 'b> {
         let ordered = (0..toks.len())
             .filter(|&i| toks[i].here == HereRole::None)
             .collect();
+        let exported = exported_functions(&raw);
         Walker {
             src,
             toks,
             raw,
             ordered,
+            exported,
             functions: HashSet::new(),
             options,
             units: Vec::new(),
@@ -317,6 +321,9 @@ impl<'s, 'b> Walker<'s, 'b> {
             }
             ast::Command::Compound(cc, _) => self.compound(cc, statement, background, gates),
             ast::Command::Function(f) => {
+                // An exported function also runs in child shells, which have no gate
+                // functions: its body stays as written.
+                let gates = gates && !self.exported.contains(&f.fname.value);
                 let body = self.compound(&f.body.0, false, false, gates);
                 Node::Function {
                     name: f.fname.value.clone(),
@@ -985,6 +992,34 @@ fn compound_lists(cc: &ast::CompoundCommand) -> Vec<&ast::CompoundList> {
         C::WhileClause(w) | C::UntilClause(w) => vec![&w.0, &w.1.list],
         C::Coprocess(_) => vec![],
     }
+}
+
+/// Names after `export -f` / `declare -fx` / `typeset -fx` (up to the next operator).
+fn exported_functions(tokens: &[Token]) -> HashSet<String> {
+    let mut out = HashSet::new();
+    let word = |i: usize| match tokens.get(i) {
+        Some(Token::Word(w, _)) => Some(w.as_str()),
+        _ => None,
+    };
+    for i in 0..tokens.len() {
+        let Some(cmd) = word(i) else { continue };
+        let mut j = i + 1;
+        let mut function_flag = false;
+        let mut export_flag = cmd == "export";
+        if !matches!(cmd, "export" | "declare" | "typeset") {
+            continue;
+        }
+        while let Some(w) = word(j) {
+            if let Some(flags) = w.strip_prefix('-') {
+                function_flag |= flags.contains('f');
+                export_flag |= flags.contains('x');
+            } else if function_flag && export_flag {
+                out.insert(w.to_string());
+            }
+            j += 1;
+        }
+    }
+    out
 }
 
 fn collect_functions(list: &ast::CompoundList, out: &mut HashSet<String>) {

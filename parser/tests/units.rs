@@ -372,3 +372,14 @@ fn expandable_words_leave_out_quoted_text_and_comments() {
     assert!(w.iter().any(|x| x == "\"it's $_\""), "{w:?}");
     assert!(w.iter().any(|x| x == "x    z"), "{w:?}");
 }
+
+/// An exported function runs in child shells too, which have no gates: its body stays as
+/// written, other functions are gated.
+#[test]
+fn exported_functions_are_not_gated() {
+    let src = "f() { sort a; }\ng() { sort b; }\nexport -f f\nh() { ls; }\ndeclare -fx h\n";
+    let out = instrumented(src);
+    assert!(out.contains("f() { sort a; }"), "{out}");
+    assert!(out.contains("h() { ls; }"), "{out}");
+    assert!(out.contains("then sort b;"), "{out}");
+}

@@ -66,6 +66,7 @@ scripts! {
     flags_verbose,
     flags_xe_combined,
     for_cstyle,
+    functions_in_units,
     functions_keyword,
     functions_posix,
     gate_status_passthrough,
