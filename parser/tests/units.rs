@@ -377,7 +377,7 @@ fn expandable_words_leave_out_quoted_text_and_comments() {
 /// written, other functions are gated.
 #[test]
 fn exported_functions_are_not_gated() {
-    let src = "f() { sort a; }\ng() { sort b; }\nexport -f f\nh() { ls; }\ndeclare -fx h\n";
+    let src = "f() { sort a; }\ng() { sort b; }\nexport -f f\nh() { ls; }\nexport -nf x -f h\n";
     let out = instrumented(src);
     assert!(out.contains("f() { sort a; }"), "{out}");
     assert!(out.contains("h() { ls; }"), "{out}");
