@@ -580,8 +580,20 @@ impl Scheduler {
             return None;
         }
         let (unit, state, seen) = (run.instance.unit, run.state.clone(), run.seen);
-        let (trace, _) = self.expected(unit, &state)?;
+        let (trace, _) = self.expected_surely(unit, &state)?;
         self.index.first_hazard(&trace, seen).map(|h| h.path)
+    }
+
+    /// What a run of `unit` with `state` will surely touch, to kill it early: its last trace
+    /// when the state is the same, else only what its last two traces shared (a guess with
+    /// the new values put in is good enough to hold a run back, not to kill one: the paths
+    /// of a `mktemp` directory, say, differ every time).
+    fn expected_surely(&mut self, unit: UnitId, state: &State) -> Option<Expected> {
+        let past = self.history.get(&unit)?;
+        if past.state == *state {
+            return Some((past.trace.clone(), past.observed.clone()));
+        }
+        past.stable.clone()
     }
 
     fn answer_direct(&mut self, x: Instance, node: NodeIndex) {
@@ -818,7 +830,7 @@ impl Scheduler {
             .map(|(id, r)| (*id, r.instance.unit, r.state.clone()))
             .collect();
         for (id, unit, state) in live {
-            if let Some((_, observed)) = self.expected(unit, &state)
+            if let Some((_, observed)) = self.expected_surely(unit, &state)
                 && let Some(path) = trace
                     .changes()
                     .find_map(|w| observed.hit_by(w).map(|h| h.0))
