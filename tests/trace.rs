@@ -124,3 +124,34 @@ fn sandbox_traces_writes_without_making_them() {
     assert!(text.contains("/etc/hostname"), "{text}");
     let _ = std::fs::remove_file(&target);
 }
+
+/// Binding a named unix socket creates a file; an abstract one does not.
+#[test]
+fn binding_a_unix_socket_creates_it() {
+    let dir = tmpfile("sock-dir-marker", "")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let sock = dir.join("bound.sock");
+    let _ = std::fs::remove_file(&sock);
+    let o = hs()
+        .args(["trace", "--json", "--", "perl", "-MSocket", "-e"])
+        .arg(format!(
+            "socket(my $s, PF_UNIX, SOCK_STREAM, 0) or die; bind($s, sockaddr_un('{}')) or die; \
+             socket(my $t, PF_UNIX, SOCK_STREAM, 0) or die; bind($t, sockaddr_un(\"\\0hs-abstract\")) or die",
+            sock.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stderr).unwrap();
+    let entry = report["trace"]["accesses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["path"] == sock.to_str().unwrap())
+        .unwrap_or_else(|| panic!("no access to the socket: {report}"));
+    assert!(entry["kinds"].to_string().contains("create"), "{entry}");
+    assert!(!report.to_string().contains("hs-abstract"), "{report}");
+    let _ = std::fs::remove_file(&sock);
+}

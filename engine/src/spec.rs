@@ -707,8 +707,9 @@ fn names(n: &parser::Node, pick: fn(&parser::Node) -> Option<String>) -> HashSet
     out
 }
 
-/// The real shell's filter: only calls that change files (and `chdir`, which the
-/// supervisor's cwd cache needs) stop; reads pass, since only the shell's changes matter.
+/// The real shell's filter: only calls that change files (`bind` included: a named unix
+/// socket is a new file; and `chdir`, which the supervisor's cwd cache needs) stop; reads
+/// pass, since only the shell's changes matter.
 fn shell_filter() -> trace::Filter {
     use libc::*;
     const READS: &[i64] = &[
@@ -732,7 +733,6 @@ fn shell_filter() -> trace::Filter {
         SYS_statx,
         SYS_name_to_handle_at,
         SYS_connect,
-        SYS_bind,
         SYS_sendmsg,
         SYS_sendmmsg,
         SYS_sendto,

@@ -128,6 +128,7 @@ scripts! {
     trap_signals,
     umask_modes,
     unit_shapes,
+    unix_socket,
     until_loop,
     utf8_locale,
     while_read_file,

@@ -910,7 +910,19 @@ impl Supervisor {
                 }
             }
             SYS_connect => return self.sockaddr(n, "connect", a[1], a[2]),
-            SYS_bind => return self.sockaddr(n, "bind", a[1], a[2]),
+            SYS_bind => {
+                // Binding a named unix socket creates a directory entry (an abstract one,
+                // sun_path starting with a NUL byte, does not).
+                let unix = self.read_u16(n.pid, a[1]).map(i32::from) == Some(AF_UNIX);
+                let named = a[2] > 2
+                    && self
+                        .read_u16(n.pid, a[1] + 2)
+                        .is_some_and(|b| b & 0xff != 0);
+                if unix && named {
+                    self.path(n, CWD, a[1] + 2, nofollow, create);
+                }
+                return self.sockaddr(n, "bind", a[1], a[2]);
+            }
             SYS_sendto => return self.sockaddr(n, "sendto", a[4], a[5]),
             SYS_sendmsg | SYS_sendmmsg => {
                 // struct msghdr starts with msg_name (pointer) and msg_namelen (u32); an mmsghdr
