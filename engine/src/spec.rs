@@ -123,46 +123,14 @@ fn enough_units(script: &parser::Script, source: &[u8]) -> bool {
 
 /// Units inside `for`/`while` loops.
 fn units_in_loops(n: &parser::Node) -> HashSet<parser::UnitId> {
-    fn walk(n: &parser::Node, in_loop: bool, out: &mut HashSet<parser::UnitId>) {
-        use parser::Node as P;
-        match n {
-            P::Unit { id } if in_loop => {
-                out.insert(*id);
-            }
-            P::For { body, .. } => walk(body, true, out),
-            P::While { cond, body, .. } => {
-                walk(cond, true, out);
-                walk(body, true, out);
-            }
-            P::Seq { items } => items.iter().for_each(|i| walk(i, in_loop, out)),
-            P::Pipeline { commands } => commands.iter().for_each(|i| walk(i, in_loop, out)),
-            P::AndOr { first, rest } => {
-                walk(first, in_loop, out);
-                rest.iter().for_each(|(_, i)| walk(i, in_loop, out));
-            }
-            P::Not { body }
-            | P::Group { body }
-            | P::Subshell { body }
-            | P::Background { body }
-            | P::Function { body, .. } => walk(body, in_loop, out),
-            P::If {
-                branches,
-                otherwise,
-            } => {
-                for (c, b) in branches {
-                    walk(c, in_loop, out);
-                    walk(b, in_loop, out);
-                }
-                if let Some(o) = otherwise {
-                    walk(o, in_loop, out);
-                }
-            }
-            P::Case { arms } => arms.iter().for_each(|a| walk(&a.body, in_loop, out)),
-            _ => {}
-        }
-    }
     let mut out = HashSet::new();
-    walk(n, false, &mut out);
+    visit(n, false, &mut |n, in_loop| {
+        if let parser::Node::Unit { id } = n
+            && in_loop
+        {
+            out.insert(*id);
+        }
+    });
     out
 }
 
@@ -212,19 +180,10 @@ impl ScriptInfo {
         functions.sort();
         let mut all_vars = parser::VarRefs::default();
         all_vars.scan(source);
-        let words = parser::expandable_words(source);
-        let exports = words.windows(2).any(|w| {
-            let flags = w[1].starts_with('-');
-            match w[0].as_str() {
-                "export" => flags && w[1].contains('f'),
-                "declare" | "typeset" => flags && w[1].contains('f') && w[1].contains('x'),
-                _ => false,
-            }
-        });
         ScriptInfo {
             functions,
             all_vars,
-            exports,
+            exports: !script.exported.is_empty(),
         }
     }
 
@@ -661,50 +620,47 @@ fn builtins(n: &parser::Node) -> HashSet<String> {
 
 /// What `pick` finds in any node of the tree.
 fn names(n: &parser::Node, pick: fn(&parser::Node) -> Option<String>) -> HashSet<String> {
-    fn walk(
-        n: &parser::Node,
-        pick: fn(&parser::Node) -> Option<String>,
-        out: &mut HashSet<String>,
-    ) {
-        use parser::Node as P;
-        out.extend(pick(n));
-        let walk = |n: &parser::Node, out: &mut HashSet<String>| walk(n, pick, out);
-        match n {
-            P::Function { body, .. } => walk(body, out),
-            P::Seq { items } => items.iter().for_each(|i| walk(i, out)),
-            P::Pipeline { commands } => commands.iter().for_each(|i| walk(i, out)),
-            P::AndOr { first, rest } => {
-                walk(first, out);
-                rest.iter().for_each(|(_, i)| walk(i, out));
-            }
-            P::Not { body }
-            | P::Group { body }
-            | P::Subshell { body }
-            | P::Background { body }
-            | P::For { body, .. } => walk(body, out),
-            P::While { cond, body, .. } => {
-                walk(cond, out);
-                walk(body, out);
-            }
-            P::If {
-                branches,
-                otherwise,
-            } => {
-                for (c, b) in branches {
-                    walk(c, out);
-                    walk(b, out);
-                }
-                if let Some(o) = otherwise {
-                    walk(o, out);
-                }
-            }
-            P::Case { arms } => arms.iter().for_each(|a| walk(&a.body, out)),
-            _ => {}
-        }
-    }
     let mut out = HashSet::new();
-    walk(n, pick, &mut out);
+    visit(n, false, &mut |n, _| out.extend(pick(n)));
     out
+}
+
+/// Calls `f` on every node of the tree, with whether it is inside a loop.
+fn visit(n: &parser::Node, in_loop: bool, f: &mut dyn FnMut(&parser::Node, bool)) {
+    use parser::Node as P;
+    f(n, in_loop);
+    match n {
+        P::For { body, .. } => visit(body, true, f),
+        P::While { cond, body, .. } => {
+            visit(cond, true, f);
+            visit(body, true, f);
+        }
+        P::Seq { items } => items.iter().for_each(|i| visit(i, in_loop, f)),
+        P::Pipeline { commands } => commands.iter().for_each(|i| visit(i, in_loop, f)),
+        P::AndOr { first, rest } => {
+            visit(first, in_loop, f);
+            rest.iter().for_each(|(_, i)| visit(i, in_loop, f));
+        }
+        P::Not { body }
+        | P::Group { body }
+        | P::Subshell { body }
+        | P::Background { body }
+        | P::Function { body, .. } => visit(body, in_loop, f),
+        P::If {
+            branches,
+            otherwise,
+        } => {
+            for (c, b) in branches {
+                visit(c, in_loop, f);
+                visit(b, in_loop, f);
+            }
+            if let Some(o) = otherwise {
+                visit(o, in_loop, f);
+            }
+        }
+        P::Case { arms } => arms.iter().for_each(|a| visit(&a.body, in_loop, f)),
+        _ => {}
+    }
 }
 
 /// The real shell's filter: only calls that change files (`bind` included: a named unix

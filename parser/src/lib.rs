@@ -283,6 +283,9 @@ pub struct Script {
     pub loops: Vec<Loop>,
     /// Its structure.
     pub body: Node,
+    /// Functions it exports (`export -f f`, `declare -fx f`): their bodies are not
+    /// instrumented, since child shells run them too.
+    pub exported: Vec<String>,
     /// Why the script must run unchanged (e.g. it turns on `set -x`), if it must.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unsupported: Option<String>,
@@ -355,7 +358,10 @@ pub fn parse(bytes: &[u8]) -> Result<Script, Error> {
     let unsupported = unsupported(&tokens);
     let mut walker = walk::Walker::new(&src, tokens, options);
     let body = walker.program(&program);
+    let mut exported: Vec<String> = walker.exported.iter().cloned().collect();
+    exported.sort();
     Ok(Script {
+        exported,
         units: walker.units,
         loops: walker.loops,
         body,

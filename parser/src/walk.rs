@@ -137,7 +137,7 @@ pub(crate) struct Walker<'s, 'b> {
     ordered: Vec<usize>,
     functions: HashSet<String>,
     /// Functions the script exports (`export -f f`, `declare -fx f`).
-    exported: HashSet<String>,
+    pub(crate) exported: HashSet<String>,
     options: ParserOptions,
     pub(crate) units: Vec<Unit>,
     pub(crate) loops: Vec<Loop>,
