@@ -15,15 +15,6 @@ use std::process::{Command, Output, Stdio};
 
 const NOBODY: u32 = 65534;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 /// One test environment: a live directory `live` to change, a place for sandbox dirs, and the
 /// identity to run `hs` as.
 struct Env {
@@ -152,7 +143,7 @@ impl Drop for Env {
 /// Run `case` as the current user and, when root, also unprivileged.
 fn both(name: &str, case: fn(&Env)) {
     case(&Env::new(name, false));
-    if is_root() {
+    if unpriv::is_root() {
         case(&Env::new(name, true));
     }
 }
@@ -648,7 +639,7 @@ fn library_runs_twice_in_one_sandbox() {
 /// keeps mode and times.
 #[test]
 fn copy_commit_and_enospc() {
-    if !is_root() {
+    if !unpriv::is_root() {
         return;
     }
     let e = Env::new("enospc", false);
@@ -725,7 +716,7 @@ fn prestarted_sandbox_runs_a_command_later() {
 /// changing anything, and succeeds once the permission is back.
 #[test]
 fn commit_preflight_refuses_unwritable_directories() {
-    if !is_root() {
+    if !unpriv::is_root() {
         return;
     }
     let e = Env::new("preflight", true);

@@ -136,7 +136,7 @@ fn terminal_output_matches_bash() {
 /// traced with no_new_privs): speculation commits, and the result is bash's.
 #[test]
 fn speculation_works_unprivileged() {
-    if !nix::unistd::geteuid().is_root() {
+    if !unpriv::is_root() {
         eprintln!("skipped: switching to an unprivileged user needs root (setpriv)");
         return;
     }

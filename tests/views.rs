@@ -16,15 +16,6 @@ use std::time::{Duration, Instant};
 
 const NOBODY: u32 = 65534;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 fn my_uid() -> u32 {
     std::fs::metadata("/proc/self").unwrap().uid()
 }
@@ -188,10 +179,10 @@ fn userns_for_nobody() -> bool {
 
 /// Run `case` as the current user and, when root, also as uid 65534.
 fn both(name: &str, case: fn(&Env)) {
-    if is_root() || userns_for_current_user() {
+    if unpriv::is_root() || userns_for_current_user() {
         case(&Env::new(name, false));
     }
-    if is_root() && userns_for_nobody() {
+    if unpriv::is_root() && userns_for_nobody() {
         case(&Env::new(name, true));
     }
 }
@@ -584,7 +575,7 @@ fn bad_views_fail_clearly() {
 /// Only the shell's owner may change its views, even when the socket is reachable.
 #[test]
 fn other_users_cannot_change_the_views() {
-    if !is_root() {
+    if !unpriv::is_root() {
         eprintln!("SKIPPED: needs root to run a second user");
         return;
     }
@@ -618,7 +609,7 @@ fn other_users_cannot_change_the_views() {
 /// an unprivileged user would, and the kernel refuses.)
 #[test]
 fn unavailable_user_namespaces_fail_clearly() {
-    if !is_root() || !userns_for_current_user() {
+    if !unpriv::is_root() || !userns_for_current_user() {
         eprintln!("SKIPPED: needs root and user namespaces");
         return;
     }
@@ -660,7 +651,7 @@ impl Drop for MountGuard {
 /// propagate back to the host: here the test directory itself is made a shared mount.
 #[test]
 fn views_do_not_propagate_to_shared_host_mounts() {
-    if !is_root() {
+    if !unpriv::is_root() {
         eprintln!("SKIPPED: needs root to make a shared mount");
         return;
     }

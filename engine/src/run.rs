@@ -409,8 +409,8 @@ fn clear_cloexec(fd: OwnedFd) -> anyhow::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// A random number for the gate messages' end mark.
-fn random_u64() -> u64 {
+/// A random number (gate messages' end mark, run directory names).
+pub(crate) fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     if let Ok(mut f) = File::open("/dev/urandom") {
         use std::io::Read;

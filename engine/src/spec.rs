@@ -581,7 +581,7 @@ fn read_source(args: &ServeArgs) -> anyhow::Result<Vec<u8>> {
 /// space, which the replay path and the gate reply could not carry).
 fn run_dir() -> anyhow::Result<PathBuf> {
     for _ in 0..8 {
-        let n: u32 = rand32();
+        let n = crate::run::random_u64() as u32;
         let p = PathBuf::from(format!("/tmp/hs-{}-{n:08x}", std::process::id()));
         match std::fs::DirBuilder::new().mode(0o700).create(&p) {
             Ok(()) => return Ok(p),
@@ -593,14 +593,6 @@ fn run_dir() -> anyhow::Result<PathBuf> {
 }
 
 use std::os::unix::fs::DirBuilderExt;
-
-fn rand32() -> u32 {
-    let mut b = [0u8; 4];
-    if let Ok(mut f) = File::open("/dev/urandom") {
-        let _ = f.read_exact(&mut b);
-    }
-    u32::from_ne_bytes(b)
-}
 
 /// Names of the functions a script defines.
 fn functions(n: &parser::Node) -> HashSet<String> {
@@ -1904,21 +1896,7 @@ fn hash_commands(
 /// `declare -px` output → the environment a program gets.
 fn env_pairs(env: &[u8]) -> Vec<(OsString, OsString)> {
     let mut out = Vec::new();
-    let mut starts = Vec::new();
-    let mut at = 0;
-    while at < env.len() {
-        if env[at..].starts_with(b"declare -") {
-            starts.push(at);
-        }
-        match env[at..].iter().position(|&b| b == b'\n') {
-            Some(nl) => at += nl + 1,
-            None => break,
-        }
-    }
-    for (i, &s) in starts.iter().enumerate() {
-        let e = starts.get(i + 1).copied().unwrap_or(env.len());
-        let d = &env[s..e];
-        let d = d.strip_suffix(b"\n").unwrap_or(d);
+    for d in state::split_declarations(env, |_| true) {
         let Some(rest) = d.strip_prefix(b"declare -") else {
             continue;
         };

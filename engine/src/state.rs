@@ -137,13 +137,16 @@ fn functions_value(defs: &[u8], attrs: &[u8]) -> Vec<u8> {
 /// Splits `declare -p` output into declarations: each starts a line with `declare -FLAGS
 /// NAME` for one of `names` (values with newlines continue on the following lines).
 fn declarations<'a>(text: &'a [u8], names: &[String]) -> Vec<&'a [u8]> {
+    split_declarations(text, |n| names.iter().any(|x| x.as_bytes() == n))
+}
+
+/// Splits `declare` output at lines `declare -FLAGS NAME…` whose NAME `starts_here` accepts.
+pub fn split_declarations(text: &[u8], starts_here: impl Fn(&[u8]) -> bool) -> Vec<&[u8]> {
     let mut starts: Vec<usize> = Vec::new();
     let mut at = 0;
     while at < text.len() {
         let line = &text[at..];
-        if line.starts_with(b"declare -")
-            && declared_name(line).is_some_and(|n| names.iter().any(|x| x.as_bytes() == n))
-        {
+        if line.starts_with(b"declare -") && declared_name(line).is_some_and(&starts_here) {
             starts.push(at);
         }
         match line.iter().position(|&b| b == b'\n') {

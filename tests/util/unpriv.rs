@@ -20,3 +20,14 @@ pub fn hs_for_anyone() -> PathBuf {
     })
     .clone()
 }
+
+/// Whether the tests run as root (only root can switch to another user with `setpriv`).
+#[allow(dead_code)] // not every test file that includes this module needs it
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
