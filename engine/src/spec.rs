@@ -1871,7 +1871,7 @@ fn hash_commands(
                 .as_ref()
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
             if exec {
-                lookups.extend(misses.drain(..));
+                lookups.append(&mut misses);
                 lookups.push(Access::new(p.clone(), AccessKind::Stat));
                 lines.extend_from_slice(b"builtin hash -p ");
                 lines.extend_from_slice(&state::quote(&p));
