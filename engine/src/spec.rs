@@ -315,12 +315,15 @@ enum Msg {
 struct Handle {
     pid: std::sync::atomic::AtomicI32,
     cancel: std::sync::atomic::AtomicBool,
+    /// The run's tracer thread.
+    tracer: std::sync::atomic::AtomicI32,
 }
 
 impl Handle {
     /// Called by the waiter once the sandbox's helper runs.
-    fn started(&self, pid: i32) {
+    fn started(&self, pid: i32, tracer: Option<i32>) {
         use std::sync::atomic::Ordering::SeqCst;
+        self.tracer.store(tracer.unwrap_or(0), SeqCst);
         self.pid.store(pid, SeqCst);
         if self.cancel.load(SeqCst) {
             kill(pid);
@@ -330,6 +333,21 @@ impl Handle {
     /// Whether the run's sandbox has started it.
     fn running(&self) -> bool {
         self.pid.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+
+    /// The shell now waits for this run: it gets normal CPU priority, like the shell's own
+    /// commands (where the caller may raise it).
+    fn promote(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let pid = self.pid.load(SeqCst);
+        if pid > 0 {
+            let tracer: Vec<i32> = Some(self.tracer.load(SeqCst))
+                .filter(|&t| t > 0)
+                .into_iter()
+                .collect();
+            let n = sandbox::unidle_tree(pid, &tracer);
+            tracing::debug!(pid, threads = n, "waited-for run promoted");
+        }
     }
 
     /// Called by the driver.
@@ -509,6 +527,8 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
         asked_window: window,
         open_writes: Vec::new(),
         last_took: HashMap::new(),
+        direct_took: HashMap::new(),
+        spec_took: HashMap::new(),
         answered: false,
         gate_at: started,
         gain: 0.0,
@@ -970,6 +990,10 @@ struct Driver<'a> {
     answers: u32,
     /// How long each unit's latest run took (seconds).
     last_took: HashMap<u32, f64>,
+    /// How long each unit's latest direct run, and latest speculative run (from its start,
+    /// sandbox setup included), took.
+    direct_took: HashMap<u32, f64>,
+    spec_took: HashMap<u32, f64>,
     /// Units that took less are not speculated again (`HS_MIN_UNIT_MS`, default 15).
     min_unit: f64,
     last_memory_check: Instant,
@@ -1082,6 +1106,7 @@ impl Driver<'_> {
             Some(x) => {
                 let now = self.now();
                 self.last_took.insert(x.unit.0, now - self.direct_start);
+                self.direct_took.insert(x.unit.0, now - self.direct_start);
                 self.bars.push(Bar {
                     instance: x.to_string(),
                     unit: x.unit.0,
@@ -1132,17 +1157,40 @@ impl Driver<'_> {
             instance: x.clone(),
             state: st,
         })?;
-        // The shell waits for a run whose sandbox is not running yet: running the unit
-        // itself is quicker.
+        // The shell waits for a run still running. If its sandbox is not running yet, or
+        // earlier instances say it will take longer than the unit run directly, the shell
+        // runs the unit itself; else the run gets the shell's CPU priority.
         if !self.answered
-            && let Some((&id, _)) = self
+            && let Some((&id, r)) = self
                 .runs
                 .iter()
-                .find(|(_, r)| r.instance == x && r.sandbox.is_none() && !r.handle.running())
+                .find(|(_, r)| r.instance == x && r.sandbox.is_none())
         {
-            self.handle(Event::Abandon { run: id })?;
+            let elapsed = self.now() - r.start;
+            if !r.handle.running() || self.slower_than_direct(x.unit.0, elapsed) {
+                tracing::debug!(instance = %x, elapsed, "not worth waiting for: run directly");
+                self.handle(Event::Abandon { run: id })?;
+            } else {
+                r.handle.promote();
+            }
         }
         Ok(())
+    }
+
+    /// Whether a speculative run of `unit`, running for `elapsed` seconds, is expected to
+    /// need longer to finish than the shell needs to run the unit itself. Estimates come from
+    /// the unit's latest direct and speculative runs (a speculation costs about twice the
+    /// direct time where only one kind is known); no estimate means wait.
+    fn slower_than_direct(&self, unit: u32, elapsed: f64) -> bool {
+        let direct = self.direct_took.get(&unit).copied();
+        let spec = self.spec_took.get(&unit).copied();
+        let (direct, spec) = match (direct, spec) {
+            (Some(d), Some(s)) => (d, s),
+            (Some(d), None) => (d, 2.0 * d + 0.01),
+            (None, Some(s)) => (s / 2.0, s),
+            (None, None) => return false,
+        };
+        spec - elapsed > direct + 0.005
     }
 
     /// Pauses speculation while memory is short (less than a tenth available), and resumes
@@ -1393,7 +1441,7 @@ impl Driver<'_> {
                 };
                 drop(cmd);
                 let started = t.elapsed();
-                handle.started(child.id() as i32);
+                handle.started(child.id() as i32, session.thread_id());
                 let exit = child.wait().unwrap_or(-1);
                 for c in copiers {
                     let _ = c.join();
@@ -1603,8 +1651,10 @@ impl Driver<'_> {
             }
         };
         t.flags = t.flags | flags;
+        let now = self.now();
         let r = self.runs.get_mut(&id).expect("checked above");
         r.finished_at = Some(r.start + fin.took);
+        self.spec_took.insert(r.instance.unit.0, now - r.start);
         r.exit = exit;
         r.sandbox = Some(fin.sandbox);
         self.handle(Event::RunFinished {

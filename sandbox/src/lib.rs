@@ -61,3 +61,58 @@ pub use nix::errno::Errno;
 pub fn idle_this_thread() -> Result<(), Errno> {
     sys::sched_idle()
 }
+
+/// Raises every thread of process `pid` and of its descendants, and the threads `tids`, from
+/// `SCHED_IDLE` back to `SCHED_OTHER`: for a speculative run the shell has come to wait for.
+/// Returns how many threads were changed (0 where the caller may not: unprivileged callers
+/// cannot leave `SCHED_IDLE` with the default nice limit).
+pub fn unidle_tree(pid: i32, tids: &[i32]) -> usize {
+    let mut parent_of: Vec<(i32, i32)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+            let Ok(stat) = std::fs::read(e.path().join("stat")) else {
+                continue;
+            };
+            let Some(close) = stat.iter().rposition(|&b| b == b')') else {
+                continue;
+            };
+            let ppid = std::str::from_utf8(&stat[close + 1..])
+                .ok()
+                .and_then(|rest| rest.split_whitespace().nth(1))
+                .and_then(|x| x.parse::<i32>().ok());
+            if let Some(ppid) = ppid {
+                parent_of.push((p, ppid));
+            }
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let at = tree[i];
+        tree.extend(parent_of.iter().filter(|(_, pp)| *pp == at).map(|(p, _)| *p));
+        i += 1;
+    }
+    let mut changed = 0;
+    for p in tree {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            if let Some(tid) = t.file_name().to_str().and_then(|n| n.parse::<i32>().ok())
+                && sys::sched_other(tid).is_ok()
+            {
+                changed += 1;
+            }
+        }
+    }
+    for &t in tids {
+        if sys::sched_other(t).is_ok() {
+            changed += 1;
+        }
+    }
+    changed
+}

@@ -525,6 +525,14 @@ pub(crate) fn sched_idle() -> SysResult<()> {
     check(unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) }).map(drop)
 }
 
+/// `SCHED_OTHER` for thread `tid` (undoes [`sched_idle`]; needs `CAP_SYS_NICE` unless the
+/// nice limit allows it).
+pub(crate) fn sched_other(tid: libc::pid_t) -> SysResult<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param for the duration of the call.
+    check(unsafe { libc::sched_setscheduler(tid, libc::SCHED_OTHER, &param) }).map(drop)
+}
+
 /// Take ownership of a descriptor just received by `SCM_RIGHTS` (nothing else owns it).
 pub(crate) fn own_received(fd: RawFd) -> OwnedFd {
     // SAFETY: the kernel installed `fd` in this process for this message; no other owner

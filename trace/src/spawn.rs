@@ -4,6 +4,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::process::{Child, Command, ExitStatus};
 use std::sync::mpsc;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -159,6 +160,7 @@ impl Tracer {
             std::thread::Builder::new()
                 .name("hs-trace".into())
                 .spawn(move || {
+                    progress.tid.store(nix::unistd::gettid().as_raw(), Ordering::SeqCst);
                     let r = supervise(read, &stop, trace, progress, view, mode);
                     let _ = done_tx.send(());
                     r
@@ -292,6 +294,12 @@ impl Session {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+
+    /// The supervisor thread's id, once it runs (to change its scheduling with the traced
+    /// processes').
+    pub fn thread_id(&self) -> Option<i32> {
+        Some(self.progress.tid.load(Ordering::SeqCst)).filter(|&t| t > 0)
     }
 
     /// A copy of what has been recorded so far.

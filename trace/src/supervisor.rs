@@ -68,6 +68,8 @@ const PATH_MAX: usize = 4096;
 pub(crate) struct Progress {
     pub(crate) received: AtomicU64,
     pub(crate) done: AtomicU64,
+    /// The supervisor thread's id (0 until it runs).
+    pub(crate) tid: std::sync::atomic::AtomicI32,
 }
 
 impl Progress {
