@@ -135,7 +135,9 @@ fn node(script: &Script, n: &P, unit_vars: &dyn Fn(&parser::Unit) -> Vec<Vec<u8>
         P::Group { body } => S::Group(Box::new(go(body))),
         P::Subshell { body } => S::Subshell(Box::new(go(body))),
         P::Background { body } => S::Background(Box::new(go(body))),
-        P::Assign { assigns, .. } => assign(assigns),
+        P::Assign {
+            assigns, values, ..
+        } => assign_values(assigns, values),
         P::Builtin { name, assigns, .. } => {
             if OPAQUE.contains(&name.as_str()) || assigns.iter().any(|a| a == "*") {
                 S::Unknown
@@ -148,6 +150,40 @@ fn node(script: &Script, n: &P, unit_vars: &dyn Fn(&parser::Unit) -> Vec<Vec<u8>
             }
         }
     }
+}
+
+/// Assignments, with the values prediction computes where the parser found them computable.
+fn assign_values(vars: &[String], values: &[Option<Vec<parser::Piece>>]) -> S {
+    let mut nodes: Vec<S> = vars
+        .iter()
+        .enumerate()
+        .map(|(i, v)| S::Assign {
+            var: v.as_bytes().to_vec(),
+            value: values.get(i).cloned().flatten().map(|p| pieces(&p)),
+        })
+        .collect();
+    match nodes.len() {
+        0 => S::Builtin,
+        1 => nodes.pop().unwrap_or(S::Builtin),
+        _ => S::Seq(nodes),
+    }
+}
+
+fn pieces(p: &[parser::Piece]) -> Vec<scheduler::Piece> {
+    use parser::Piece as A;
+    use scheduler::Piece as B;
+    p.iter()
+        .map(|x| match x {
+            A::Lit(b) => B::Lit(b.clone()),
+            A::Var(v) => B::Var(v.as_bytes().to_vec()),
+            A::Split(v) => B::Split(v.as_bytes().to_vec()),
+            A::Basename { arg, suffix } => B::Basename {
+                arg: pieces(arg),
+                suffix: suffix.as_deref().map(pieces),
+            },
+            A::Dirname { arg } => B::Dirname(pieces(arg)),
+        })
+        .collect()
 }
 
 /// Assignments whose values prediction does not compute: units expanding them wait for the

@@ -1237,7 +1237,18 @@ impl Driver<'_> {
 
     /// The state a gate (or the start message) reported.
     fn state_of(&self, names: &[String], positional: bool, body: &[u8]) -> State {
-        let g = state::parse(body, names, positional);
+        let mut g = state::parse(body, names, positional);
+        // The positional parameters one by one (`1`, `2`, …), for assignments prediction
+        // computes (`out=$2/x`).
+        if let Some(words) = g
+            .vars
+            .get(b"@".as_slice())
+            .and_then(|w| state::unquote_words(w.as_deref().unwrap_or_default()))
+        {
+            for (i, w) in words.into_iter().enumerate() {
+                g.vars.insert((i + 1).to_string().into_bytes(), Some(w));
+            }
+        }
         let ctx = Context {
             cwd: std::fs::read_link(format!("/proc/{}/cwd", self.main_pid)).unwrap_or_default(),
             umask: umask_of(self.main_pid),
@@ -1675,7 +1686,7 @@ impl Driver<'_> {
         let fits = self.output_fits(&r);
         let ok = fits
             && match &sb {
-                Some(sb) => match sb.commit_unchecked() {
+                Some(sb) => match sb.commit_before_discard() {
                     Ok(_) => true,
                     Err(e) => {
                         tracing::warn!("commit failed, running the unit for real: {e}");

@@ -121,6 +121,50 @@ pub fn parse(text: &[u8], names: &[String], positional: bool) -> GateState {
     }
 }
 
+/// The words of `printf ' %q'` output (the positional parameters a gate reports), if each is
+/// quoted with backslashes only (`$'…'` forms are not decoded).
+pub fn unquote_words(q: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut words = Vec::new();
+    let mut it = q.iter().copied().peekable();
+    loop {
+        while it.peek() == Some(&b' ') {
+            it.next();
+        }
+        let Some(&first) = it.peek() else {
+            return Some(words);
+        };
+        let mut w = Vec::new();
+        if first == b'\'' {
+            // Only the empty word is quoted this way.
+            if it.next() != Some(b'\'') || it.next() != Some(b'\'') {
+                return None;
+            }
+            if it.peek().is_some_and(|&c| c != b' ') {
+                return None;
+            }
+            words.push(w);
+            continue;
+        }
+        if first == b'$' {
+            let mut probe = it.clone();
+            probe.next();
+            if probe.peek() == Some(&b'\'') {
+                return None;
+            }
+        }
+        while let Some(c) = it.next_if(|&c| c != b' ') {
+            if c == b'\\' {
+                w.push(it.next()?);
+            } else if c == b'\'' {
+                return None;
+            } else {
+                w.push(c);
+            }
+        }
+        words.push(w);
+    }
+}
+
 /// The pseudo-variable holding the function definitions a unit may call (a unit calling a
 /// script function has it among its variables).
 pub const FUNCTIONS: &[u8] = b"__hs_functions";
@@ -478,6 +522,21 @@ mod tests {
                 .starts_with(b"\0declare -A m=")
         );
         assert_eq!(s.vars[&b"nope"[..]], None);
+    }
+
+    #[test]
+    fn positional_words_unquoted() {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg("printf ' %q' 'a b' '' \"x'y\" é -n '$x' 'c\\d'")
+            .output()
+            .unwrap()
+            .stdout;
+        let words = unquote_words(&out).unwrap();
+        let want: Vec<&[u8]> = vec![b"a b", b"", b"x'y", "é".as_bytes(), b"-n", b"$x", b"c\\d"];
+        assert_eq!(words, want);
+        assert_eq!(unquote_words(b" $'a\\tb'"), None);
+        assert_eq!(unquote_words(b""), Some(vec![]));
     }
 
     #[test]

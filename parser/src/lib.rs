@@ -26,11 +26,13 @@
 #![warn(unreachable_pub)]
 
 mod source;
+mod value;
 mod vars;
 mod walk;
 
 use serde::Serialize;
 
+pub use crate::value::Piece;
 pub use crate::vars::VarRefs;
 
 /// Identifies a unit within one script: its index in [`Script::units`].
@@ -266,6 +268,8 @@ pub enum Node {
         line: usize,
         /// The variables assigned (array elements by array name).
         assigns: Vec<String>,
+        /// Per assignment, its value as pieces hs can compute, when it is one.
+        values: Vec<Option<Vec<Piece>>>,
     },
     /// Something hs does not look into (a coprocess, a unit it could not cut out).
     Opaque {

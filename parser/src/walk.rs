@@ -308,6 +308,7 @@ impl<'s, 'b> Walker<'s, 'b> {
                     Kind::Nothing => Node::Assign {
                         line,
                         assigns: prefix_assignments(s),
+                        values: self.assigned_values(s),
                     },
                     Kind::Builtin(name) => Node::Builtin {
                         assigns: builtin_assignments(&name, s),
@@ -1045,6 +1046,33 @@ fn collect_functions(list: &ast::CompoundList, out: &mut HashSet<String>) {
                 }
             }
         }
+    }
+}
+
+impl Walker<'_, '_> {
+    /// For each assignment word of a statement, its value as pieces hs can compute, if it is
+    /// a plain `name=value` (no array, no `+=`) of such pieces.
+    fn assigned_values(&self, s: &ast::SimpleCommand) -> Vec<Option<Vec<crate::Piece>>> {
+        s.prefix
+            .iter()
+            .flat_map(|p| p.0.iter())
+            .filter_map(|i| match i {
+                ast::CommandPrefixOrSuffixItem::AssignmentWord(a, _) => Some(a),
+                _ => None,
+            })
+            .map(|a| {
+                let plain = !a.append
+                    && matches!(a.name, ast::AssignmentName::VariableName(_))
+                    && matches!(a.value, ast::AssignmentValue::Scalar(_));
+                if !plain {
+                    return None;
+                }
+                let text = &self.src.bytes
+                    [self.src.byte(a.loc.start.index)..self.src.byte(a.loc.end.index)];
+                let eq = text.iter().position(|&b| b == b'=')?;
+                crate::value::parse(&text[eq + 1..])
+            })
+            .collect()
     }
 }
 

@@ -743,17 +743,21 @@ fn pending_link(dir: &Path) -> PathBuf {
     pending_dir().join(format!("{ino:x}"))
 }
 
-fn finish(dir: &Path, layers: &[Layer], ops: &[Op]) -> Result<(), Error> {
+/// `tidy`: also remove what the commit displaced inside the sandbox directory (old versions,
+/// the upper and work dirs) now, rather than leaving it to a discard that follows.
+fn finish(dir: &Path, layers: &[Layer], ops: &[Op], tidy: bool) -> Result<(), Error> {
     std::fs::write(dir.join(COMMITTED), b"")
         .map_err(|e| commit_err("marking committed", dir, true, e))?;
-    let _ = sys::fsync_path(&cpath(dir));
+    if tidy {
+        let _ = sys::fsync_path(&cpath(dir));
+    }
     std::fs::remove_file(dir.join(JOURNAL))
         .map_err(|e| commit_err("removing journal", dir, true, e))?;
     let _ = std::fs::remove_file(pending_link(dir));
     // Old versions now sit where the new ones came from; temporaries and trash go too.
     for op in ops {
         match op {
-            Op::Delete { trash, .. } => remove_tree(trash)?,
+            Op::Delete { trash, .. } if tidy || !trash.starts_with(dir) => remove_tree(trash)?,
             // Copies' temporaries (next to their live path, or in the layer root) and renamed
             // directories' temporary names: empty, or the old version a placement exchanged.
             Op::Place { src, .. }
@@ -766,6 +770,9 @@ fn finish(dir: &Path, layers: &[Layer], ops: &[Op]) -> Result<(), Error> {
             }
             _ => {}
         }
+    }
+    if !tidy {
+        return Ok(());
     }
     for l in layers {
         remove_tree(&l.upper)?;
@@ -786,7 +793,12 @@ fn lock(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
 }
 
 /// Commit the sandbox in `dir` with the given layers.
-pub(crate) fn commit(dir: &Path, layers: &[Layer], check: bool) -> Result<CommitReport, Error> {
+pub(crate) fn commit(
+    dir: &Path,
+    layers: &[Layer],
+    check: bool,
+    tidy: bool,
+) -> Result<CommitReport, Error> {
     let _lock = lock(dir)?;
     if dir.join(COMMITTED).exists() {
         return Err(Error::AlreadyCommitted {
@@ -875,6 +887,19 @@ pub(crate) fn commit(dir: &Path, layers: &[Layer], check: bool) -> Result<Commit
         }
     }
     crate::exec::mark(timing, "commit: planned");
+    // Nothing to apply: no journal either.
+    if p.copies.is_empty()
+        && p.shellouts.is_empty()
+        && p.moveouts.is_empty()
+        && p.deletes.is_empty()
+        && p.places.is_empty()
+        && p.moveins.is_empty()
+        && p.metas.is_empty()
+    {
+        std::fs::write(dir.join(COMMITTED), b"")
+            .map_err(|e| commit_err("marking committed", dir, false, e))?;
+        return Ok(p.report);
+    }
     // Register so that `hs recover` finds this directory after a crash.
     let link = pending_link(dir);
     let _ = std::fs::create_dir_all(pending_dir());
@@ -955,7 +980,7 @@ pub(crate) fn commit(dir: &Path, layers: &[Layer], check: bool) -> Result<Commit
         apply_fresh(op)?;
     }
     crate::exec::mark(timing, "commit: applied");
-    finish(dir, layers, &ops)?;
+    finish(dir, layers, &ops, tidy)?;
     crate::exec::mark(timing, "commit: finished");
     Ok(p.report)
 }
@@ -991,7 +1016,7 @@ pub fn recover(dir: &Path) -> Result<bool, Error> {
             for op in &ops {
                 apply(op)?;
             }
-            finish(dir, &layers, &ops)?;
+            finish(dir, &layers, &ops, true)?;
             did = true;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

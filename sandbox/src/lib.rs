@@ -93,7 +93,12 @@ pub fn unidle_tree(pid: i32, tids: &[i32]) -> usize {
     let mut i = 0;
     while i < tree.len() {
         let at = tree[i];
-        tree.extend(parent_of.iter().filter(|(_, pp)| *pp == at).map(|(p, _)| *p));
+        tree.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| *pp == at)
+                .map(|(p, _)| *p),
+        );
         i += 1;
     }
     let mut changed = 0;

@@ -351,14 +351,22 @@ impl Sandbox {
     /// start of the sandbox's first run — someone else changed it meanwhile.
     pub fn commit(&self) -> Result<CommitReport, Error> {
         exec::wait_reaped(&self.reaper);
-        commit::commit(&self.dir, &self.layers, true)
+        commit::commit(&self.dir, &self.layers, true, true)
     }
 
     /// [`Sandbox::commit`] without the conflict check (the caller validated the run, as the
     /// engine's scheduler does).
     pub fn commit_unchecked(&self) -> Result<CommitReport, Error> {
         exec::wait_reaped(&self.reaper);
-        commit::commit(&self.dir, &self.layers, false)
+        commit::commit(&self.dir, &self.layers, false, true)
+    }
+
+    /// [`Sandbox::commit_unchecked`] for a sandbox that is discarded next: what the commit
+    /// displaced inside the sandbox directory (old versions, the upper dirs) is left for
+    /// [`Sandbox::discard`] to remove, off the caller's path.
+    pub fn commit_before_discard(&self) -> Result<CommitReport, Error> {
+        exec::wait_reaped(&self.reaper);
+        commit::commit(&self.dir, &self.layers, false, false)
     }
 
     fn mark_started(&self) {

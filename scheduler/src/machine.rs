@@ -596,6 +596,23 @@ impl Scheduler {
         past.stable.clone()
     }
 
+    /// `state` as far as `unit` expands it (a gate may report more: inputs of assignments
+    /// prediction computes).
+    fn own_state(&self, unit: UnitId, state: &State) -> State {
+        let Some(spec) = self.program.unit(unit) else {
+            return state.clone();
+        };
+        State {
+            vars: state
+                .vars
+                .iter()
+                .filter(|(k, _)| spec.vars.contains(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            context: state.context.clone(),
+        }
+    }
+
     fn answer_direct(&mut self, x: Instance, node: NodeIndex) {
         self.stats.direct += 1;
         self.dag.get_mut(node).direct = Some((self.now, None));
@@ -1023,7 +1040,7 @@ impl Scheduler {
             .keys()
             .map(|x| {
                 let at_gate = self.last_gate.as_ref().filter(|(g, _)| g == x);
-                (x.unit, at_gate.map(|g| g.1.clone()))
+                (x.unit, at_gate.map(|g| self.own_state(x.unit, &g.1)))
             })
             .chain(self.waiting.map(|id| {
                 let r = &self.runs[&id];

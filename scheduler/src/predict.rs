@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::program::{Connector, Flat, LoopId, Piece, Program};
+use crate::program::{Connector, Flat, LoopId, Program};
 use crate::state::{Instance, LoopKey};
 
 /// Variable values by name (`None`: unset).
@@ -371,22 +371,13 @@ impl Walker<'_> {
                         c.context_changed = true;
                     }
                     Flat::Assign { var, value } => {
-                        let computed = value.as_ref().and_then(|pieces| {
-                            let mut out = Vec::new();
-                            for piece in pieces {
-                                match piece {
-                                    Piece::Lit(b) => out.extend_from_slice(b),
-                                    Piece::Var(v) => {
-                                        let value = match c.bound.get(v) {
-                                            Some(b) => b.clone()?,
-                                            None => self.known.get(v)?.clone(),
-                                        };
-                                        out.extend(value.unwrap_or_default());
-                                    }
-                                }
-                            }
-                            Some(out)
-                        });
+                        let lookup = |v: &[u8]| match c.bound.get(v) {
+                            Some(b) => b.clone(),
+                            None => self.known.get(v).cloned(),
+                        };
+                        let computed = value
+                            .as_ref()
+                            .and_then(|pieces| crate::program::eval(pieces, &lookup));
                         c.status = computed.as_ref().map(|_| true);
                         c.decider = None;
                         c.bound.insert(var.clone(), computed.map(Some));

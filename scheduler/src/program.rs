@@ -28,6 +28,119 @@ pub enum Piece {
     Lit(Vec<u8>),
     /// The value of a variable (empty when unset).
     Var(Vec<u8>),
+    /// An unquoted variable inside a command substitution: computable only when its value is
+    /// one non-empty word without blanks or glob characters.
+    Split(Vec<u8>),
+    /// `$(basename ARG [SUFFIX])`: GNU basename's output, trailing newlines removed.
+    Basename {
+        /// The name.
+        arg: Vec<Piece>,
+        /// The suffix to remove.
+        suffix: Option<Vec<Piece>>,
+    },
+    /// `$(dirname ARG)`: GNU dirname's output, trailing newlines removed.
+    Dirname(Vec<Piece>),
+}
+
+/// The value `pieces` make, given each variable's value (`None`: unknown, `Some(None)`:
+/// unset); `None` if it cannot be computed.
+pub(crate) fn eval(
+    pieces: &[Piece],
+    lookup: &dyn Fn(&[u8]) -> Option<Option<Vec<u8>>>,
+) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for piece in pieces {
+        match piece {
+            Piece::Lit(b) => out.extend_from_slice(b),
+            Piece::Var(v) => out.extend(lookup(v)?.unwrap_or_default()),
+            Piece::Split(v) => {
+                let value = lookup(v)?.unwrap_or_default();
+                if value.is_empty() || value.iter().any(|b| b" \t\n*?[".contains(b)) {
+                    return None;
+                }
+                out.extend(value);
+            }
+            Piece::Basename { arg, suffix } => {
+                let suffix = match suffix {
+                    Some(s) => Some(eval(s, lookup)?),
+                    None => None,
+                };
+                out.extend(substituted(basename(
+                    &eval(arg, lookup)?,
+                    suffix.as_deref(),
+                )?));
+            }
+            Piece::Dirname(arg) => out.extend(substituted(dirname(&eval(arg, lookup)?)?)),
+        }
+    }
+    Some(out)
+}
+
+/// A command substitution's value: the output without its trailing newlines.
+fn substituted(mut printed: Vec<u8>) -> Vec<u8> {
+    while printed.last() == Some(&b'\n') {
+        printed.pop();
+    }
+    printed
+}
+
+/// What `basename NAME [SUFFIX]` (GNU coreutils) prints, without its newline; `None` for a
+/// name it would read as an option.
+pub(crate) fn basename(name: &[u8], suffix: Option<&[u8]>) -> Option<Vec<u8>> {
+    if name.first() == Some(&b'-') || suffix.is_some_and(|s| s.first() == Some(&b'-')) {
+        return None;
+    }
+    let trimmed = trim_slashes(name);
+    if trimmed.is_empty() {
+        return Some(if name.is_empty() {
+            Vec::new()
+        } else {
+            b"/".to_vec()
+        });
+    }
+    let base = match trimmed.iter().rposition(|&b| b == b'/') {
+        Some(i) => &trimmed[i + 1..],
+        None => trimmed,
+    };
+    let out = match suffix {
+        Some(s) if !s.is_empty() && base.len() > s.len() && base.ends_with(s) => {
+            &base[..base.len() - s.len()]
+        }
+        _ => base,
+    };
+    Some(out.to_vec())
+}
+
+/// What `dirname NAME` (GNU coreutils) prints, without its newline; `None` for a name it
+/// would read as an option.
+pub(crate) fn dirname(name: &[u8]) -> Option<Vec<u8>> {
+    if name.first() == Some(&b'-') {
+        return None;
+    }
+    let trimmed = trim_slashes(name);
+    if trimmed.is_empty() {
+        return Some(if name.is_empty() {
+            b".".to_vec()
+        } else {
+            b"/".to_vec()
+        });
+    }
+    match trimmed.iter().rposition(|&b| b == b'/') {
+        None => Some(b".".to_vec()),
+        Some(i) => {
+            let dir = trim_slashes(&trimmed[..i]);
+            Some(if dir.is_empty() {
+                b"/".to_vec()
+            } else {
+                dir.to_vec()
+            })
+        }
+    }
+}
+
+fn trim_slashes(s: &[u8]) -> &[u8] {
+    let end = s.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
+    &s[..end]
 }
 
 /// How two items of an and-or list are joined.
@@ -309,5 +422,102 @@ impl Program {
         }
         chain.reverse();
         chain
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basename_and_dirname_agree_with_coreutils() {
+        let names: &[&[u8]] = &[
+            b"a",
+            b"/a/b",
+            b"/a/b/",
+            b"a//b//",
+            b"/",
+            b"//",
+            b"///x",
+            b"",
+            b"x.tar.gz",
+            b".txt",
+            b"dir/.txt",
+            b"a b/c d",
+            b"/usr/",
+            b"usr",
+            b"./x",
+            b"../..",
+        ];
+        for &n in names {
+            let os = std::ffi::OsStr::new(std::str::from_utf8(n).unwrap());
+            let run = |prog: &str, extra: Option<&str>| {
+                let mut c = std::process::Command::new(prog);
+                c.arg(os);
+                if let Some(e) = extra {
+                    c.arg(e);
+                }
+                let mut o = c.output().unwrap().stdout;
+                while o.last() == Some(&b'\n') {
+                    o.pop();
+                }
+                o
+            };
+            assert_eq!(
+                basename(n, None).unwrap(),
+                run("basename", None),
+                "basename {n:?}"
+            );
+            assert_eq!(
+                basename(n, Some(b".txt")).unwrap(),
+                run("basename", Some(".txt")),
+                "basename {n:?} .txt"
+            );
+            assert_eq!(dirname(n).unwrap(), run("dirname", None), "dirname {n:?}");
+        }
+        assert_eq!(basename(b"-x", None), None);
+    }
+
+    #[test]
+    fn values_are_computed_or_not() {
+        let vars = |n: &[u8]| -> Option<Option<Vec<u8>>> {
+            match n {
+                b"2" => Some(Some(b"out".to_vec())),
+                b"item" => Some(Some(b"in/a b.txt".to_vec())),
+                b"f" => Some(Some(b"in/c.txt".to_vec())),
+                b"unset" => Some(None),
+                _ => None,
+            }
+        };
+        let bn = |arg: Piece| Piece::Basename {
+            arg: vec![arg],
+            suffix: None,
+        };
+        let v = |s: &str| s.as_bytes().to_vec();
+        let got = eval(
+            &[
+                Piece::Var(v("2")),
+                Piece::Lit(v("/")),
+                bn(Piece::Split(v("f"))),
+                Piece::Lit(v(".zip")),
+            ],
+            &vars,
+        );
+        assert_eq!(got, Some(v("out/c.txt.zip")));
+        // Word splitting would make two arguments: not computed.
+        assert_eq!(eval(&[bn(Piece::Split(v("item")))], &vars), None);
+        assert_eq!(
+            eval(&[bn(Piece::Var(v("item")))], &vars),
+            Some(v("a b.txt"))
+        );
+        assert_eq!(
+            eval(&[Piece::Dirname(vec![Piece::Var(v("f"))])], &vars),
+            Some(v("in"))
+        );
+        assert_eq!(
+            eval(&[Piece::Var(v("unset")), Piece::Lit(v("x"))], &vars),
+            Some(v("x"))
+        );
+        assert_eq!(eval(&[Piece::Var(v("unknown"))], &vars), None);
     }
 }

@@ -3,8 +3,8 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::process::{Child, Command, ExitStatus};
-use std::sync::mpsc;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -160,7 +160,9 @@ impl Tracer {
             std::thread::Builder::new()
                 .name("hs-trace".into())
                 .spawn(move || {
-                    progress.tid.store(nix::unistd::gettid().as_raw(), Ordering::SeqCst);
+                    progress
+                        .tid
+                        .store(nix::unistd::gettid().as_raw(), Ordering::SeqCst);
                     let r = supervise(read, &stop, trace, progress, view, mode);
                     let _ = done_tx.send(());
                     r
