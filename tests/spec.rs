@@ -199,3 +199,52 @@ fn speculation_works_unprivileged() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A loop whose unit reads a variable set from `$(basename …)` just before it (the corpus's
+/// compress_files): prediction computes the value, so later iterations are committed
+/// speculations, and the files are bash's.
+#[test]
+fn loop_iterations_after_computed_assignments_are_speculated() {
+    let dir = tmpdir("computed");
+    let script = dir.join("compress.sh");
+    std::fs::write(
+        &script,
+        "set -- in out\nmkdir -p $2\nfor item in $1/*; do\n    name=\"$2/$(basename $item).gz\"\n    \
+         { sleep 0.1; cat $item; } | gzip -n -c > $name\ndone\nls $2\n",
+    )
+    .unwrap();
+    let run = |prog: &str, args: &[&str], work: &Path| {
+        std::fs::create_dir_all(work.join("in")).unwrap();
+        for i in 0..6 {
+            std::fs::write(work.join(format!("in/f{i}")), format!("data {i}\n")).unwrap();
+        }
+        Command::new(prog)
+            .args(args)
+            .arg(&script)
+            .current_dir(work)
+            .output()
+            .unwrap()
+    };
+    let bash = run("bash", &[], &dir.join("bash"));
+    let report = dir.join("r.json");
+    let hs_out = run(
+        hs(),
+        &["--report", report.to_str().unwrap()],
+        &dir.join("hs"),
+    );
+    assert_eq!(hs_out.stdout, bash.stdout);
+    assert_eq!(hs_out.stderr, bash.stderr);
+    for i in 0..6 {
+        let f = format!("out/f{i}.gz");
+        assert_eq!(
+            std::fs::read(dir.join("hs").join(&f)).unwrap(),
+            std::fs::read(dir.join("bash").join(&f)).unwrap()
+        );
+    }
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(
+        r["stats"]["committed"].as_u64().unwrap_or(0) >= 3,
+        "loop iterations not committed: {}",
+        r["stats"]
+    );
+}

@@ -216,7 +216,8 @@ mod tests {
         }) else {
             panic!("not a sequence")
         };
-        assert!(matches!(&items[0], S::Assign { var, value: None } if var == b"x"));
+        assert!(matches!(&items[0], S::Assign { var, value: Some(v) }
+            if var == b"x" && v == &[scheduler::Piece::Lit(b"1".to_vec())]));
         assert!(matches!(&items[1], S::Unit(u) if u.id == UnitId(0) && u.vars == [b"x".to_vec()]));
         assert!(matches!(items[2], S::ContextChange));
         assert!(matches!(&items[3], S::Unit(u) if u.id == UnitId(1)));

@@ -484,7 +484,7 @@ fn prelude(server: &Server, script: &parser::Script, source: &[u8], mode: Mode) 
     let info = crate::spec::ScriptInfo::new(script, source);
     for u in &script.units {
         if u.gate == parser::Gate::Wrap {
-            let (names, functions) = info.unit_state(u);
+            let (names, functions) = info.reported(u);
             out.push_str(&crate::state::unit_function(
                 u.id.0,
                 &names,

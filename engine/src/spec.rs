@@ -172,6 +172,9 @@ pub(crate) struct ScriptInfo {
     all_vars: parser::VarRefs,
     /// Whether it exports functions (then any bash a unit starts may call them).
     exports: bool,
+    /// Variables set by assignments prediction computes and expanded somewhere: every gate
+    /// reports them, so that what the scheduler knows of them is never stale.
+    computed: Vec<String>,
 }
 
 impl ScriptInfo {
@@ -180,11 +183,37 @@ impl ScriptInfo {
         functions.sort();
         let mut all_vars = parser::VarRefs::default();
         all_vars.scan(source);
+        let mut computed: Vec<String> = names_many(&script.body, |n| match n {
+            parser::Node::Assign {
+                assigns, values, ..
+            } => assigns
+                .iter()
+                .zip(values)
+                .filter(|(_, v)| v.is_some())
+                .map(|(a, _)| a.clone())
+                .collect(),
+            _ => Vec::new(),
+        })
+        .into_iter()
+        .filter(|v| all_vars.names.contains(v))
+        .collect();
+        computed.sort();
         ScriptInfo {
             functions,
             all_vars,
             exports: !script.exported.is_empty(),
+            computed,
         }
+    }
+
+    /// What unit `u`'s gate reports: [`ScriptInfo::unit_state`], plus the variables that
+    /// computed assignments set.
+    pub(crate) fn reported(&self, u: &parser::Unit) -> (Vec<String>, Vec<String>) {
+        let (mut names, functions) = self.unit_state(u);
+        names.extend(self.computed.iter().cloned());
+        names.sort();
+        names.dedup();
+        (names, functions)
     }
 
     /// Whether unit `u` may run a function of the script (directly, through a computed
@@ -500,7 +529,7 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
         names: script
             .units
             .iter()
-            .map(|u| (u.id.0, info.unit_state(u)))
+            .map(|u| (u.id.0, info.reported(u)))
             .collect(),
         source,
         runs: HashMap::new(),
@@ -632,6 +661,12 @@ fn builtins(n: &parser::Node) -> HashSet<String> {
 
 /// What `pick` finds in any node of the tree.
 fn names(n: &parser::Node, pick: fn(&parser::Node) -> Option<String>) -> HashSet<String> {
+    let mut out = HashSet::new();
+    visit(n, false, &mut |n, _| out.extend(pick(n)));
+    out
+}
+
+fn names_many(n: &parser::Node, pick: fn(&parser::Node) -> Vec<String>) -> HashSet<String> {
     let mut out = HashSet::new();
     visit(n, false, &mut |n, _| out.extend(pick(n)));
     out
@@ -835,6 +870,8 @@ pub(crate) fn parse_id(s: &str) -> (u32, Vec<u32>) {
 /// Prestarted sandboxes, set up in the background.
 struct Pool {
     rx: Option<Receiver<(sandbox::Sandbox, sandbox::Ready)>>,
+    /// Dropped to stop the filler (also while it waits to start).
+    stop: Option<Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -843,12 +880,19 @@ impl Pool {
     /// for a sandbox (runs waiting for one meanwhile are abandoned at their gates).
     fn start(size: usize, not_before: Instant) -> Pool {
         let (tx, rx) = crossbeam_channel::bounded(size.max(1));
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let thread = std::thread::Builder::new()
             .name("hs-pool".into())
             .spawn(move || {
                 let _ = sandbox::idle_this_thread();
-                std::thread::sleep(not_before.saturating_duration_since(Instant::now()));
+                let wait = not_before.saturating_duration_since(Instant::now());
+                if stopped.recv_timeout(wait) != Err(crossbeam_channel::RecvTimeoutError::Timeout) {
+                    return;
+                }
                 loop {
+                    if stopped.try_recv() != Err(crossbeam_channel::TryRecvError::Empty) {
+                        return;
+                    }
                     let sb = match sandbox::Sandbox::create_temp(&sandbox::Options::default()) {
                         Ok(s) => s,
                         Err(e) => {
@@ -874,6 +918,7 @@ impl Pool {
             .expect("can start a thread");
         Pool {
             rx: Some(rx),
+            stop: Some(stop),
             thread: Some(thread),
         }
     }
@@ -882,6 +927,7 @@ impl Pool {
     /// and the filler has stopped (and discarded the one it was preparing) on return.
     fn close(&mut self) -> Vec<sandbox::Sandbox> {
         let mut left = Vec::new();
+        self.stop.take();
         if let Some(rx) = self.rx.take() {
             while let Ok((sb, ready)) = rx.try_recv() {
                 drop(ready);

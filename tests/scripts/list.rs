@@ -66,6 +66,7 @@ scripts! {
     flags_verbose,
     flags_xe_combined,
     for_cstyle,
+    computed_assignments,
     functions_in_units,
     functions_keyword,
     functions_posix,
