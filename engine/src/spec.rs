@@ -359,6 +359,11 @@ impl Handle {
         }
     }
 
+    /// Whether the driver killed the run.
+    fn cancelled(&self) -> bool {
+        self.cancel.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Whether the run's sandbox has started it.
     fn running(&self) -> bool {
         self.pid.load(std::sync::atomic::Ordering::SeqCst) > 0
@@ -1468,6 +1473,29 @@ impl Driver<'_> {
                 // tracer's thread it starts, and the run itself.
                 let _ = sandbox::idle_this_thread();
                 let t = Instant::now();
+                // Wait for a sandbox, unless the run is killed meanwhile (the shell got to
+                // its gate first): a killed run must not take one.
+                let got = pool.and_then(|p| {
+                    loop {
+                        if handle.cancelled() || t.elapsed() > std::time::Duration::from_secs(5) {
+                            break None;
+                        }
+                        match p.recv_timeout(std::time::Duration::from_millis(10)) {
+                            Ok(x) => break Some(x),
+                            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                            Err(_) => break None,
+                        }
+                    }
+                });
+                let Some((sb, ready)) = got else {
+                    let _ = tx.send(Msg::Refused(run));
+                    return;
+                };
+                if handle.cancelled() {
+                    drop(ready);
+                    let _ = tx.send(Msg::Failed(run, sb));
+                    return;
+                }
                 let (session, hook) = match trace::Tracer::new()
                     .root_from_tracee()
                     .watch_stdin()
@@ -1476,17 +1504,12 @@ impl Driver<'_> {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::debug!("cannot start a tracer: {e}");
-                        let _ = tx.send(Msg::Refused(run));
+                        drop(ready);
+                        let _ = tx.send(Msg::Failed(run, sb));
                         return;
                     }
                 };
                 let cmd = cmd.trace(hook);
-                let got = pool.and_then(|p| p.recv_timeout(std::time::Duration::from_secs(5)).ok());
-                let Some((sb, ready)) = got else {
-                    session.abort();
-                    let _ = tx.send(Msg::Refused(run));
-                    return;
-                };
                 let mut child = match ready.exec(&cmd) {
                     Ok(c) => c,
                     Err(e) => {
@@ -1865,6 +1888,10 @@ impl Driver<'_> {
     /// Waits for killed runs' sandboxes and removes every sandbox and the run directory. Done
     /// after the shell was let go: nothing it would wait for.
     fn cleanup(&mut self, rx: &Receiver<Msg>) {
+        // No more sandboxes.
+        if let Some(pool) = &mut self.pool {
+            pool.stop.take();
+        }
         // Killed runs hand their sandboxes back through the channel.
         let deadline = Instant::now() + std::time::Duration::from_secs(5);
         while !self.killed.is_empty() {
