@@ -510,8 +510,9 @@ impl Scheduler {
                 self.inner = None;
             }
         }
-        // A `for` loop's variable is set by the loop, not by the unit that ran before it:
-        // no state edge (it would chain every iteration to the one before).
+        // A `for` loop's variable is set by the loop, not by the unit that ran before it, and
+        // prediction computes what computable assignments set: no state edge for them (it
+        // would chain every iteration to the one before).
         let loop_vars: Vec<&[u8]> = unit_node
             .map(|n| {
                 self.program
@@ -526,7 +527,7 @@ impl Scheduler {
             .unwrap_or_default();
         if let Some(spec) = self.program.unit(x.unit) {
             for v in &spec.vars {
-                if loop_vars.contains(&v.as_slice()) {
+                if loop_vars.contains(&v.as_slice()) || self.program.computed(v) {
                     continue;
                 }
                 if let Some(&src) = self.changed_after.get(&Some(v.clone())) {

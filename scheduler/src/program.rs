@@ -318,6 +318,23 @@ impl Program {
         p
     }
 
+    /// Whether every assignment of `var` in the program has a value prediction computes
+    /// (then a unit expanding it needs no state edge to what ran before the assignment).
+    pub(crate) fn computed(&self, var: &[u8]) -> bool {
+        let mut any = false;
+        for n in &self.nodes {
+            if let Flat::Assign { var: v, value } = n
+                && v == var
+            {
+                if value.is_none() {
+                    return false;
+                }
+                any = true;
+            }
+        }
+        any
+    }
+
     /// The spec of `unit`, if the program has it.
     pub fn unit(&self, unit: UnitId) -> Option<&UnitSpec> {
         match &self.nodes[*self.units.get(&unit)?] {
