@@ -279,6 +279,41 @@ pub struct ViewArg {
     pub dst: PathBuf,
 }
 
+/// `-jN` as `-j N`, up to the script (clap would take `-j2` for the script's name, since the
+/// script's arguments may start with a dash).
+pub fn attached_jobs(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    const WITH_VALUE: &[&[u8]] = &[
+        b"-o",
+        b"-j",
+        b"--jobs",
+        b"--shell",
+        b"--report",
+        b"--dag",
+        b"--timeline",
+        b"--bind",
+        b"--ro-bind",
+    ];
+    let mut out = Vec::new();
+    let mut options = true;
+    let mut value_next = false;
+    for (i, a) in args.into_iter().enumerate() {
+        let b = a.as_bytes();
+        if i > 0 && options && !std::mem::take(&mut value_next) {
+            if b.len() > 2 && b.starts_with(b"-j") && b[2..].iter().all(u8::is_ascii_digit) {
+                out.push(OsString::from("-j"));
+                out.push(OsString::from_vec(b[2..].to_vec()));
+                continue;
+            }
+            value_next = WITH_VALUE.contains(&b);
+            if !b.starts_with(b"-") || b == b"--" {
+                options = false;
+            }
+        }
+        out.push(a);
+    }
+    out
+}
+
 fn view_parser() -> impl clap::builder::TypedValueParser<Value = ViewArg> {
     clap::builder::OsStringValueParser::new().try_map(|s: OsString| {
         let b = s.as_bytes();
@@ -293,4 +328,29 @@ fn view_parser() -> impl clap::builder::TypedValueParser<Value = ViewArg> {
             )),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attached_jobs_are_split_before_the_script_only() {
+        let v = |x: &[&str]| x.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            attached_jobs(v(&["hs", "-j0", "-e", "s.sh", "-j2"])),
+            v(&["hs", "-j", "0", "-e", "s.sh", "-j2"])
+        );
+        assert_eq!(
+            attached_jobs(v(&["hs", "-c", "x", "-j3"])),
+            v(&["hs", "-c", "x", "-j3"])
+        );
+        assert_eq!(
+            attached_jobs(v(&["hs", "-o", "pipefail", "-j2", "s"])),
+            v(&["hs", "-o", "pipefail", "-j", "2", "s"])
+        );
+        let cli = Cli::parse_from(attached_jobs(v(&["hs", "-j4", "s.sh"])));
+        assert_eq!(cli.run.jobs, Some(4));
+        assert_eq!(cli.run.args, v(&["s.sh"]));
+    }
 }

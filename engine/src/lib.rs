@@ -20,7 +20,7 @@ use crate::cli::{Cli, Command};
 
 /// Entry point of the `hs` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cli::attached_jobs(std::env::args_os()));
     init_logging(cli.run.verbose);
     let result = match cli.command {
         Some(Command::Try(args)) => try_cmd::try_main(args),
