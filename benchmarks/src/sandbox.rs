@@ -175,27 +175,34 @@ fn bench(args: &Args, base: &Path) -> anyhow::Result<serde_json::Value> {
                 dir.display()
             )
         };
-        sh("sync")?;
-        let t = Instant::now();
-        sh(&write(&live))?;
-        let direct_ms = ms(t.elapsed());
-        std::fs::remove_file(live.join("big"))?;
-        sh("sync")?;
-        let sb = Sandbox::create(&base.join("big"), &opts)?;
-        let t = Instant::now();
-        run_in(&sb, &write(&live))?;
-        let in_sandbox_ms = ms(t.elapsed());
-        let t = Instant::now();
-        sb.commit()?;
-        let commit_ms = ms(t.elapsed());
-        anyhow::ensure!(
-            std::fs::metadata(live.join("big"))?.len() == 1 << 30,
-            "big file not committed"
-        );
-        sb.discard()?;
+        // Alternated, three of each (a disk's write speed drifts), medians compared.
+        let (mut direct, mut in_sandbox, mut commit) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..3 {
+            sh("sync")?;
+            let t = Instant::now();
+            sh(&write(&live))?;
+            direct.push(ms(t.elapsed()));
+            std::fs::remove_file(live.join("big"))?;
+            sh("sync")?;
+            let sb = Sandbox::create(&base.join("big"), &opts)?;
+            let t = Instant::now();
+            run_in(&sb, &write(&live))?;
+            in_sandbox.push(ms(t.elapsed()));
+            let t = Instant::now();
+            sb.commit()?;
+            commit.push(ms(t.elapsed()));
+            anyhow::ensure!(
+                std::fs::metadata(live.join("big"))?.len() == 1 << 30,
+                "big file not committed"
+            );
+            sb.discard()?;
+            std::fs::remove_file(live.join("big"))?;
+        }
+        let (direct_ms, in_sandbox_ms, commit_ms) =
+            (median(direct), median(in_sandbox), median(commit));
         let ratio = (in_sandbox_ms + commit_ms) / direct_ms;
         eprintln!(
-            "1 GiB: write directly {direct_ms:.0} ms; in sandbox {in_sandbox_ms:.0} ms + commit {commit_ms:.1} ms = {ratio:.2}x"
+            "1 GiB (medians of 3, alternated): write directly {direct_ms:.0} ms; in sandbox {in_sandbox_ms:.0} ms + commit {commit_ms:.1} ms = {ratio:.2}x"
         );
         big = serde_json::json!({
             "write_direct_ms": direct_ms,

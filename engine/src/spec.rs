@@ -62,6 +62,16 @@ const INTERACTIVE: &[&str] = &[
     "stty", "tmux", "screen", "dialog", "whiptail", "read", "select", "mysql", "psql",
 ];
 
+/// Builtins whose effect or output depends on shell state a speculative `bash -c` does not
+/// have (the call stack, the directory stack, jobs, traps, every variable or function, the
+/// shell's times), or that reach processes outside a sandbox (`kill`).
+const SHELL_STATE: &[&str] = &[
+    "caller", "dirs", "jobs", "times", "trap", "kill", "wait", "bg", "fg", "disown", "suspend",
+    "history", "fc", "compgen", "complete", "compopt", "declare", "typeset", "local", "readonly",
+    "export", "set", "alias", "hash", "type", "command", "enable", "bind", "getopts", "eval",
+    "source", ".", "builtin", "help",
+];
+
 /// Why a script must not be speculated at all (its gates then never wait), if it must not.
 pub(crate) fn blocker(script: &parser::Script, source: &[u8]) -> Option<String> {
     // Words as the shell could expand them: comments and single-quoted text (a perl or awk
@@ -272,6 +282,9 @@ fn unit_blocker(u: &parser::Unit, info: &ScriptInfo) -> Option<&'static str> {
         let base = name.rsplit('/').next().unwrap_or(&name);
         if INTERACTIVE.contains(&base) {
             return Some("may talk to the terminal (/dev/tty)");
+        }
+        if SHELL_STATE.contains(&name.as_str()) {
+            return Some("runs a builtin that shows or changes shell state a sandbox lacks");
         }
     }
     let t = &u.text;
@@ -894,11 +907,16 @@ impl Pool {
                 if stopped.recv_timeout(wait) != Err(crossbeam_channel::RecvTimeoutError::Timeout) {
                     return;
                 }
+                // As root, one network namespace for all (unprivileged: one each).
+                let opts = sandbox::Options {
+                    shared_net: sandbox::shared_network().ok(),
+                    ..Default::default()
+                };
                 loop {
                     if stopped.try_recv() != Err(crossbeam_channel::TryRecvError::Empty) {
                         return;
                     }
-                    let sb = match sandbox::Sandbox::create_temp(&sandbox::Options::default()) {
+                    let sb = match sandbox::Sandbox::create_temp(&opts) {
                         Ok(s) => s,
                         Err(e) => {
                             tracing::debug!("cannot create a sandbox: {e}");

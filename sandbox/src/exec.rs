@@ -202,6 +202,8 @@ fn ovl_escape(p: &Path) -> Vec<u8> {
 /// A step with every string converted ahead of the fork.
 #[derive(Debug)]
 enum Prep {
+    /// `setns` into the shared network namespace (its fd).
+    JoinNet(RawFd),
     Unshare(libc::c_int),
     MapIds {
         uid: u32,
@@ -235,6 +237,8 @@ enum Prep {
 pub(crate) struct Prepared {
     steps: Vec<Prep>,
     privileged: bool,
+    /// The shared network namespace, for [`Step::JoinNet`].
+    net: Option<RawFd>,
 }
 
 fn c(p: &Path) -> Result<CString, Error> {
@@ -249,7 +253,11 @@ fn c_os(s: &OsStr) -> CString {
 /// `trusted.overlay.*` xattrs and `redirect_dir=on` (root in the initial user namespace only),
 /// so that a directory with lower content can be renamed in the sandbox as it can live;
 /// otherwise `userxattr`, where overlayfs refuses such renames with `EXDEV`.
-pub(crate) fn prepare(plan: &Plan, trusted_xattrs: bool) -> Result<Prepared, Error> {
+pub(crate) fn prepare(
+    plan: &Plan,
+    trusted_xattrs: bool,
+    net: Option<RawFd>,
+) -> Result<Prepared, Error> {
     let mut steps = Vec::with_capacity(plan.steps.len());
     let mut privileged = false;
     let new_root = plan.steps.iter().find_map(|s| match s {
@@ -285,6 +293,9 @@ pub(crate) fn prepare(plan: &Plan, trusted_xattrs: bool) -> Result<Prepared, Err
                 }
                 Prep::Unshare(f)
             }
+            Step::JoinNet => Prep::JoinNet(net.ok_or(Error::InvalidCommand(
+                "the plan joins a shared network namespace, but none was given",
+            ))?),
             Step::MapIds { uid, gid } => Prep::MapIds {
                 uid: *uid,
                 gid: *gid,
@@ -388,7 +399,11 @@ pub(crate) fn prepare(plan: &Plan, trusted_xattrs: bool) -> Result<Prepared, Err
             prep
         });
     }
-    Ok(Prepared { steps, privileged })
+    Ok(Prepared {
+        steps,
+        privileged,
+        net,
+    })
 }
 
 /// Everything the command child needs, converted before the first fork.
@@ -806,6 +821,7 @@ fn helper(prep: &Prepared, spec: &ExecSpec, err: RawFd) -> ! {
     // child either: std's environment lock, for one, may be held by a thread that no longer
     // exists here — hence `spec.timing` instead of reading the environment.)
     let mut keep = vec![0, 1, 2, err, spec.status_fd, spec.go_fd];
+    keep.extend(prep.net);
     keep.extend(spec.stdio.iter().flatten());
     keep.extend(spec.hook.as_ref().map(trace::ChildHook::report_fd));
     sys::close_all_except(&keep);
@@ -815,6 +831,12 @@ fn helper(prep: &Prepared, spec: &ExecSpec, err: RawFd) -> ! {
     let mut i = 0;
     while i < prep.steps.len() {
         match &prep.steps[i] {
+            Prep::JoinNet(fd) => {
+                if let Err(e) = sys::setns(*fd, libc::CLONE_NEWNET) {
+                    fail(err, i, e)
+                }
+                sys::close(*fd);
+            }
             Prep::Unshare(flags) => {
                 let t0 = std::time::Instant::now();
                 if let Err(e) = sys::unshare(*flags) {
@@ -967,7 +989,7 @@ fn init(
                 }
             }
             Prep::Unshare(flags) => sys::unshare(*flags),
-            Prep::MapIds { .. } | Prep::ForkInit => Ok(()),
+            Prep::MapIds { .. } | Prep::ForkInit | Prep::JoinNet(_) => Ok(()),
         };
         if timing {
             let msg = format!(
@@ -1268,6 +1290,7 @@ mod tests {
             gid: 0,
             privileged: true,
             net: false,
+            shared_net: false,
             existing: vec![Layer {
                 target: "/".into(),
                 upper: dir.join("u"),
@@ -1280,7 +1303,7 @@ mod tests {
             b"1 0 8:1 / / rw - ext4 /dev/sda rw\n2 1 0:5 / /opt ro - squashfs x ro\n",
         );
         let plan = build(&input, &mounts).unwrap();
-        let prep = prepare(&plan, true).unwrap();
+        let prep = prepare(&plan, true, None).unwrap();
         let mut rec = Recorder::default();
         for step in &prep.steps {
             run_fs_step(&mut rec, step).unwrap();

@@ -56,6 +56,29 @@ pub use crate::plan::{
 pub use crate::sandbox::{Options, Sandbox, default_base};
 pub use nix::errno::Errno;
 
+/// A network namespace with only loopback, up, for sandboxes to share
+/// ([`Options::shared_net`]): creating and destroying one per sandbox costs more than the
+/// rest of its setup. Root only (`CAP_SYS_ADMIN` in the initial user namespace).
+pub fn shared_network() -> Result<std::sync::Arc<std::os::fd::OwnedFd>, Error> {
+    // unshare(CLONE_NEWNET) moves only the calling thread: a thread of its own, which ends.
+    let made = std::thread::spawn(|| -> Result<std::fs::File, Error> {
+        let step = |e: Errno| {
+            Error::io(
+                "create",
+                std::path::Path::new("network namespace"),
+                e.into(),
+            )
+        };
+        sys::unshare(libc::CLONE_NEWNET).map_err(step)?;
+        sys::loopback_up().map_err(step)?;
+        std::fs::File::open("/proc/thread-self/ns/net")
+            .map_err(|e| Error::io("open", std::path::Path::new("/proc/thread-self/ns/net"), e))
+    })
+    .join()
+    .map_err(|_| Error::InvalidCommand("the network namespace thread panicked"))??;
+    Ok(std::sync::Arc::new(made.into()))
+}
+
 /// Lowers the calling thread (and what it starts afterwards) to `SCHED_IDLE`, e.g. for the
 /// threads that set sandboxes up ahead of use: they then only take CPU time nothing else wants.
 pub fn idle_this_thread() -> Result<(), Errno> {

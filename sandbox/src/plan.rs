@@ -116,6 +116,9 @@ pub enum Step {
         /// New network namespace (unless `--net`).
         net: bool,
     },
+    /// Enter the network namespace the caller shares between its sandboxes (root only:
+    /// [`crate::shared_network`]) instead of creating one.
+    JoinNet,
     /// Map the caller's uid and gid to themselves in the new user namespace.
     MapIds {
         /// Caller's uid.
@@ -242,6 +245,7 @@ impl fmt::Display for Step {
                 }
                 Ok(())
             }
+            Step::JoinNet => write!(f, "join-net (shared, loopback only)"),
             Step::MapIds { uid, gid } => write!(f, "map-ids uid {uid} gid {gid}"),
             Step::ForkInit => write!(f, "fork-init"),
             Step::MakePrivate => write!(f, "make-private /"),
@@ -320,6 +324,9 @@ pub struct PlanInput {
     pub privileged: bool,
     /// Keep the host network.
     pub net: bool,
+    /// Root only: join a network namespace shared between sandboxes (loopback only, set up
+    /// once) rather than creating one per sandbox.
+    pub shared_net: bool,
     /// Layers already allocated (reused sandbox dir): same target → same upper dir.
     pub existing: Vec<Layer>,
     /// Unprivileged only: directories that must be layer roots because their ancestors
@@ -329,6 +336,11 @@ pub struct PlanInput {
     /// Keep every upper dir in the sandbox directory, even on another filesystem than its
     /// live data (commit then copies); for tests of the copy path.
     pub upper_in_dir: bool,
+}
+
+/// Whether the sandbox joins the shared network namespace (root, no `--net`).
+fn joins_net(input: &PlanInput) -> bool {
+    input.shared_net && input.privileged && !input.net
 }
 
 /// For an unprivileged caller: the topmost writable directory on the way to each of `paths`
@@ -540,11 +552,14 @@ pub fn build(input: &PlanInput, mounts: &[MountInfo]) -> Result<Plan, Error> {
     // Privileged: init makes its own mount namespace, so that its pivot_root does not move the
     // helper's root (the helper must still see the host's /proc to map init's ids).
     let p = input.privileged;
+    if joins_net(input) {
+        b.steps.push(Step::JoinNet);
+    }
     b.steps.push(Step::Unshare {
         user: !p,
         mount: !p,
         pid_ipc: true,
-        net: !input.net,
+        net: !input.net && !joins_net(input),
     });
     if !p {
         b.steps.push(Step::MapIds {
@@ -710,7 +725,7 @@ pub fn build(input: &PlanInput, mounts: &[MountInfo]) -> Result<Plan, Error> {
     for t in std::mem::take(&mut b.read_only_after) {
         b.steps.push(Step::ReadOnly { target: t });
     }
-    if !input.net {
+    if !input.net && !joins_net(input) {
         b.steps.push(Step::LoopbackUp);
     }
     b.steps.push(Step::PivotRoot { new_root });
@@ -736,6 +751,7 @@ mod tests {
             gid: 1000,
             privileged,
             net: false,
+            shared_net: false,
             existing: Vec::new(),
             writable_roots: roots,
             upper_in_dir: true,
@@ -773,6 +789,22 @@ mod tests {
                 && text.contains("loopback-up")
                 && text.contains("pivot-root")
         );
+    }
+
+    #[test]
+    fn a_shared_network_is_joined_not_created() {
+        let mut i = input(true, Vec::new());
+        i.shared_net = true;
+        let plan = build(&i, &parse_mountinfo(MOUNTS)).unwrap();
+        assert!(matches!(plan.steps[0], Step::JoinNet));
+        assert!(matches!(plan.steps[1], Step::Unshare { net: false, .. }));
+        assert!(!plan.steps.iter().any(|s| matches!(s, Step::LoopbackUp)));
+        // Unprivileged callers make their own.
+        let mut i = input(false, vec!["/tmp".into()]);
+        i.shared_net = true;
+        let plan = build(&i, &parse_mountinfo(MOUNTS)).unwrap();
+        assert!(!plan.steps.iter().any(|s| matches!(s, Step::JoinNet)));
+        assert!(plan.steps.iter().any(|s| matches!(s, Step::LoopbackUp)));
     }
 
     #[test]

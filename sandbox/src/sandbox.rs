@@ -1,6 +1,7 @@
 //! The [`Sandbox`] type: a directory holding overlay layers, and the runs over it.
 
 use std::ffi::OsString;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -16,6 +17,10 @@ use crate::plan::{self, Layer, Plan, PlanInput};
 pub struct Options {
     /// Share the host's network (default: a new network namespace with only loopback).
     pub net: bool,
+    /// Root only: instead of a new network namespace per sandbox, join this one (from
+    /// [`crate::shared_network`]; loopback only), which saves creating and destroying one
+    /// per run. Sandboxes sharing it can reach each other's loopback and abstract sockets.
+    pub shared_net: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     /// Unprivileged only: more directories the command will write below (the sandbox makes
     /// `/tmp`, `/var/tmp`, `$HOME` and the cwd writable already; see [`PlanInput`]).
     pub writable: Vec<PathBuf>,
@@ -30,6 +35,8 @@ pub struct Options {
 pub struct Sandbox {
     dir: PathBuf,
     layers: Vec<Layer>,
+    /// The shared network namespace its runs join, kept open while they may.
+    _net: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     plan: Option<(Plan, Prepared)>,
     /// Whether a run has used the work dirs since they were last emptied.
     used: std::cell::Cell<bool>,
@@ -203,6 +210,7 @@ impl Sandbox {
             gid,
             privileged,
             net: opts.net,
+            shared_net: opts.shared_net.is_some(),
             existing: existing.clone(),
             writable_roots,
             upper_in_dir: std::env::var_os("HS_SANDBOX_UPPER_IN_DIR").is_some(),
@@ -239,10 +247,12 @@ impl Sandbox {
         if trusted && !marker.exists() {
             std::fs::write(&marker, b"").map_err(|e| Error::io("write", &marker, e))?;
         }
-        let prepared = exec::prepare(&plan, trusted)?;
+        let net = opts.shared_net.clone();
+        let prepared = exec::prepare(&plan, trusted, net.as_ref().map(|f| f.as_raw_fd()))?;
         Ok(Sandbox {
             dir,
             layers,
+            _net: net,
             plan: Some((plan, prepared)),
             used: Default::default(),
             reaper: Default::default(),
@@ -270,6 +280,7 @@ impl Sandbox {
         Ok(Sandbox {
             dir,
             layers,
+            _net: None,
             plan: None,
             used: Default::default(),
             reaper: Default::default(),

@@ -70,6 +70,12 @@ pub(crate) fn exit(code: i32) -> ! {
 }
 
 /// `unshare(2)`.
+/// `setns(2)`.
+pub(crate) fn setns(fd: RawFd, nstype: c_int) -> SysResult<()> {
+    // SAFETY: plain syscall with integer arguments.
+    check(unsafe { libc::setns(fd, nstype) }).map(drop)
+}
+
 pub(crate) fn unshare(flags: c_int) -> SysResult<()> {
     // SAFETY: plain syscall with an integer argument.
     check(unsafe { libc::unshare(flags) }).map(drop)

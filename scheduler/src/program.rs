@@ -42,12 +42,12 @@ pub enum Piece {
     Dirname(Vec<Piece>),
 }
 
+/// A variable's value by name: `None` unknown, `Some(None)` unset.
+pub(crate) type Lookup<'a> = dyn Fn(&[u8]) -> Option<Option<Vec<u8>>> + 'a;
+
 /// The value `pieces` make, given each variable's value (`None`: unknown, `Some(None)`:
 /// unset); `None` if it cannot be computed.
-pub(crate) fn eval(
-    pieces: &[Piece],
-    lookup: &dyn Fn(&[u8]) -> Option<Option<Vec<u8>>>,
-) -> Option<Vec<u8>> {
+pub(crate) fn eval(pieces: &[Piece], lookup: &Lookup<'_>) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     for piece in pieces {
         match piece {

@@ -1,4 +1,4 @@
-# covers: units that pipe into script functions (speculated with the functions' definitions and every variable the script uses), an exported function called by a child bash (its body stays uninstrumented), an error inside a function
+# covers: units that pipe into script functions (speculated with the functions' definitions and every variable the script uses), an exported function called by a child bash (its body stays uninstrumented), an error inside a function, `caller` and `dirs` in pipelines (shell state a sandbox lacks)
 SUFFIX=.out
 pairs() {
     input=$1
@@ -21,3 +21,6 @@ echo world | shout
 SUFFIX=.txt
 printf '1\n2\n' | pairs late | sort > out/late$SUFFIX
 ls out
+where() { for i in 1 2 3; do { sleep 0.02; caller 0; } | sed 's,.*/,,'; done; }
+where
+pushd /tmp >/dev/null; for i in 1 2; do { sleep 0.02; dirs; } | wc -w; done; popd >/dev/null

@@ -660,8 +660,21 @@ impl Supervisor {
         }
         let family = self.read_u16(n.pid, addr)?;
         // AF_UNIX is local IPC; AF_NETLINK is how libc asks the kernel about interfaces;
-        // AF_UNSPEC disconnects a datagram socket.
+        // AF_UNSPEC disconnects a datagram socket. But abstract unix sockets (a name starting
+        // with a NUL byte, or autobind's empty one) live in the network namespace, not the
+        // filesystem: whoever listens there is outside the trace.
         match i32::from(family) {
+            libc::AF_UNIX
+                if len == 2
+                    || self
+                        .read_u16(n.pid, addr + 2)
+                        .is_some_and(|b| b & 0xff == 0) =>
+            {
+                Some((
+                    Flags::NETWORK,
+                    format!("{what} with an abstract unix socket by pid {}", n.pid),
+                ))
+            }
             libc::AF_UNIX | libc::AF_NETLINK | libc::AF_UNSPEC => None,
             f => Some((
                 Flags::NETWORK,

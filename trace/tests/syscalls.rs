@@ -391,6 +391,7 @@ fn script_interpreters_are_recorded() {
 
 const NET: &str = r#"
 #include <arpa/inet.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -399,6 +400,12 @@ int main(int argc, char **argv) {
         int s = socket(AF_UNIX, SOCK_STREAM, 0);
         struct sockaddr_un a = {.sun_family = AF_UNIX, .sun_path = "/nonexistent-hs-sock"};
         connect(s, (struct sockaddr *)&a, sizeof a);
+    } else if (argv[1][0] == 'a') {
+        /* Abstract: "\0hs-abstract-test". */
+        int s = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        memcpy(a.sun_path + 1, "hs-abstract-test", 16);
+        connect(s, (struct sockaddr *)&a, sizeof(sa_family_t) + 17);
     } else {
         int s = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(1)};
@@ -417,6 +424,9 @@ fn network_use_is_flagged_but_unix_sockets_are_not() {
         assert!(t.flags.contains(Flags::NETWORK), "{}", dump(&t));
         let t = run(&dir, &[bin.as_os_str(), "unix".as_ref()]);
         assert!(!t.flags.contains(Flags::NETWORK), "{}", dump(&t));
+        // An abstract unix socket is in the network namespace, not the filesystem.
+        let t = run(&dir, &[bin.as_os_str(), "abstract".as_ref()]);
+        assert!(t.flags.contains(Flags::NETWORK), "{}", dump(&t));
     }
 }
 
