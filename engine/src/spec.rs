@@ -576,6 +576,9 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
         last_took: HashMap::new(),
         direct_took: HashMap::new(),
         spec_took: HashMap::new(),
+        recent_direct: Vec::new(),
+        memory_paused: false,
+        short_paused: false,
         answered: false,
         gate_at: started,
         gain: 0.0,
@@ -660,6 +663,13 @@ fn run_dir() -> anyhow::Result<PathBuf> {
 }
 
 use std::os::unix::fs::DirBuilderExt;
+
+/// The median of `xs` (`None` if empty).
+fn median(xs: &[f64]) -> Option<f64> {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
 
 /// Names of the functions a script defines.
 fn functions(n: &parser::Node) -> HashSet<String> {
@@ -1065,6 +1075,11 @@ struct Driver<'a> {
     spec_took: HashMap<u32, f64>,
     /// Units that took less are not speculated again (`HS_MIN_UNIT_MS`, default 15).
     min_unit: f64,
+    /// The shell's last three direct runs (seconds).
+    recent_direct: Vec<f64>,
+    /// Speculation paused: memory is short; the shell's recent units are all short.
+    memory_paused: bool,
+    short_paused: bool,
     last_memory_check: Instant,
 }
 
@@ -1176,6 +1191,7 @@ impl Driver<'_> {
                 let now = self.now();
                 self.last_took.insert(x.unit.0, now - self.direct_start);
                 self.direct_took.insert(x.unit.0, now - self.direct_start);
+                self.note_direct_run(now - self.direct_start);
                 self.bars.push(Bar {
                     instance: x.to_string(),
                     unit: x.unit.0,
@@ -1248,11 +1264,20 @@ impl Driver<'_> {
 
     /// Whether a speculative run of `unit`, running for `elapsed` seconds, is expected to
     /// need longer to finish than the shell needs to run the unit itself. Estimates come from
-    /// the unit's latest direct and speculative runs (a speculation costs about twice the
-    /// direct time where only one kind is known); no estimate means wait.
+    /// the unit's latest direct and speculative runs, else the script's recent ones (a
+    /// speculation costs about twice the direct time where only one kind is known); no
+    /// estimate means wait.
     fn slower_than_direct(&self, unit: u32, elapsed: f64) -> bool {
-        let direct = self.direct_took.get(&unit).copied();
-        let spec = self.spec_took.get(&unit).copied();
+        // A unit never seen: like the script's other units lately.
+        let direct = self
+            .direct_took
+            .get(&unit)
+            .copied()
+            .or_else(|| median(&self.recent_direct));
+        let spec = self.spec_took.get(&unit).copied().or_else(|| {
+            let all: Vec<f64> = self.spec_took.values().copied().collect();
+            median(&all)
+        });
         let (direct, spec) = match (direct, spec) {
             (Some(d), Some(s)) => (d, s),
             (Some(d), None) => (d, 2.0 * d + 0.01),
@@ -1272,13 +1297,49 @@ impl Driver<'_> {
         let Some((avail, total)) = meminfo() else {
             return;
         };
-        let paused = self.sched.config().window == 0;
-        if !paused && avail * 10 < total {
+        if !self.memory_paused && avail * 10 < total {
             tracing::info!("memory is short: speculation paused");
-            self.sched.set_window(0);
-        } else if paused && avail * 5 > total {
+            self.memory_paused = true;
+        } else if self.memory_paused && avail * 5 > total {
             tracing::info!("memory available again: speculation resumed");
-            self.sched.set_window(self.window);
+            self.memory_paused = false;
+        }
+        self.apply_window();
+    }
+
+    /// A direct run of `took` seconds finished. While the median of the shell's last three
+    /// direct runs is under `HS_MIN_UNIT_MS`, units hs knows nothing about are most likely
+    /// short too, and a sandbox costs more than they do: speculation pauses until the median
+    /// grows.
+    fn note_direct_run(&mut self, took: f64) {
+        if self.recent_direct.len() == 3 {
+            self.recent_direct.remove(0);
+        }
+        self.recent_direct.push(took);
+        let short = self.recent_direct.len() == 3
+            && median(&self.recent_direct).is_some_and(|m| m < self.min_unit);
+        if short != self.short_paused {
+            tracing::debug!(
+                short,
+                "speculation paused while the shell's units are short"
+            );
+            self.short_paused = short;
+            self.apply_window();
+        }
+    }
+
+    /// The window in force: the one asked for (0 once turned off), unless paused.
+    fn apply_window(&mut self) {
+        if self.traced != Some(true) {
+            return;
+        }
+        let w = if self.memory_paused || self.short_paused {
+            0
+        } else {
+            self.window
+        };
+        if self.sched.config().window != w {
+            self.sched.set_window(w);
         }
     }
 
