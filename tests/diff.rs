@@ -47,6 +47,7 @@
 //! - `HS_DIFF_ARGS="--no-speculate -j 1"`: options put before every script's own `hs-flags:`
 //!   (split on blanks), to run the whole suite in another mode.
 //! - `HS_LOG`: passed through to hs.
+//! - `HS_MIN_UNIT_MS`: passed through (default here 0, so that every unit is speculated).
 
 #[path = "util/tree.rs"]
 mod tree;
@@ -353,6 +354,12 @@ fn env(root: &Path) -> Vec<(OsString, OsString)> {
             std::env::var_os("USER").unwrap_or_else(|| "user".into()),
         ),
         ("HS_TEST_MARKER".into(), "exported-from-harness".into()),
+        // Speculate every unit, however short (cost control would leave most of these tiny
+        // units to the shell); bash ignores it.
+        (
+            "HS_MIN_UNIT_MS".into(),
+            std::env::var_os("HS_MIN_UNIT_MS").unwrap_or_else(|| "0".into()),
+        ),
     ];
     for k in ["HS_LOG", "RUST_BACKTRACE"] {
         if let Some(v) = std::env::var_os(k) {

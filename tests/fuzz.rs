@@ -19,6 +19,7 @@
 //! - `HS_FUZZ_SEEDS=N`: run exactly N seeds (no time bound, every divergence counted);
 //!   default: seeds until `HS_FUZZ_SECS` (60) have passed, at least 200, stopping at the first
 //!   divergence;
+//! - `HS_MIN_UNIT_MS`: passed to hs (default here 0, so that every unit is speculated);
 //! - `HS_FUZZ_START=S`: first seed (default 0); `HS_FUZZ_START=S HS_FUZZ_SEEDS=1` replays one;
 //! - `HS_FUZZ_FLAGS="--no-speculate -j 2"`: options put before the script on hs's command line;
 //! - `HS_BIN=/path/to/runner`: run that instead of the `hs` cargo built (as in tests/diff.rs);

@@ -115,6 +115,12 @@ fn env(run: &Path) -> Vec<(OsString, OsString)> {
         ("TMPDIR".into(), run.join("tmp").into()),
         ("TERM".into(), "dumb".into()),
         ("USER".into(), "fuzz".into()),
+        // Speculate every unit, however short (hs's cost control would leave most of these
+        // tiny units to the shell): the point is to check speculation. bash ignores it.
+        (
+            "HS_MIN_UNIT_MS".into(),
+            std::env::var_os("HS_MIN_UNIT_MS").unwrap_or_else(|| "0".into()),
+        ),
     ]
 }
 
