@@ -12,6 +12,17 @@ fn hs() -> &'static str {
     env!("CARGO_BIN_EXE_hs")
 }
 
+/// `prog ARGS… script` run in `work` (created), its output.
+fn run_in(prog: &str, args: &[&str], script: &Path, work: &Path) -> std::process::Output {
+    std::fs::create_dir_all(work).unwrap();
+    Command::new(prog)
+        .args(args)
+        .arg(script)
+        .current_dir(work)
+        .output()
+        .unwrap()
+}
+
 fn tmpdir(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("spec-{name}"));
     let _ = std::fs::remove_dir_all(&d);
@@ -31,15 +42,7 @@ fn a_stale_reader_is_rerun_after_the_writer_and_the_report_says_why() {
         "sh -c 'sleep 0.4; date +%Y' > report\n/bin/echo sunny >> report\nwc -l < report\n",
     )
     .unwrap();
-    let run = |prog: &str, args: &[&str], work: &Path| {
-        std::fs::create_dir_all(work).unwrap();
-        Command::new(prog)
-            .args(args)
-            .arg(&script)
-            .current_dir(work)
-            .output()
-            .unwrap()
-    };
+    let run = |prog: &str, args: &[&str], work: &Path| run_in(prog, args, &script, work);
     let bash = run("bash", &[], &dir.join("bash"));
     let report = dir.join("r.json");
     let dot = dir.join("r.dot");
@@ -218,12 +221,7 @@ fn loop_iterations_after_computed_assignments_are_speculated() {
         for i in 0..6 {
             std::fs::write(work.join(format!("in/f{i}")), format!("data {i}\n")).unwrap();
         }
-        Command::new(prog)
-            .args(args)
-            .arg(&script)
-            .current_dir(work)
-            .output()
-            .unwrap()
+        run_in(prog, args, &script, work)
     };
     let bash = run("bash", &[], &dir.join("bash"));
     let report = dir.join("r.json");
