@@ -12,6 +12,23 @@ fn policy(pid: u32) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Processes whose parent is `pid` (from `/proc/*/stat`).
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rsplit_once(')').map(|x| x.1) else {
+            continue;
+        };
+        if rest.split_whitespace().nth(1) == Some(&pid.to_string()) {
+            out.extend(e.file_name().to_str().and_then(|n| n.parse().ok()));
+        }
+    }
+    out
+}
+
 #[test]
 fn an_idle_tree_gets_normal_priority_back() {
     if !nix::unistd::geteuid().is_root() || Command::new("chrt").arg("--help").output().is_err() {
@@ -27,18 +44,9 @@ fn an_idle_tree_gets_normal_priority_back() {
     let mut child = None;
     for _ in 0..100 {
         std::thread::sleep(std::time::Duration::from_millis(20));
-        let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .ok()
-            .or_else(|| {
-                Command::new("pgrep")
-                    .args(["-P", &pid.to_string()])
-                    .output()
-                    .ok()
-                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            })
-            .unwrap_or_default();
-        if let Some(k) = kids.split_whitespace().next() {
-            child = k.parse::<u32>().ok();
+        let kids = children(pid);
+        if let Some(&k) = kids.first() {
+            child = Some(k);
             break;
         }
     }
