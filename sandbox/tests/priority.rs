@@ -23,7 +23,7 @@ fn children(pid: u32) -> Vec<u32> {
             continue;
         };
         if rest.split_whitespace().nth(1) == Some(&pid.to_string()) {
-            out.extend(e.file_name().to_str().and_then(|n| n.parse().ok()));
+            out.extend(e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()));
         }
     }
     out
