@@ -34,6 +34,14 @@ pub(crate) struct Notif {
 /// Sets `no_new_privs` and loads `prog` as a seccomp filter with a user-notification listener,
 /// returning the listener fd (close-on-exec). Async-signal-safe.
 pub(crate) fn install_filter(prog: &[libc::sock_filter]) -> Result<RawFd, io::Error> {
+    load_filter(prog, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER).map(|fd| fd as RawFd)
+}
+
+/// `no_new_privs`, then `seccomp(SET_MODE_FILTER, flags, prog)`; its result. Async-signal-safe.
+fn load_filter(
+    prog: &[libc::sock_filter],
+    flags: libc::c_ulong,
+) -> Result<libc::c_long, io::Error> {
     let fprog = libc::sock_fprog {
         len: u16::try_from(prog.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
         filter: prog.as_ptr().cast_mut(),
@@ -44,18 +52,18 @@ pub(crate) fn install_filter(prog: &[libc::sock_filter]) -> Result<RawFd, io::Er
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `fprog` points to `prog`, which outlives the call; the kernel copies the program.
-    let fd = unsafe {
+    let rc = unsafe {
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            flags,
             &fprog as *const libc::sock_fprog,
         )
     };
-    if fd < 0 {
+    if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(fd as RawFd)
+    Ok(rc)
 }
 
 /// Writes all of `bytes` to `fd` with raw `write(2)`, retrying on EINTR. Async-signal-safe.
@@ -318,28 +326,7 @@ fn probe_user_notif() -> bool {
 /// Sets `no_new_privs` and loads `prog` (whose stops are `SECCOMP_RET_TRACE`) without a
 /// listener. Async-signal-safe.
 pub(crate) fn install_trace_filter(prog: &[libc::sock_filter]) -> Result<(), io::Error> {
-    let fprog = libc::sock_fprog {
-        len: u16::try_from(prog.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
-        filter: prog.as_ptr().cast_mut(),
-    };
-    // SAFETY: prctl with integer arguments only.
-    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fprog` points to `prog`, which outlives the call; the kernel copies the program.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            0,
-            &fprog as *const libc::sock_fprog,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    load_filter(prog, 0).map(drop)
 }
 
 /// Reads one byte from `fd` with raw `read(2)`, retrying on EINTR; end of file is an error.
