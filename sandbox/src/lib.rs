@@ -96,19 +96,8 @@ pub fn unidle_tree(pid: i32, tids: &[i32]) -> usize {
             let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
                 continue;
             };
-            // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
-            let Ok(stat) = std::fs::read(e.path().join("stat")) else {
-                continue;
-            };
-            let Some(close) = stat.iter().rposition(|&b| b == b')') else {
-                continue;
-            };
-            let ppid = std::str::from_utf8(&stat[close + 1..])
-                .ok()
-                .and_then(|rest| rest.split_whitespace().nth(1))
-                .and_then(|x| x.parse::<i32>().ok());
-            if let Some(ppid) = ppid {
-                parent_of.push((p, ppid));
+            if let Some(ppid) = trace::stat_field(p, 1) {
+                parent_of.push((p, ppid as i32));
             }
         }
     }

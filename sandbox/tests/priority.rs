@@ -12,21 +12,14 @@ fn policy(pid: u32) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Processes whose parent is `pid` (from `/proc/*/stat`).
+/// Processes whose parent is `pid`.
 fn children(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        let Some(rest) = stat.rsplit_once(')').map(|x| x.1) else {
-            continue;
-        };
-        if rest.split_whitespace().nth(1) == Some(&pid.to_string()) {
-            out.extend(e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()));
-        }
-    }
-    out
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| trace::stat_field(p as i32, 1) == Some(i64::from(pid)))
+        .collect()
 }
 
 #[test]

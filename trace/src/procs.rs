@@ -184,6 +184,20 @@ impl InFlight {
 /// Directory fds kept open for [`Procs::fd_path`].
 const MAX_FDS: usize = 32;
 
+/// Numeric field `index` of `/proc/PID/stat` after the command name (1: the parent's pid,
+/// 4: the controlling terminal), if the process exists and the field is a number.
+pub fn stat_field(pid: i32, index: usize) -> Option<i64> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid pgrp session tty_nr ...": comm may hold anything but a last ')'.
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    stat[close + 1..]
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty())
+        .nth(index)
+        .and_then(|f| std::str::from_utf8(f).ok())
+        .and_then(|f| f.parse().ok())
+}
+
 pub(crate) fn read_link(path: String) -> Option<Vec<u8>> {
     nix::fcntl::readlink(path.as_str())
         .ok()

@@ -968,21 +968,8 @@ impl Supervisor {
             if p <= 1 {
                 return false;
             }
-            let Ok(stat) = std::fs::read(format!("/proc/{p}/stat")) else {
-                return false;
-            };
-            // "pid (comm) state ppid ...": the comm may contain anything but not the last ')'.
-            let Some(close) = stat.iter().rposition(|&b| b == b')') else {
-                return false;
-            };
-            let ppid = stat[close + 1..]
-                .split(|&b| b == b' ')
-                .filter(|f| !f.is_empty())
-                .nth(1)
-                .and_then(|f| std::str::from_utf8(f).ok())
-                .and_then(|f| f.parse().ok());
-            match ppid {
-                Some(pp) => p = pp,
+            match crate::procs::stat_field(p, 1) {
+                Some(pp) => p = pp as i32,
                 None => return false,
             }
         }
@@ -1436,20 +1423,7 @@ fn elf_interp(file: &std::fs::File, head: &[u8]) -> Option<Vec<u8>> {
 /// one, opening `/dev/tty` fails with `ENXIO`: bash opens it for writing at every start (its
 /// `check_dev_tty`), which is then no device access at all. Unknown counts as having one.
 fn has_controlling_tty(tid: u32) -> bool {
-    let Ok(stat) = std::fs::read(format!("/proc/{tid}/stat")) else {
-        return true;
-    };
-    // "pid (comm) state ppid pgrp session tty_nr ...": comm may hold anything but a last ')'.
-    let Some(close) = stat.iter().rposition(|&b| b == b')') else {
-        return true;
-    };
-    stat[close + 1..]
-        .split(|&b| b == b' ')
-        .filter(|f| !f.is_empty())
-        .nth(4)
-        .and_then(|f| std::str::from_utf8(f).ok())
-        .and_then(|f| f.parse::<i64>().ok())
-        .is_none_or(|tty| tty != 0)
+    crate::procs::stat_field(tid as i32, 4).is_none_or(|tty| tty != 0)
 }
 
 /// Devices whose writes have effects outside the sandbox (terminals, disks); the harmless
