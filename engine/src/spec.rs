@@ -193,7 +193,7 @@ impl ScriptInfo {
         functions.sort();
         let mut all_vars = parser::VarRefs::default();
         all_vars.scan(source);
-        let mut computed: Vec<String> = names_many(&script.body, |n| match n {
+        let mut computed: Vec<String> = names(&script.body, |n| match n {
             parser::Node::Assign {
                 assigns, values, ..
             } => assigns
@@ -388,11 +388,9 @@ impl Handle {
         use std::sync::atomic::Ordering::SeqCst;
         let pid = self.pid.load(SeqCst);
         if pid > 0 {
-            let tracer: Vec<i32> = Some(self.tracer.load(SeqCst))
-                .filter(|&t| t > 0)
-                .into_iter()
-                .collect();
-            let n = sandbox::unidle_tree(pid, &tracer);
+            let tracer = self.tracer.load(SeqCst);
+            let tids: &[i32] = if tracer > 0 { &[tracer] } else { &[] };
+            let n = sandbox::unidle_tree(pid, tids);
             tracing::debug!(pid, threads = n, "waited-for run promoted");
         }
     }
@@ -688,13 +686,10 @@ fn builtins(n: &parser::Node) -> HashSet<String> {
 }
 
 /// What `pick` finds in any node of the tree.
-fn names(n: &parser::Node, pick: fn(&parser::Node) -> Option<String>) -> HashSet<String> {
-    let mut out = HashSet::new();
-    visit(n, false, &mut |n, _| out.extend(pick(n)));
-    out
-}
-
-fn names_many(n: &parser::Node, pick: fn(&parser::Node) -> Vec<String>) -> HashSet<String> {
+fn names<I: IntoIterator<Item = String>>(
+    n: &parser::Node,
+    pick: fn(&parser::Node) -> I,
+) -> HashSet<String> {
     let mut out = HashSet::new();
     visit(n, false, &mut |n, _| out.extend(pick(n)));
     out
@@ -1314,7 +1309,7 @@ impl Driver<'_> {
         if short != self.short_paused {
             tracing::debug!(
                 short,
-                "speculation paused while the shell's units are short"
+                "short-unit pause (on while the recent units are short)"
             );
             self.short_paused = short;
             self.apply_window();
