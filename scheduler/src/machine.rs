@@ -182,6 +182,13 @@ struct Past {
     stable: Option<(Arc<Trace>, Arc<Observed>)>,
 }
 
+/// Whether a trace says what its unit touches: not when the tracer missed accesses, nor
+/// when the run never started (empty).
+fn learnable(trace: &Trace) -> bool {
+    !trace.flags.contains(crate::Flags::UNTRACED)
+        && !(trace.reads.is_empty() && trace.writes.is_empty())
+}
+
 /// A trace a run is expected to leave, indexed.
 type Expected = (Arc<Trace>, Arc<Observed>);
 
@@ -695,7 +702,9 @@ impl Scheduler {
         }
         if trace.flags.any() {
             self.unsafe_units.insert(x.unit);
-        } else {
+        }
+        // A flagged run's accesses still tell what the unit touches (to hold readers back).
+        if learnable(&trace) {
             self.learn(x.unit, state, trace, observed);
         }
         if self.waiting == Some(id) {
@@ -736,7 +745,9 @@ impl Scheduler {
             self.unsafe_units.insert(x.unit);
         }
         let trace = Arc::new(trace);
-        if !trace.flags.any()
+        // Learned even when flagged: what the shell's own run changed is what later
+        // instances of the unit will likely change, which holds their readers back.
+        if learnable(&trace)
             && let Some(spec) = self.program.unit(x.unit)
         {
             // The state it ran with: what its gate reported, for the variables it expands.
@@ -761,8 +772,20 @@ impl Scheduler {
                 None => self.context.clone().unwrap_or_else(|| Arc::from(&[][..])),
             };
             let state = State { vars, context };
-            let observed = Arc::new(Observed::new(&trace));
-            self.learn(x.unit, state, trace.clone(), observed);
+            // The engine traces the shell's own runs for changes only: the reads a past
+            // run showed are kept (with this state's values put in).
+            let learned = match self.expected(x.unit, &state) {
+                Some((past, _)) if trace.reads.is_empty() && !past.reads.is_empty() => {
+                    Arc::new(Trace {
+                        reads: past.reads.clone(),
+                        writes: trace.writes.clone(),
+                        flags: trace.flags,
+                    })
+                }
+                _ => trace.clone(),
+            };
+            let observed = Arc::new(Observed::new(&learned));
+            self.learn(x.unit, state, learned, observed);
         }
         self.effect(&x, node, &trace, exit);
         self.refresh();
@@ -887,7 +910,7 @@ impl Scheduler {
         }
     }
 
-    /// Remembers a trace of `unit` run with `state`.
+    /// Remembers a trace of `unit` run with `state` (see [`learnable`]).
     fn learn(&mut self, unit: UnitId, state: State, trace: Arc<Trace>, observed: Arc<Observed>) {
         let stable = match self.history.remove(&unit) {
             Some(old) if old.state != state => {
