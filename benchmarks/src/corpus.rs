@@ -12,7 +12,10 @@
 //! Per script: median wall time of each side (min–max), speedup = bash / hs (medians), the
 //! ideal speedup the run's DAG allows on the cores available,
 //! `ideal = total / max(critical_path, total / cores)` with `cores = min(-j, CPUs)` and `total`,
-//! `critical_path` from hs's report (median over the runs), efficiency = speedup / ideal, and
+//! `critical_path` from hs's report (median over the runs), capped by what bash's own CPU use
+//! allows: hs must do bash's work too, so it cannot beat `bash_wall / (bash_cpu / cores)`
+//! (pipelines already run in parallel under bash: "bash cores" = bash_cpu / bash_wall);
+//! efficiency = speedup / ideal, and
 //! wasted work = `stats.wasted / (total + wasted)` (median over the runs). Geomean row over the
 //! scripts that ran. Table on stdout; `--csv`, `--json` for the same figures.
 
@@ -35,8 +38,10 @@ usage: benchmarks corpus [OPTIONS]
 hs (speculating) against bash on the corpus and the built-in workloads, alternating runs:
 per script bash and hs median wall time (min-max), speedup = bash/hs, the ideal speedup the
 run's DAG allows (total / max(critical path, total / cores), cores = min(-j, CPUs), from hs
---report), efficiency = speedup / ideal, wasted work %, and whether hs's exit status, stdout,
-stderr and final files were identical to bash's.
+--report) capped by bash's own CPU use (at best hs spreads bash's CPU time over the
+cores: cores × bash wall / bash CPU; \"bash cores\" = bash CPU / bash wall, above 1 where
+pipelines already run in parallel), efficiency = speedup / ideal, wasted work %, and whether
+hs's exit status, stdout, stderr and final files were identical to bash's.
 
 options:
   --scale N         SCALE for the input generators (default: $SCALE, else 1)
@@ -153,6 +158,24 @@ pub(crate) fn ideal_speedup(total: f64, critical_path: f64, cores: usize) -> f64
     total / critical_path.max(total / cores as f64)
 }
 
+/// The most any runner can gain over bash on `cores` cores without doing less work than
+/// bash: bash's CPU time spread evenly, `cores * wall / cpu`. NaN without a CPU figure.
+pub(crate) fn cpu_bound(wall: f64, cpu: f64, cores: usize) -> f64 {
+    if cpu.is_nan() || cpu <= 0.0 || cores == 0 {
+        return f64::NAN;
+    }
+    cores as f64 * wall / cpu
+}
+
+/// The DAG's ideal capped by the CPU bound (either alone where the other is unknown).
+pub(crate) fn capped_ideal(dag: f64, cpu: f64) -> f64 {
+    match (dag.is_nan(), cpu.is_nan()) {
+        (true, _) => f64::NAN,
+        (false, true) => dag,
+        (false, false) => dag.min(cpu),
+    }
+}
+
 /// Achieved over ideal speedup.
 pub(crate) fn efficiency(speedup: f64, ideal: f64) -> f64 {
     speedup / ideal
@@ -237,7 +260,8 @@ impl Row {
     fn speedup(&self) -> f64 {
         self.bash.wall.median() / self.hs.wall.median()
     }
-    fn ideal(&self, cores: usize) -> f64 {
+    /// The DAG's ideal (median over the runs), without the CPU cap.
+    fn dag_ideal(&self, cores: usize) -> f64 {
         let v: Vec<f64> = self
             .reports
             .iter()
@@ -245,6 +269,14 @@ impl Row {
             .map(|r| r.ideal(cores))
             .collect();
         median(&v)
+    }
+    /// bash's CPU time over its wall time (medians): the cores its pipelines keep busy.
+    fn bash_cores(&self) -> f64 {
+        self.bash.cpu.median() / self.bash.wall.median()
+    }
+    fn ideal(&self, cores: usize) -> f64 {
+        let cpu = cpu_bound(self.bash.wall.median(), self.bash.cpu.median(), cores);
+        capped_ideal(self.dag_ideal(cores), cpu)
     }
     fn efficiency(&self, cores: usize) -> f64 {
         efficiency(self.speedup(), self.ideal(cores))
@@ -457,11 +489,12 @@ fn table(rows: &[Row], cores: usize) -> String {
     let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(8);
     let _ = writeln!(
         out,
-        "{:<w$}  {:>23}  {:>23}  {:>7}  {:>5}  {:>6}  {:>6}  identical",
+        "{:<w$}  {:>23}  {:>23}  {:>7}  {:>10}  {:>5}  {:>6}  {:>6}  identical",
         "script",
         "bash s median (min–max)",
         "hs s median (min–max)",
         "speedup",
+        "bash cores",
         "ideal",
         "effic.",
         "wasted",
@@ -473,11 +506,12 @@ fn table(rows: &[Row], cores: usize) -> String {
         }
         let _ = writeln!(
             out,
-            "{:<w$}  {:>23}  {:>23}  {:>7}  {:>5}  {:>6}  {:>6}  {}",
+            "{:<w$}  {:>23}  {:>23}  {:>7}  {:>10}  {:>5}  {:>6}  {:>6}  {}",
             r.name,
             fmt_side(&r.bash),
             fmt_side(&r.hs),
             fmt_x(r.speedup()),
+            format!("{:.2}", r.bash_cores()),
             fmt_x(r.ideal(cores)),
             fmt_pct(r.efficiency(cores)),
             fmt_pct(r.wasted()),
@@ -488,11 +522,12 @@ fn table(rows: &[Row], cores: usize) -> String {
     let n = rows.iter().filter(|r| r.error.is_none()).count();
     let _ = writeln!(
         out,
-        "{:<w$}  {:>23}  {:>23}  {:>7}  {:>5}  {:>6}",
+        "{:<w$}  {:>23}  {:>23}  {:>7}  {:>10}  {:>5}  {:>6}",
         format!("geomean ({n})"),
         "",
         "",
         fmt_x(gs),
+        "",
         fmt_x(gi),
         fmt_pct(ge)
     );
@@ -671,6 +706,7 @@ pub(crate) fn main(args: Vec<OsString>) -> Result<()> {
                 "name": r.name, "source": r.source, "error": r.error,
                 "bash": r.bash.json(), "hs": r.hs.json(),
                 "speedup": r.speedup(), "ideal": r.ideal(cores),
+                "dag_ideal": r.dag_ideal(cores), "bash_cores": r.bash_cores(),
                 "efficiency": r.efficiency(cores), "wasted_fraction": r.wasted(),
                 "identical": r.error.is_none() && r.diffs.is_empty(),
                 "differences": r.diffs, "bash_varies": r.bash_varies, "no_report": r.no_report,
@@ -709,6 +745,18 @@ mod tests {
         // Nothing ran, or no core: undefined.
         assert!(ideal_speedup(0.0, 0.0, 2).is_nan());
         assert!(ideal_speedup(1.0, 1.0, 0).is_nan());
+    }
+
+    #[test]
+    fn ideal_is_capped_by_bash_cpu_use() {
+        // bash kept 1.5 cores busy: on 2 cores at most 2 / 1.5 faster.
+        assert!(close(cpu_bound(3.0, 4.5, 2), 4.0 / 3.0));
+        assert!(close(capped_ideal(2.0, cpu_bound(3.0, 4.5, 2)), 4.0 / 3.0));
+        // A script waiting on I/O (CPU under wall) is left to its DAG.
+        assert!(close(capped_ideal(1.5, cpu_bound(3.0, 1.0, 2)), 1.5));
+        assert!(close(capped_ideal(1.5, f64::NAN), 1.5));
+        assert!(capped_ideal(f64::NAN, 2.0).is_nan());
+        assert!(cpu_bound(1.0, 0.0, 2).is_nan());
     }
 
     #[test]
