@@ -895,15 +895,20 @@ struct Pool {
     rx: Option<Receiver<(sandbox::Sandbox, sandbox::Ready)>>,
     /// Dropped to stop the filler (also while it waits to start).
     stop: Option<Sender<()>>,
+    /// Cleared while speculation is paused: the filler sets up no more sandboxes then (on
+    /// two cores, one costs the shell about as much CPU time as a short unit).
+    active: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Pool {
     /// Starts filling the pool at `not_before`: a script that is over by then never pays
     /// for a sandbox (runs waiting for one meanwhile are abandoned at their gates).
-    fn start(size: usize, not_before: Instant) -> Pool {
+    fn start(size: usize, not_before: Instant, active: bool) -> Pool {
         let (tx, rx) = crossbeam_channel::bounded(size.max(1));
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let active = Arc::new(std::sync::atomic::AtomicBool::new(active));
+        let on = active.clone();
         let thread = std::thread::Builder::new()
             .name("hs-pool".into())
             .spawn(move || {
@@ -920,6 +925,15 @@ impl Pool {
                 loop {
                     if stopped.try_recv() != Err(crossbeam_channel::TryRecvError::Empty) {
                         return;
+                    }
+                    if !on.load(std::sync::atomic::Ordering::Relaxed) {
+                        let pause = std::time::Duration::from_millis(10);
+                        if stopped.recv_timeout(pause)
+                            != Err(crossbeam_channel::RecvTimeoutError::Timeout)
+                        {
+                            return;
+                        }
+                        continue;
                     }
                     let sb = match sandbox::Sandbox::create_temp(&opts) {
                         Ok(s) => s,
@@ -947,8 +961,14 @@ impl Pool {
         Pool {
             rx: Some(rx),
             stop: Some(stop),
+            active,
             thread: Some(thread),
         }
+    }
+
+    /// Lets the filler set up sandboxes, or not.
+    fn set_active(&self, on: bool) {
+        self.active.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Tears everything down: the sandboxes left in the pool are returned for discarding,
@@ -1097,7 +1117,9 @@ impl Driver<'_> {
                     body,
                 } => {
                     self.gates += 1;
-                    self.gate(unit, iters, status, &body)?
+                    let t = Instant::now();
+                    self.gate(unit, iters, status, &body)?;
+                    tracing::trace!(unit, took = ?t.elapsed(), "gate handled");
                 }
                 Msg::Loop { id, iters, words } => {
                     self.handle(Event::LoopStarted {
@@ -1329,6 +1351,9 @@ impl Driver<'_> {
         if self.sched.config().window != w {
             self.sched.set_window(w);
         }
+        if let Some(pool) = &self.pool {
+            pool.set_active(w > 0);
+        }
     }
 
     /// Books what answering this gate gained: the run time of a committed unit the shell
@@ -1350,6 +1375,9 @@ impl Driver<'_> {
             );
             self.window = 0;
             self.sched.set_window(0);
+            if let Some(pool) = &self.pool {
+                pool.set_active(false);
+            }
         }
     }
 
@@ -1459,49 +1487,26 @@ impl Driver<'_> {
         let (hashes, lookups) = hash_commands(&u, &env, &ctx.cwd);
         let mut preamble = state::restore_script(&st.vars, &ctx);
         preamble.extend_from_slice(&hashes);
-        std::fs::write(&pre, preamble)?;
         let text = self.unit_script(&u, &pre);
-        let out_f = File::create(&out)?;
-        let err_f = File::create(&err)?;
-        // Where the shell's stdout/stderr is a terminal, the unit gets a raw pty (one for
-        // both when they are the same terminal, so their interleaving is kept) and isatty()
-        // answers as it would have; a thread copies what it prints into the capture file.
-        let mut copiers = Vec::new();
-        let merged = self.ttys == (true, true) && same_file(self.main_pid);
-        let (fd1, fd2): (OwnedFd, OwnedFd) = match self.ttys {
-            (true, true) if merged => {
-                let (slave, c) = pty_into(out_f, self.winsize)?;
-                copiers.push(c);
-                (slave.try_clone()?, slave)
-            }
-            (t1, t2) => {
-                let fd1 = if t1 {
-                    let (slave, c) = pty_into(out_f, self.winsize)?;
-                    copiers.push(c);
-                    slave
-                } else {
-                    out_f.into()
-                };
-                let fd2 = if t2 {
-                    let (slave, c) = pty_into(err_f, self.winsize)?;
-                    copiers.push(c);
-                    slave
-                } else {
-                    err_f.into()
-                };
-                (fd1, fd2)
-            }
-        };
         let mut argv: Vec<OsString> = vec![self.shell.clone().into(), "-c".into()];
         argv.push(OsString::from_vec(text));
         argv.push(self.dollar0.clone());
-        let cmd = sandbox::Command::new(argv)
-            .env(env)
-            .cwd(&ctx.cwd)
-            .umask(ctx.umask)
-            .fd(1, fd1)
-            .fd(2, fd2)
-            .idle(std::env::var_os("HS_SPEC_NOT_IDLE").is_none());
+        // Files and ptys are made by the run's thread once it has a sandbox: most runs the
+        // shell overtakes are killed before that and never cost a file.
+        let setup = RunSetup {
+            argv,
+            env,
+            cwd: ctx.cwd.clone(),
+            umask: ctx.umask,
+            preamble,
+            pre: pre.clone(),
+            out: out.clone(),
+            err: err.clone(),
+            ttys: self.ttys,
+            merged: self.ttys == (true, true) && same_file(self.main_pid),
+            winsize: self.winsize,
+        };
+        let merged = setup.merged;
         let lane = self.lane(run);
         let start = self.now();
         let handle = Arc::new(Handle::default());
@@ -1529,7 +1534,7 @@ impl Driver<'_> {
         let t0 = self.t0;
         let pool = self
             .pool
-            .get_or_insert_with(|| Pool::start(window, t0 + FIRST_SANDBOX))
+            .get_or_insert_with(|| Pool::start(window, t0 + FIRST_SANDBOX, true))
             .rx
             .clone();
         // Taking a sandbox may wait for the pool, and `exec` for its setup: not here.
@@ -1563,6 +1568,15 @@ impl Driver<'_> {
                     let _ = tx.send(Msg::Failed(run, sb));
                     return;
                 }
+                let (cmd, copiers) = match setup.command() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::debug!("cannot set a speculation up: {e}");
+                        drop(ready);
+                        let _ = tx.send(Msg::Failed(run, sb));
+                        return;
+                    }
+                };
                 let (session, hook) = match trace::Tracer::new()
                     .root_from_tracee()
                     .watch_stdin()
@@ -2241,6 +2255,67 @@ fn same_file(pid: i32) -> bool {
 
 /// A pty in raw mode (bytes pass unchanged) of the terminal's size: the slave for the unit,
 /// and a thread copying what arrives on the master into `capture` until the slave is closed.
+/// What a speculative run needs to be set up once it has a sandbox (see [`Driver::start`]).
+struct RunSetup {
+    argv: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    cwd: PathBuf,
+    umask: u32,
+    preamble: Vec<u8>,
+    pre: PathBuf,
+    out: PathBuf,
+    err: PathBuf,
+    /// Whether the shell's stdout / stderr are terminals, and the same one.
+    ttys: (bool, bool),
+    merged: bool,
+    winsize: nix::pty::Winsize,
+}
+
+impl RunSetup {
+    /// Writes the preamble, creates the capture files, and returns the command with its
+    /// stdout and stderr (ptys where the shell's are terminals: one for both when they are
+    /// the same terminal, so their interleaving is kept, and isatty() answers as it would
+    /// have; a thread copies what the unit prints into the capture file).
+    fn command(self) -> anyhow::Result<(sandbox::Command, Vec<std::thread::JoinHandle<()>>)> {
+        std::fs::write(&self.pre, &self.preamble)?;
+        let out_f = File::create(&self.out)?;
+        let err_f = File::create(&self.err)?;
+        let mut copiers = Vec::new();
+        let (fd1, fd2): (OwnedFd, OwnedFd) = match self.ttys {
+            (true, true) if self.merged => {
+                let (slave, c) = pty_into(out_f, self.winsize)?;
+                copiers.push(c);
+                (slave.try_clone()?, slave)
+            }
+            (t1, t2) => {
+                let fd1 = if t1 {
+                    let (slave, c) = pty_into(out_f, self.winsize)?;
+                    copiers.push(c);
+                    slave
+                } else {
+                    out_f.into()
+                };
+                let fd2 = if t2 {
+                    let (slave, c) = pty_into(err_f, self.winsize)?;
+                    copiers.push(c);
+                    slave
+                } else {
+                    err_f.into()
+                };
+                (fd1, fd2)
+            }
+        };
+        let cmd = sandbox::Command::new(self.argv)
+            .env(self.env)
+            .cwd(&self.cwd)
+            .umask(self.umask)
+            .fd(1, fd1)
+            .fd(2, fd2)
+            .idle(std::env::var_os("HS_SPEC_NOT_IDLE").is_none());
+        Ok((cmd, copiers))
+    }
+}
+
 fn pty_into(
     capture: File,
     size: nix::pty::Winsize,
@@ -2299,6 +2374,9 @@ fn terminal_size(pid: i32, fd: i32) -> Option<nix::pty::Winsize> {
 fn open_for_writing(pid: i32, skip: &[u8]) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = Vec::new();
     let mut pids = vec![pid];
+    // This server is a child of the shell (hs started it, then became bash): neither its
+    // fds nor its sandboxes are the shell's, and walking them cost most of a gate.
+    let me = std::process::id() as i32;
     let mut i = 0;
     while i < pids.len() && pids.len() < 4096 {
         let p = pids[i];
@@ -2306,13 +2384,22 @@ fn open_for_writing(pid: i32, skip: &[u8]) -> Vec<Vec<u8>> {
         if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
             for t in tasks.flatten() {
                 let c = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-                pids.extend(c.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
+                pids.extend(
+                    c.split_whitespace()
+                        .filter_map(|x| x.parse::<i32>().ok())
+                        .filter(|&c| c != me),
+                );
             }
         }
         let Ok(fds) = std::fs::read_dir(format!("/proc/{p}/fd")) else {
             continue;
         };
         for fd in fds.flatten() {
+            // The link's mode is the fd's open mode (owner write bit: open for writing): one
+            // lstat instead of reading the link and its fdinfo.
+            if fd.metadata().map_or(true, |m| m.mode() & 0o200 == 0) {
+                continue;
+            }
             let Ok(target) = std::fs::read_link(fd.path()) else {
                 continue;
             };
@@ -2325,18 +2412,7 @@ fn open_for_writing(pid: i32, skip: &[u8]) -> Vec<Vec<u8>> {
             {
                 continue;
             }
-            let info = std::fs::read_to_string(format!(
-                "/proc/{p}/fdinfo/{}",
-                fd.file_name().to_string_lossy()
-            ))
-            .unwrap_or_default();
-            let flags = info
-                .lines()
-                .find_map(|l| l.strip_prefix("flags:"))
-                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
-                .unwrap_or(0);
-            let writes = flags & (libc::O_WRONLY | libc::O_RDWR) as u32 != 0;
-            if writes && std::fs::metadata(&target).is_ok_and(|m| m.is_file()) {
+            if std::fs::metadata(&target).is_ok_and(|m| m.is_file()) {
                 out.push(b.to_vec());
             }
         }
@@ -2375,4 +2451,66 @@ fn shell_is_traced(pid: i32) -> bool {
         s.lines()
             .any(|l| l.starts_with("Seccomp:") && l.trim_end().ends_with('2'))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    #[test]
+    fn open_for_writing_sees_write_fds_of_the_shell_and_its_children_only() {
+        let dir = tempfile_dir();
+        let w = dir.join("written");
+        let r = dir.join("read");
+        let c = dir.join("child-writes");
+        std::fs::write(&r, b"x").unwrap();
+        // The shell holds `written` for writing and `read` for reading; its child holds
+        // `child-writes` open read-write (`<>`).
+        let script = format!(
+            "exec 3>'{}' 4<'{}'; sleep 5 5<>'{}' & echo ready; wait",
+            w.display(),
+            r.display(),
+            c.display()
+        );
+        let mut child = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .stdout(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        // The background `sleep` has its redirection once it runs; give it a moment.
+        let want = |v: &[Vec<u8>], p: &Path| v.iter().any(|x| x == p.as_os_str().as_bytes());
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            got = open_for_writing(child.id() as i32, b"/nonexistent");
+            if want(&got, &c) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(want(&got, &w), "{got:?}");
+        assert!(want(&got, &c), "{got:?}");
+        assert!(!want(&got, &r), "{got:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("hs-spec-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
 }
