@@ -338,6 +338,11 @@ fn status_string(st: ExitStatus) -> String {
     }
 }
 
+thread_local! {
+    /// `HS_MIN_UNIT_MS` for this test's hs runs, overriding the default.
+    static MIN_UNIT: std::cell::RefCell<Option<OsString>> = const { std::cell::RefCell::new(None) };
+}
+
 /// The environment both runs get.
 fn env(root: &Path) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = vec![
@@ -355,10 +360,13 @@ fn env(root: &Path) -> Vec<(OsString, OsString)> {
         ),
         ("HS_TEST_MARKER".into(), "exported-from-harness".into()),
         // Speculate every unit, however short (cost control would leave most of these tiny
-        // units to the shell); bash ignores it.
+        // units to the shell), unless the case runs paused (below); bash ignores it.
         (
             "HS_MIN_UNIT_MS".into(),
-            std::env::var_os("HS_MIN_UNIT_MS").unwrap_or_else(|| "0".into()),
+            MIN_UNIT
+                .with(|m| m.borrow().clone())
+                .or_else(|| std::env::var_os("HS_MIN_UNIT_MS"))
+                .unwrap_or_else(|| "0".into()),
         ),
     ];
     for k in ["HS_LOG", "RUST_BACKTRACE"] {
@@ -710,6 +718,14 @@ fn tree_diff(report: &mut String, what: &str, bash: &Tree, hs: &Tree) {
     report.push_str("```\n");
 }
 
+/// Like [`check`], with hs's cost control pausing speculation for good after the first three
+/// units: the shell's gates then stop waiting for answers (`a` messages) while nothing is
+/// speculated, the path most real scripts with short units take.
+fn check_paused(name: &str) {
+    MIN_UNIT.with(|m| *m.borrow_mut() = Some("1000000".into()));
+    check(name);
+}
+
 /// Runs one script under bash and hs and panics with the report if they differ.
 fn check(name: &str) {
     let script = Script::load(name).unwrap_or_else(|e| panic!("{e}"));
@@ -731,6 +747,15 @@ macro_rules! scripts {
                 check(concat!(stringify!($name), ".sh"));
             }
         )*
+        /// The same scripts with speculation paused by cost control.
+        mod paused {
+            $(
+                #[test]
+                fn $name() {
+                    super::check_paused(concat!(stringify!($name), ".sh"));
+                }
+            )*
+        }
     };
 }
 

@@ -289,6 +289,9 @@ struct Server {
     main: String,
     /// Pipe the main shell reads answers from.
     reply: String,
+    /// The file whose existence makes main-shell gates wait for an answer ("/" when the
+    /// server does not speculate: always).
+    sync: String,
     /// End-of-message mark of gate messages.
     token: String,
 }
@@ -373,26 +376,32 @@ fn start_server(
     drop(keep);
     let spid = child.id();
     let proc_fd = |fd: &OwnedFd| format!("/proc/{spid}/fd/{}", fd.as_raw_fd());
-    let server_paths = Server {
+    let mut server_paths = Server {
         request: proc_fd(&req_w),
         main: proc_fd(&main_w),
         reply: proc_fd(&rep_r),
+        sync: String::new(),
         token,
     };
+    let mut sync = String::from("/");
     if let Some(ready) = ready {
-        // One line: "REPORT_FD:FILTER_FD" of the shell's tracer, or "-" without one.
+        // One line: "REPORT_FD:FILTER_FD" of the shell's tracer, or "-" without one, then
+        // the path of the mark that makes gates wait.
         let mut line = String::new();
         use std::io::Read;
         File::from(ready)
-            .take(64)
+            .take(4096)
             .read_to_string(&mut line)
             .context("the gate server did not start")?;
         let line = line.trim();
         anyhow::ensure!(!line.is_empty(), "the gate server did not start");
-        if line != "-" {
-            bash.env("__HS_TRACE", format!("{spid}:{line}"));
+        let (trace, mark) = line.split_once(' ').unwrap_or((line, "/"));
+        if trace != "-" {
+            bash.env("__HS_TRACE", format!("{spid}:{trace}"));
         }
+        sync = mark.to_string();
     }
+    server_paths.sync = sync;
     bash.env("__HS_REQUEST", &server_paths.main)
         .env("__HS_REPLY", &server_paths.reply);
     // The server holds its own copies; bash must not inherit ours (they are closed here).
@@ -438,6 +447,7 @@ fn prelude(server: &Server, script: &parser::Script, source: &[u8], mode: Mode) 
         request,
         main,
         reply,
+        sync,
         token,
     } = server;
     // `|| builtin :`: a failed write (server gone) must not reach an ERR trap or `set -e`.
@@ -461,10 +471,19 @@ fn prelude(server: &Server, script: &parser::Script, source: &[u8], mode: Mode) 
         out.push_str("__hs_it() { return \"$2\"; }; ");
         return out;
     }
+    // A main-shell gate waits for the answer only while the server's sync mark exists (it
+    // speculates); otherwise it says which unit the shell runs and goes on (`a`).
+    out.push_str(&format!(
+        "__hs_sync={}; ",
+        String::from_utf8_lossy(&crate::state::quote(sync.as_bytes()))
+    ));
     out.push_str("__hs_gate() { __hs_x=$?; if [[ $BASHPID != \"$$\" ]]; then ");
     out.push_str(note);
     out.push_str(
-        "; return 0; fi; { builtin printf 'g %s %s %s\\n' \"$1\" \"$$\" \"$__hs_x\"; \
+        "; return 0; fi; if [[ ! -e $__hs_sync ]]; then \
+         builtin printf 'a %s %s %s\\n' \"$1\" \"$$\" \"$__hs_x\" 2>/dev/null >\"$__hs_p\" \
+         || builtin :; return 0; fi; \
+         { builtin printf 'g %s %s %s\\n' \"$1\" \"$$\" \"$__hs_x\"; \
          \"__hs_s${1%%:*}\" \"$@\"; __hs_ctx; } 2>/dev/null >\"$__hs_p\" || return 0; \
          __hs_r=; [[ -e $__hs_a ]] && IFS=' ' builtin read -r __hs_r __hs_st __hs_o __hs_e <\"$__hs_a\"; \
          [[ $__hs_r != c ]]; }; ",

@@ -348,6 +348,13 @@ enum Msg {
     Done(RunId, Box<Finished>),
     /// A run the driver did not start (the unit or state cannot be re-created).
     Refused(RunId),
+    /// A main-shell gate that did not wait (`a ID PID STATUS`): nothing was speculated, so
+    /// the shell runs the unit and only says so.
+    AsyncGate {
+        unit: u32,
+        iters: Vec<u32>,
+        status: i32,
+    },
     /// A run whose sandbox failed to start it.
     Failed(RunId, sandbox::Sandbox),
 }
@@ -474,21 +481,35 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
     let _ = term.thread_block();
     // The real shell's tracer: the shim takes the report fd and the filter from us.
     let tracer = trace::Tracer::with_filter(shell_filter()).grace(std::time::Duration::ZERO);
+    // Main-shell gates wait for an answer only while this file exists (see `update_sync`);
+    // the ready line names it after the shell's tracer.
+    let tmp = run_dir()?;
+    let sync_mark = tmp.join("sync");
     let shell_trace = match tracer.start() {
         Ok((session, hook)) => {
             let program = hook.program_bytes();
             let memfd =
                 nix::sys::memfd::memfd_create("hs-filter", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
             File::from(memfd.try_clone()?).write_all(&program)?;
-            ready(args, &format!("{}:{}", hook.report_fd(), memfd.as_raw_fd()));
+            File::create(&sync_mark).context("cannot create the sync mark")?;
+            ready(
+                args,
+                &format!(
+                    "{}:{} {}",
+                    hook.report_fd(),
+                    memfd.as_raw_fd(),
+                    sync_mark.display()
+                ),
+            );
             Some((session, hook, memfd))
         }
         Err(e) => {
             tracing::debug!("cannot trace the shell ({e}); speculation off");
-            ready(args, "-");
+            ready(args, &format!("- {}", sync_mark.display()));
             None
         }
     };
+    let sync_on = shell_trace.is_some();
     let source = read_source(args)?;
     let script = parser::parse(&source).context("cannot parse the script again")?;
     let window = match args.run.jobs {
@@ -522,7 +543,6 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
     }
     read_main(pipes.main, args.token.clone(), tx.clone());
     read_notes(pipes.requests, tx.clone());
-    let tmp = run_dir()?;
     let mut d = Driver {
         sched: Scheduler::new(config, program),
         t0: started,
@@ -587,6 +607,11 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
             .unwrap_or(15.0)
             / 1000.0,
         last_memory_check: started,
+        sync_mark,
+        sync_on,
+        in_async: false,
+        async_unit: None,
+        async_gates: 0,
     };
     d.ttys = d.shell_ttys();
     if d.ttys.0 || d.ttys.1 {
@@ -852,6 +877,14 @@ fn read_main(main: File, token: String, tx: Sender<Msg>) {
                             .unwrap_or_default();
                         let _ = tx.send(Msg::Loop { id, iters, words });
                     }
+                    "a" => {
+                        let status = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+                        let _ = tx.send(Msg::AsyncGate {
+                            unit: id,
+                            iters,
+                            status,
+                        });
+                    }
                     "x" => {
                         let _ = tx.send(Msg::Exit { reply: true });
                         return;
@@ -1090,6 +1123,16 @@ struct Driver<'a> {
     spec_took: HashMap<u32, f64>,
     /// Units that took less are not speculated again (`HS_MIN_UNIT_MS`, default 15).
     min_unit: f64,
+    /// The file whose existence makes main-shell gates wait (`$__hs_sync`), and whether it
+    /// exists: only while speculation may answer anything but "run it yourself".
+    sync_mark: PathBuf,
+    sync_on: bool,
+    /// The last main-shell gate did not wait: the scheduler's window stays 0 until a gate
+    /// that waits tells it where the shell is.
+    in_async: bool,
+    /// The unit the shell is running after a gate that did not wait, and since when.
+    async_unit: Option<(Instance, f64)>,
+    async_gates: u64,
     /// How long the last three units took (seconds).
     recent_units: Vec<f64>,
     /// Speculation paused: memory is short; the shell's recent units are all short.
@@ -1135,6 +1178,7 @@ impl Driver<'_> {
                 }
                 Msg::Exit { reply } => {
                     self.segment(0)?;
+                    self.close_async_unit();
                     self.handle(Event::ShellExited)?;
                     return Ok(reply);
                 }
@@ -1144,8 +1188,76 @@ impl Driver<'_> {
                     self.refused(run)?
                 }
                 Msg::Refused(run) => self.refused(run)?,
+                Msg::AsyncGate {
+                    unit,
+                    iters,
+                    status,
+                } => self.async_gate(unit, iters, status)?,
             }
+            self.update_sync();
         }
+    }
+
+    /// Makes main-shell gates wait (the sync mark exists) while speculation may answer
+    /// anything but "run it yourself": a window above 0 or runs alive. Otherwise they only
+    /// say which unit the shell runs, which saves a round trip and the state report.
+    fn update_sync(&mut self) {
+        let want = self.shell_trace.is_some()
+            && self.traced != Some(false)
+            && (self.effective_window() > 0 || !self.runs.is_empty());
+        if want == self.sync_on {
+            return;
+        }
+        let done = if want {
+            File::create(&self.sync_mark).map(drop)
+        } else {
+            std::fs::remove_file(&self.sync_mark)
+        };
+        match done {
+            Ok(()) => {
+                tracing::debug!(sync = want, "gates wait for answers: {want}");
+                self.sync_on = want;
+            }
+            Err(e) => tracing::debug!("cannot change the sync mark: {e}"),
+        }
+    }
+
+    /// A main-shell gate that did not wait: the shell runs the unit itself. What the shell
+    /// did since the last gate is booked, the unit is timed until the next gate, and the
+    /// scheduler starts nothing until a gate that waits says where the shell is.
+    fn async_gate(&mut self, unit: u32, iters: Vec<u32>, status: i32) -> anyhow::Result<()> {
+        self.gates += 1;
+        self.async_gates += 1;
+        self.segment(status)?;
+        self.close_async_unit();
+        self.in_async = true;
+        self.apply_window();
+        let x = Instance {
+            unit: scheduler::UnitId(unit),
+            iters,
+        };
+        self.async_unit = Some((x, self.now()));
+        Ok(())
+    }
+
+    /// Books the unit the shell ran after a gate that did not wait.
+    fn close_async_unit(&mut self) {
+        let Some((x, start)) = self.async_unit.take() else {
+            return;
+        };
+        let now = self.now();
+        self.last_took.insert(x.unit.0, now - start);
+        self.direct_took.insert(x.unit.0, now - start);
+        self.bars.push(Bar {
+            instance: x.to_string(),
+            unit: x.unit.0,
+            lane: None,
+            start,
+            end: now,
+            outcome: "direct",
+            why: None,
+        });
+        self.note_unit_run(now - start);
     }
 
     /// A run that did not start: it counts as finished, unsafe (the scheduler ignores runs
@@ -1238,6 +1350,11 @@ impl Driver<'_> {
             }
         }
         self.segment(status)?;
+        self.close_async_unit();
+        if self.in_async {
+            self.in_async = false;
+            self.apply_window();
+        }
         self.check_memory();
         let Some(u) = self.units.get(unit as usize) else {
             self.reply(b"r\n")?;
@@ -1338,15 +1455,24 @@ impl Driver<'_> {
         }
     }
 
-    /// The window in force: the one asked for (0 once turned off), unless paused.
+    /// The window asked for (0 once turned off), unless paused.
+    fn effective_window(&self) -> usize {
+        if self.memory_paused || self.short_paused {
+            0
+        } else {
+            self.window
+        }
+    }
+
+    /// The window in force: the effective one, 0 while the shell's gates do not wait.
     fn apply_window(&mut self) {
         if self.traced != Some(true) {
             return;
         }
-        let w = if self.memory_paused || self.short_paused {
+        let w = if self.in_async {
             0
         } else {
-            self.window
+            self.effective_window()
         };
         if self.sched.config().window != w {
             self.sched.set_window(w);
@@ -2034,6 +2160,7 @@ impl Driver<'_> {
                 "window": self.sched.config().window,
                 "gates": self.gates,
                 "subshell_gates": self.notes,
+                "async_gates": self.async_gates,
                 "seconds": started.elapsed().as_secs_f64(),
                 "stats": report.stats,
                 "critical_path": report.critical_path.as_secs_f64(),

@@ -186,7 +186,7 @@ struct Past {
 /// when the run never started (empty).
 fn learnable(trace: &Trace) -> bool {
     !trace.flags.contains(crate::Flags::UNTRACED)
-        && !(trace.reads.is_empty() && trace.writes.is_empty())
+        && (!trace.reads.is_empty() || !trace.writes.is_empty())
 }
 
 /// A trace a run is expected to leave, indexed.
