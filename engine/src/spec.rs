@@ -604,7 +604,7 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
         min_unit: std::env::var("HS_MIN_UNIT_MS")
             .ok()
             .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(15.0)
+            .unwrap_or(50.0)
             / 1000.0,
         last_memory_check: started,
         sync_mark,
@@ -1121,7 +1121,7 @@ struct Driver<'a> {
     /// sandbox setup included), took.
     direct_took: HashMap<u32, f64>,
     spec_took: HashMap<u32, f64>,
-    /// Units that took less are not speculated again (`HS_MIN_UNIT_MS`, default 15).
+    /// Units that took less are not speculated again (`HS_MIN_UNIT_MS`, default 50).
     min_unit: f64,
     /// The file whose existence makes main-shell gates wait (`$__hs_sync`), and whether it
     /// exists: only while speculation may answer anything but "run it yourself".
