@@ -31,7 +31,7 @@
 //!   divergence by a harmless `echo` (same random stream, so every other statement of every
 //!   seed stays the same), to fuzz past it until it is fixed.
 //!
-//! For long runs, copy the binary first (`cp target/debug/hs /tmp/hs && HS_BIN=/tmp/hs …`):
+//! For long runs, copy the binary first (`cp target/x86_64-unknown-linux-gnu/debug/hs /tmp/hs && HS_BIN=/tmp/hs …`):
 //! other cargo runs in the same target directory relink it.
 //!
 //! Divergences found so far are kept below as regression tests (`#[ignore]`d while open).
@@ -39,7 +39,7 @@
 //! # Figures (2-core machine shared with other builds, debug build, 2 seeds at a time)
 //!
 //! Latest, generator 0ac3850, hs built from the tree at 0ac3850 (f1f3307 and later):
-//! `cp target/debug/hs /tmp/hs && HS_BIN=/tmp/hs HS_FUZZ_SEEDS=2000 cargo test -p engine --test
+//! `cp target/x86_64-unknown-linux-gnu/debug/hs /tmp/hs && HS_BIN=/tmp/hs HS_FUZZ_SEEDS=2000 cargo test -p engine --test
 //! fuzz fuzz_bash_vs_hs`: 2,000 seeds, 0 divergent, 193 s; with
 //! `HS_FUZZ_FLAGS=--no-speculate HS_FUZZ_START=100000`: 2,000 seeds, 0 divergent, 250 s.
 //!

@@ -107,7 +107,8 @@ pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Builds the release hs and returns its path (beside this binary, else in target/release).
+/// Builds the release hs and returns its path (beside this binary, else in the release
+/// directory of the target `.cargo/config.toml` names, or of the host).
 pub(crate) fn build_hs() -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("building the release hs (cargo build --release -p engine --bin hs) ...");
@@ -120,11 +121,15 @@ pub(crate) fn build_hs() -> Result<PathBuf> {
         bail!("cargo build --release -p engine failed ({st})");
     }
     let beside = std::env::current_exe()?.with_file_name("hs");
-    let candidates = [beside, repo_root().join("target/release/hs")];
+    let candidates = [
+        beside,
+        repo_root().join("target/x86_64-unknown-linux-gnu/release/hs"),
+        repo_root().join("target/release/hs"),
+    ];
     candidates
         .into_iter()
         .find(|p| p.is_file())
-        .context("built hs, but found it neither beside this binary nor in target/release")
+        .context("built hs, but found it neither beside this binary nor under target/")
 }
 
 /// The hs to measure: `given` made absolute (runs happen in other directories), else the
