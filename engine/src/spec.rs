@@ -937,10 +937,10 @@ struct Pool {
 impl Pool {
     /// Starts filling the pool at `not_before`: a script that is over by then never pays
     /// for a sandbox (runs waiting for one meanwhile are abandoned at their gates).
-    fn start(size: usize, not_before: Instant, active: bool) -> Pool {
+    fn start(size: usize, not_before: Instant) -> Pool {
         let (tx, rx) = crossbeam_channel::bounded(size.max(1));
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
-        let active = Arc::new(std::sync::atomic::AtomicBool::new(active));
+        let active = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let on = active.clone();
         let thread = std::thread::Builder::new()
             .name("hs-pool".into())
@@ -1242,12 +1242,18 @@ impl Driver<'_> {
 
     /// Books the unit the shell ran after a gate that did not wait.
     fn close_async_unit(&mut self) {
-        let Some((x, start)) = self.async_unit.take() else {
-            return;
-        };
+        if let Some((x, start)) = self.async_unit.take() {
+            self.book_direct(&x, start);
+        }
+    }
+
+    /// Books a unit the shell ran itself from `start` until now: its duration (for cost
+    /// control and waiting decisions) and its bar in the timeline.
+    fn book_direct(&mut self, x: &Instance, start: f64) {
         let now = self.now();
         self.last_took.insert(x.unit.0, now - start);
         self.direct_took.insert(x.unit.0, now - start);
+        self.note_unit_run(now - start);
         self.bars.push(Bar {
             instance: x.to_string(),
             unit: x.unit.0,
@@ -1257,7 +1263,6 @@ impl Driver<'_> {
             outcome: "direct",
             why: None,
         });
-        self.note_unit_run(now - start);
     }
 
     /// A run that did not start: it counts as finished, unsafe (the scheduler ignores runs
@@ -1317,19 +1322,7 @@ impl Driver<'_> {
         self.open_writes = open;
         match self.direct.take() {
             Some(x) => {
-                let now = self.now();
-                self.last_took.insert(x.unit.0, now - self.direct_start);
-                self.direct_took.insert(x.unit.0, now - self.direct_start);
-                self.note_unit_run(now - self.direct_start);
-                self.bars.push(Bar {
-                    instance: x.to_string(),
-                    unit: x.unit.0,
-                    lane: None,
-                    start: self.direct_start,
-                    end: now,
-                    outcome: "direct",
-                    why: None,
-                });
+                self.book_direct(&x, self.direct_start);
                 self.handle(Event::DirectRunFinished {
                     instance: x,
                     trace: t,
@@ -1660,7 +1653,7 @@ impl Driver<'_> {
         let t0 = self.t0;
         let pool = self
             .pool
-            .get_or_insert_with(|| Pool::start(window, t0 + FIRST_SANDBOX, true))
+            .get_or_insert_with(|| Pool::start(window, t0 + FIRST_SANDBOX))
             .rx
             .clone();
         // Taking a sandbox may wait for the pool, and `exec` for its setup: not here.
