@@ -376,13 +376,6 @@ fn start_server(
     drop(keep);
     let spid = child.id();
     let proc_fd = |fd: &OwnedFd| format!("/proc/{spid}/fd/{}", fd.as_raw_fd());
-    let mut server_paths = Server {
-        request: proc_fd(&req_w),
-        main: proc_fd(&main_w),
-        reply: proc_fd(&rep_r),
-        sync: String::new(),
-        token,
-    };
     let mut sync = String::from("/");
     if let Some(ready) = ready {
         // One line: "REPORT_FD:FILTER_FD" of the shell's tracer, or "-" without one, then
@@ -401,7 +394,13 @@ fn start_server(
         }
         sync = mark.to_string();
     }
-    server_paths.sync = sync;
+    let server_paths = Server {
+        request: proc_fd(&req_w),
+        main: proc_fd(&main_w),
+        reply: proc_fd(&rep_r),
+        sync,
+        token,
+    };
     bash.env("__HS_REQUEST", &server_paths.main)
         .env("__HS_REPLY", &server_paths.reply);
     // The server holds its own copies; bash must not inherit ours (they are closed here).

@@ -1687,29 +1687,24 @@ impl Driver<'_> {
                     let _ = tx.send(Msg::Failed(run, sb));
                     return;
                 }
-                let (cmd, copiers) = match setup.command() {
-                    Ok(c) => c,
+                // Files, ptys and the tracer: a run that cannot have them hands its sandbox back.
+                let prepared = setup.command().and_then(|(cmd, copiers)| {
+                    let (session, hook) = trace::Tracer::new()
+                        .root_from_tracee()
+                        .watch_stdin()
+                        .start()
+                        .context("cannot start a tracer")?;
+                    Ok((cmd.trace(hook), copiers, session))
+                });
+                let (cmd, copiers, session) = match prepared {
+                    Ok(p) => p,
                     Err(e) => {
-                        tracing::debug!("cannot set a speculation up: {e}");
+                        tracing::debug!("cannot set a speculation up: {e:#}");
                         drop(ready);
                         let _ = tx.send(Msg::Failed(run, sb));
                         return;
                     }
                 };
-                let (session, hook) = match trace::Tracer::new()
-                    .root_from_tracee()
-                    .watch_stdin()
-                    .start()
-                {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::debug!("cannot start a tracer: {e}");
-                        drop(ready);
-                        let _ = tx.send(Msg::Failed(run, sb));
-                        return;
-                    }
-                };
-                let cmd = cmd.trace(hook);
                 let mut child = match ready.exec(&cmd) {
                     Ok(c) => c,
                     Err(e) => {
