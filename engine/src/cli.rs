@@ -171,36 +171,6 @@ pub enum Command {
         /// A path given to `hs bind` or `--bind`
         dst: PathBuf,
     },
-    /// Internal: the gate server that a running script talks to
-    #[command(name = "__serve", hide = true)]
-    Serve(ServeArgs),
-}
-
-/// Arguments of the internal gate server (`hs __serve`), passed by `hs` itself.
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// The pid of the bash process the gates come from.
-    #[arg(long)]
-    pub main_pid: i32,
-    /// Inherited fds: request pipe read end, request pipe write end, reply pipe read end,
-    /// reply pipe write end, main pipe read end, main pipe write end.
-    #[arg(long, value_delimiter = ',')]
-    pub fds: Vec<i32>,
-    /// End mark of gate messages.
-    #[arg(long, default_value = "")]
-    pub token: String,
-    /// Speculation: a memfd holding the script's source.
-    #[arg(long)]
-    pub source_fd: Option<i32>,
-    /// Speculation: where to tell hs that the server is ready (then closed).
-    #[arg(long)]
-    pub ready_fd: Option<i32>,
-    /// Speculation: the script's `$0`.
-    #[arg(long)]
-    pub dollar0: Option<OsString>,
-    /// Options of the run.
-    #[command(flatten)]
-    pub run: RunArgs,
 }
 
 /// Arguments of `hs try`.

@@ -9,7 +9,8 @@
 //! - `l LOOP PID WORDS…` — a `for` loop starts over these words (each `%q`-quoted).
 //! - `x PID` — the main shell is exiting; the server finishes and replies `d`.
 
-use std::fs::{File, OpenOptions};
+use std::ffi::OsString;
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -17,7 +18,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::cli::ServeArgs;
+use crate::cli::RunArgs;
 
 /// One gate or loop event, for `--report`.
 #[derive(Serialize)]
@@ -38,33 +39,28 @@ struct Event {
     words: Option<usize>,
 }
 
-/// Serves gates until the main shell exits.
-pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    // Out of the terminal's process group: Ctrl-C is for the script, not for us.
-    let _ = nix::unistd::setsid();
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
-    if nix::unistd::getppid().as_raw() != args.main_pid {
-        return Ok(ExitCode::SUCCESS);
+/// What the gate server knows of its run (it is a fork of `hs`, see `run::start_server`).
+pub(crate) struct ServeArgs {
+    /// The pid of the bash process the gates come from (our parent).
+    pub(crate) main_pid: i32,
+    /// End mark of gate messages.
+    pub(crate) token: String,
+    /// The script's `$0`.
+    pub(crate) dollar0: OsString,
+    /// Options of the run.
+    pub(crate) run: RunArgs,
+}
+
+/// Serves gates until the main shell exits: speculating with `start`, else only listening.
+pub(crate) fn serve(
+    args: &ServeArgs,
+    pipes: crate::spec::Pipes,
+    start: Option<crate::spec::Start<'_>>,
+) -> anyhow::Result<ExitCode> {
+    match start {
+        Some(start) => crate::spec::serve(args, pipes, start),
+        None => listen(args, pipes.requests, pipes.main, pipes.replies),
     }
-    let [req_r, _req_w, _rep_r, rep_w, main_r, _main_w] = args.fds[..] else {
-        anyhow::bail!("__serve needs six fds");
-    };
-    let open = |fd: i32| File::open(format!("/proc/self/fd/{fd}")).context("cannot open gate pipe");
-    let requests = open(req_r)?;
-    let main = open(main_r)?;
-    let replies = OpenOptions::new()
-        .write(true)
-        .open(format!("/proc/self/fd/{rep_w}"))
-        .context("cannot open gate reply pipe")?;
-    if !args.run.no_speculate {
-        let pipes = crate::spec::Pipes {
-            requests,
-            main,
-            replies,
-        };
-        return crate::spec::serve(&args, pipes);
-    }
-    listen(&args, requests, main, replies)
 }
 
 /// Records gates and loops for `--report`/`--stats`; every gate runs its unit.

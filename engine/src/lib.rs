@@ -31,7 +31,6 @@ pub fn main() -> ExitCode {
         Some(Command::Trace(args)) => trace_cmd::trace_main(args),
         Some(Command::Parse { script }) => parse_main(&script, false),
         Some(Command::Instrument { script }) => parse_main(&script, true),
-        Some(Command::Serve(args)) => gate::serve(args),
         Some(Command::Shell(args)) => views::shell_main(args),
         Some(Command::Bind { ro, src, dst }) => views::bind_main(&src, &dst, ro),
         Some(Command::Unbind { dst }) => views::unbind_main(&dst),

@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 
 use anyhow::Context;
 use nix::fcntl::OFlag;
@@ -208,7 +208,7 @@ fn start(
                 .to_string()
         }
         mode => {
-            let server = start_server(args, &mut cmd, shell, &prepared, dollar0, mode)?;
+            let server = start_server(args, &mut cmd, &prepared, dollar0, mode)?;
             prelude(&server, &prepared.script, &prepared.source, mode)
         }
     };
@@ -289,110 +289,73 @@ struct Server {
     main: String,
     /// Pipe the main shell reads answers from.
     reply: String,
-    /// The file whose existence makes main-shell gates wait for an answer ("/" when the
-    /// server does not speculate: always).
+    /// The sync mark: main-shell gates wait for an answer while this file is not empty
+    /// (speculating servers only).
     sync: String,
     /// End-of-message mark of gate messages.
     token: String,
 }
 
-/// Starts `hs __serve`; returns the paths bash writes requests to and reads replies from.
+/// Starts the gate server: `hs` forks, the child serves, and the parent (which goes on to
+/// exec bash) gets the paths bash writes requests to and reads replies from. Forking instead
+/// of exec'ing a second `hs` saves an exec and a second parse, and bash need not wait for the
+/// server: everything it needs from it is made before the fork.
 fn start_server(
     args: &RunArgs,
     bash: &mut Command,
-    shell: &Path,
     prepared: &Prepared,
     dollar0: &OsStr,
     mode: Mode,
 ) -> anyhow::Result<Server> {
     // Pipes the server keeps open and bash opens through /proc/SERVER/fd/N.
-    let pipe = || nix::unistd::pipe2(OFlag::empty()).context("cannot create gate pipe");
+    let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).context("cannot create gate pipe");
     let (req_r, req_w) = pipe()?;
     let (rep_r, rep_w) = pipe()?;
     let (main_r, main_w) = pipe()?;
-    let fds: Vec<String> = [&req_r, &req_w, &rep_r, &rep_w, &main_r, &main_w]
-        .iter()
-        .map(|fd| fd.as_raw_fd().to_string())
-        .collect();
-    let exe = std::env::current_exe().context("cannot find the hs executable")?;
     let quiet = !args.verbose && !args.stats && std::env::var_os("HS_LOG").is_none();
     let token = format!("{:016x}", random_u64());
-    let mut server = Command::new(exe);
-    server
-        .arg("__serve")
-        .arg("--main-pid")
-        .arg(std::process::id().to_string())
-        .arg("--fds")
-        .arg(fds.join(","))
-        .arg("--shell")
-        .arg(absolute(shell))
-        .arg("--token")
-        .arg(&token)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    if quiet {
-        server.stderr(Stdio::null());
-    }
-    if args.no_speculate || mode != Mode::Speculate {
-        server.arg("--no-speculate");
-    }
-    if let Some(j) = args.jobs {
-        server.arg("-j").arg(j.to_string());
-    }
-    if let Some(r) = &args.report {
-        server.arg("--report").arg(absolute(r));
-    }
-    if let Some(d) = &args.dag {
-        server.arg("--dag").arg(absolute(d));
-    }
-    if let Some(t) = &args.timeline {
-        server.arg("--timeline").arg(absolute(t));
-    }
-    if args.stats {
-        server.arg("--stats");
-    }
-    // Speculation: the server parses the script itself (from this memfd) and tells us, once
-    // ready, how bash reaches its tracer.
-    let mut keep = Vec::new();
-    let mut ready = None;
-    if mode == Mode::Speculate {
-        let source = memfd_create("hs-source", MFdFlags::empty()).context("cannot create memfd")?;
-        File::from(source.try_clone()?).write_all(&prepared.source)?;
-        let (ready_r, ready_w) =
-            nix::unistd::pipe2(OFlag::O_CLOEXEC).context("cannot create pipe")?;
-        let ready_w = clear_cloexec(ready_w)?;
-        server
-            .arg("--source-fd")
-            .arg(source.as_raw_fd().to_string())
-            .arg("--ready-fd")
-            .arg(ready_w.as_raw_fd().to_string())
-            .arg("--dollar0")
-            .arg(dollar0);
-        keep.push(source);
-        keep.push(ready_w);
-        ready = Some(ready_r);
-    }
-    let child = server.spawn().context("cannot start the gate server")?;
-    drop(keep);
-    let spid = child.id();
-    let proc_fd = |fd: &OwnedFd| format!("/proc/{spid}/fd/{}", fd.as_raw_fd());
-    let mut sync = String::from("/");
-    if let Some(ready) = ready {
-        // One line: "REPORT_FD:FILTER_FD" of the shell's tracer, or "-" without one, then
-        // the path of the mark that makes gates wait.
-        let mut line = String::new();
-        use std::io::Read;
-        File::from(ready)
-            .take(4096)
-            .read_to_string(&mut line)
-            .context("the gate server did not start")?;
-        let line = line.trim();
-        anyhow::ensure!(!line.is_empty(), "the gate server did not start");
-        let (trace, mark) = line.split_once(' ').unwrap_or((line, "/"));
-        if trace != "-" {
-            bash.env("__HS_TRACE", format!("{spid}:{trace}"));
+    let speculate = mode == Mode::Speculate && gates_wait(args);
+    let setup = if speculate {
+        Some(crate::spec::Setup::new()?)
+    } else {
+        None
+    };
+    let trace_fds = setup
+        .as_ref()
+        .and_then(|s| s.shell.as_ref())
+        .map(|(_, hook, memfd)| format!("{}:{}", hook.report_fd(), memfd.as_raw_fd()));
+    let sync_fd = setup.as_ref().map(|s| s.sync.as_raw_fd());
+    let spid = match sandbox::fork_alone() {
+        Ok(sandbox::Forked::Parent(pid)) => pid,
+        Ok(sandbox::Forked::Child) => {
+            let serve_args = crate::gate::ServeArgs {
+                main_pid: nix::unistd::getppid().as_raw(),
+                token: token.clone(),
+                dollar0: dollar0.to_os_string(),
+                run: args.clone(),
+            };
+            let pipes = crate::spec::Pipes {
+                requests: File::from(req_r),
+                main: File::from(main_r),
+                replies: File::from(rep_w),
+            };
+            let start = setup.map(|setup| crate::spec::Start {
+                source: &prepared.source,
+                script: &prepared.script,
+                setup,
+            });
+            // Our copies of the ends bash writes and reads stay open: bash opens them
+            // through /proc/SERVER/fd/N.
+            let keep = (req_w, rep_r, main_w);
+            server_child(serve_args, pipes, start, quiet, keep)
         }
-        sync = mark.to_string();
+        Err(e) => return Err(e).context("cannot start the gate server"),
+    };
+    let proc_fd = |fd: &OwnedFd| format!("/proc/{spid}/fd/{}", fd.as_raw_fd());
+    // Only a speculating server's gates test the mark (see `prelude`).
+    let sync = sync_fd.map_or_else(String::new, |n| format!("/proc/{spid}/fd/{n}"));
+    if let Some(fds) = trace_fds {
+        bash.env("__HS_TRACE", format!("{spid}:{fds}"));
     }
     let server_paths = Server {
         request: proc_fd(&req_w),
@@ -403,18 +366,41 @@ fn start_server(
     };
     bash.env("__HS_REQUEST", &server_paths.main)
         .env("__HS_REPLY", &server_paths.reply);
-    // The server holds its own copies; bash must not inherit ours (they are closed here).
-    drop((req_r, req_w, rep_r, rep_w, main_r, main_w));
+    // The server holds its own copies; ours are close-on-exec and gone with the exec.
     Ok(server_paths)
 }
 
-fn clear_cloexec(fd: OwnedFd) -> anyhow::Result<OwnedFd> {
-    nix::fcntl::fcntl(
-        &fd,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-    )
-    .context("cannot clear close-on-exec")?;
-    Ok(fd)
+/// The gate server's side of the fork: out of the terminal's process group (Ctrl-C is for
+/// the script), ended by the shell's death, stdio away from the script's; never returns.
+fn server_child(
+    args: crate::gate::ServeArgs,
+    pipes: crate::spec::Pipes,
+    start: Option<crate::spec::Start<'_>>,
+    quiet: bool,
+    keep: (OwnedFd, OwnedFd, OwnedFd),
+) -> ! {
+    let _ = nix::unistd::setsid();
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+    // The shell died before the death signal was armed.
+    if nix::unistd::getppid().as_raw() != args.main_pid {
+        std::process::exit(0);
+    }
+    if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+        if quiet {
+            let _ = nix::unistd::dup2_stderr(&null);
+        }
+    }
+    let code = match crate::gate::serve(&args, pipes, start) {
+        Ok(_) => 0,
+        Err(e) => {
+            tracing::debug!("gate server: {e:#}");
+            2
+        }
+    };
+    drop(keep);
+    std::process::exit(code)
 }
 
 /// A random number (gate messages' end mark, run directory names).
@@ -449,13 +435,13 @@ fn prelude(server: &Server, script: &parser::Script, source: &[u8], mode: Mode) 
         sync,
         token,
     } = server;
-    // `|| builtin :`: a failed write (server gone) must not reach an ERR trap or `set -e`.
-    let note =
-        "builtin printf 'g %s %s\\n' \"$1\" \"$BASHPID\" 2>/dev/null >\"$__hs_q\" || builtin :";
+    // `|| builtin :`: a failed write (server gone) must not reach an ERR trap or `set -e`;
+    // `2>&-` silences its message without opening /dev/null (an open the shell's tracer traps).
+    let note = "builtin printf 'g %s %s\\n' \"$1\" \"$BASHPID\" 2>&- >\"$__hs_q\" || builtin :";
     let loop_fn = "__hs_loop() { builtin unset \"__hs_i[${1%%:*}]\"; \
          if (($# > 2)); then builtin printf -v __hs_m ' %q' \"${@:2:$#-2}\"; else __hs_m=; fi; \
          if [[ $BASHPID == \"$$\" ]]; then __hs_w=$__hs_p; else __hs_w=$__hs_q; fi; \
-         builtin printf 'l %s %s%s\\n' \"$1\" \"$BASHPID\" \"$__hs_m\" 2>/dev/null >\"$__hs_w\" || builtin :; \
+         builtin printf 'l %s %s%s\\n' \"$1\" \"$BASHPID\" \"$__hs_m\" 2>&- >\"$__hs_w\" || builtin :; \
          return 0; }; ";
     // Reads "p" after a broken pipe (see the shim); `|| builtin :` keeps `set -e` away.
     let replay = "__hs_replay() { __hs_z=; \
@@ -470,7 +456,7 @@ fn prelude(server: &Server, script: &parser::Script, source: &[u8], mode: Mode) 
         out.push_str("__hs_it() { return \"$2\"; }; ");
         return out;
     }
-    // A main-shell gate waits for the answer only while the server's sync mark exists (it
+    // A main-shell gate waits for the answer only while the server's sync mark is not empty (it
     // speculates); otherwise it says which unit the shell runs and goes on (`a`).
     out.push_str(&format!(
         "__hs_sync={}; ",
@@ -479,11 +465,11 @@ fn prelude(server: &Server, script: &parser::Script, source: &[u8], mode: Mode) 
     out.push_str("__hs_gate() { __hs_x=$?; if [[ $BASHPID != \"$$\" ]]; then ");
     out.push_str(note);
     out.push_str(
-        "; return 0; fi; if [[ ! -e $__hs_sync ]]; then \
-         builtin printf 'a %s %s %s\\n' \"$1\" \"$$\" \"$__hs_x\" 2>/dev/null >\"$__hs_p\" \
+        "; return 0; fi; if [[ ! -s $__hs_sync ]]; then \
+         builtin printf 'a %s %s %s\\n' \"$1\" \"$$\" \"$__hs_x\" 2>&- >\"$__hs_p\" \
          || builtin :; return 0; fi; \
          { builtin printf 'g %s %s %s\\n' \"$1\" \"$$\" \"$__hs_x\"; \
-         \"__hs_s${1%%:*}\" \"$@\"; __hs_ctx; } 2>/dev/null >\"$__hs_p\" || return 0; \
+         \"__hs_s${1%%:*}\" \"$@\"; __hs_ctx; } 2>&- >\"$__hs_p\" || return 0; \
          __hs_r=; [[ -e $__hs_a ]] && IFS=' ' builtin read -r __hs_r __hs_st __hs_o __hs_e <\"$__hs_a\"; \
          [[ $__hs_r != c ]]; }; ",
     );
@@ -495,10 +481,13 @@ fn prelude(server: &Server, script: &parser::Script, source: &[u8], mode: Mode) 
          return \"$2\"; }; ",
     );
     out.push_str(&crate::state::context_function(token));
-    // The shell's context at the start, so speculation begins before the first gate.
-    out.push_str(
-        "{ builtin printf 's 0 %s 0\\n' \"$$\"; __hs_ctx; } 2>/dev/null >\"$__hs_p\" || builtin :; ",
-    );
+    // The shell's context at the start, so speculation begins before the first gate, unless
+    // it starts paused (see `spec::serve`). Errors go nowhere (`2>&-`, which opens no file).
+    if crate::spec::min_unit() <= 0.0 {
+        out.push_str(
+            "{ builtin printf 's 0 %s 0\\n' \"$$\"; __hs_ctx; } 2>&- >\"$__hs_p\" || builtin :; ",
+        );
+    }
     let info = crate::spec::ScriptInfo::new(script, source);
     for u in &script.units {
         if u.gate == parser::Gate::Wrap {
@@ -546,10 +535,6 @@ fn find_shell(shell: Option<&Path>) -> anyhow::Result<PathBuf> {
         .find(|p| p.is_file())
         .or_else(|| Some(PathBuf::from("/bin/bash")).filter(|p| p.is_file()))
         .context("bash not found in PATH (hint: pass --shell PATH)")
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 #[cfg(test)]

@@ -12,20 +12,20 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use crossbeam_channel::{Receiver, Sender};
 use scheduler::{Access, AccessKind, Action, Event, Flags, Instance, RunId, Scheduler, State};
 use serde::Serialize;
 
-use crate::cli::ServeArgs;
+use crate::gate::ServeArgs;
 use crate::state::{self, Context};
 
 /// How long into a run the first sandbox is set up: short scripts end before speculation
@@ -469,8 +469,48 @@ struct Bar {
     why: Option<String>,
 }
 
+/// What the speculating server starts from, prepared by `hs` before it splits into the
+/// server and the shell (`run::start_server`).
+pub(crate) struct Start<'a> {
+    /// The script, as given and as parsed.
+    pub(crate) source: &'a [u8],
+    pub(crate) script: &'a parser::Script,
+    pub(crate) setup: Setup,
+}
+
+/// The pieces of a speculating run made before the fork, whose fds the shell names by number.
+pub(crate) struct Setup {
+    /// The shell's tracer: its supervisor, to start in the server, and the hook and filter
+    /// memfd that the shim takes from the server; `None`: the shell runs untraced,
+    /// speculation off.
+    pub(crate) shell: Option<(trace::Pending, trace::ChildHook, OwnedFd)>,
+    /// The sync mark: main-shell gates wait for an answer while this memfd is not empty
+    /// (`[[ -s /proc/SERVER/fd/N ]]`; see `Driver::update_sync`).
+    pub(crate) sync: OwnedFd,
+}
+
+impl Setup {
+    pub(crate) fn new() -> anyhow::Result<Setup> {
+        use nix::sys::memfd::{MFdFlags, memfd_create};
+        let tracer = trace::Tracer::with_filter(shell_filter()).grace(Duration::ZERO);
+        let shell = match tracer.prepare() {
+            Ok((pending, hook)) => {
+                let memfd = memfd_create("hs-filter", MFdFlags::MFD_CLOEXEC)?;
+                File::from(memfd.try_clone()?).write_all(&hook.program_bytes())?;
+                Some((pending, hook, memfd))
+            }
+            Err(e) => {
+                tracing::debug!("cannot trace the shell ({e}); speculation off");
+                None
+            }
+        };
+        let sync = memfd_create("hs-sync", MFdFlags::MFD_CLOEXEC)?;
+        Ok(Setup { shell, sync })
+    }
+}
+
 /// Serves a speculating run until the main shell exits.
-pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> {
+pub(crate) fn serve(args: &ServeArgs, pipes: Pipes, start: Start<'_>) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     // The shell's death (SIGTERM, our parent-death signal) or a kill must still tear the
     // sandboxes down: block it in every thread and turn it into an exit message.
@@ -479,45 +519,39 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
     term.add(nix::sys::signal::Signal::SIGHUP);
     term.add(nix::sys::signal::Signal::SIGINT);
     let _ = term.thread_block();
-    // The real shell's tracer: the shim takes the report fd and the filter from us.
-    let tracer = trace::Tracer::with_filter(shell_filter()).grace(std::time::Duration::ZERO);
-    // Main-shell gates wait for an answer only while this file exists (see `update_sync`);
-    // the ready line names it after the shell's tracer.
-    let tmp = run_dir()?;
-    let sync_mark = tmp.join("sync");
-    let shell_trace = match tracer.start() {
-        Ok((session, hook)) => {
-            let program = hook.program_bytes();
-            let memfd =
-                nix::sys::memfd::memfd_create("hs-filter", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
-            File::from(memfd.try_clone()?).write_all(&program)?;
-            File::create(&sync_mark).context("cannot create the sync mark")?;
-            ready(
-                args,
-                &format!(
-                    "{}:{} {}",
-                    hook.report_fd(),
-                    memfd.as_raw_fd(),
-                    sync_mark.display()
-                ),
-            );
-            Some((session, hook, memfd))
-        }
-        Err(e) => {
-            tracing::debug!("cannot trace the shell ({e}); speculation off");
-            ready(args, &format!("- {}", sync_mark.display()));
-            None
-        }
+    let Start {
+        source,
+        script,
+        setup: Setup { shell, sync },
+    } = start;
+    let sync = File::from(sync);
+    let shell_trace = match shell {
+        Some((pending, hook, memfd)) => match pending.start() {
+            Ok(session) => Some((session, hook, memfd)),
+            Err(e) => {
+                // The shim finds no supervisor: the shell's traced calls fail from here on.
+                tracing::warn!("cannot start the shell's tracer: {e}");
+                None
+            }
+        },
+        None => None,
     };
+    let min_unit = min_unit();
+    // Until a unit is seen to take `min_unit`, speculation is paused (`note_unit_run`): most
+    // scripts are short, and a sandbox costs more than their units do. Gates wait meanwhile
+    // (`update_sync`), so that a first unit that runs long is overlapped from its start.
+    let start_paused = min_unit > 0.0;
+    if shell_trace.is_some() {
+        sync.set_len(1).context("cannot set the sync mark")?;
+    }
     let sync_on = shell_trace.is_some();
-    let source = read_source(args)?;
-    let script = parser::parse(&source).context("cannot parse the script again")?;
+    let source = source.to_vec();
     let window = match args.run.jobs {
         Some(j) => j,
         None => std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
-    let info = ScriptInfo::new(&script, &source);
-    let program = crate::program::program_with(&script, &|u| {
+    let info = ScriptInfo::new(script, &source);
+    let program = crate::program::program_with(script, &|u| {
         let (names, functions) = info.unit_state(u);
         let mut vars: Vec<Vec<u8>> = names.into_iter().map(String::into_bytes).collect();
         if !functions.is_empty() {
@@ -526,7 +560,7 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
         vars
     });
     let config = scheduler::Config {
-        window: if shell_trace.is_some() { window } else { 0 },
+        window: if sync_on && !start_paused { window } else { 0 },
         ..scheduler::Config::default()
     };
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -551,11 +585,12 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
             .shell
             .clone()
             .unwrap_or_else(|| PathBuf::from("bash")),
-        dollar0: args.dollar0.clone().unwrap_or_else(|| "bash".into()),
+        dollar0: args.dollar0.clone(),
         main_pid: args.main_pid,
         replies: pipes.replies,
         tx,
-        tmp,
+        tmp: run_dir_name(),
+        tmp_made: false,
         units: script.units.clone(),
         blocked: script
             .units
@@ -571,7 +606,7 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
         runs: HashMap::new(),
         lanes: vec![None; window.max(1) * 2],
         pool: None,
-        janitor: Janitor::start(),
+        janitor: Janitor::new(),
         shell_trace: shell_trace.as_ref().map(|s| &s.0),
         traced: None,
         direct: None,
@@ -596,18 +631,14 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes) -> anyhow::Result<ExitCode> 
         spec_took: HashMap::new(),
         recent_units: Vec::new(),
         memory_paused: false,
-        short_paused: false,
+        short_paused: start_paused,
         answered: false,
         gate_at: started,
         gain: 0.0,
         answers: 0,
-        min_unit: std::env::var("HS_MIN_UNIT_MS")
-            .ok()
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(50.0)
-            / 1000.0,
+        min_unit,
         last_memory_check: started,
-        sync_mark,
+        sync,
         sync_on,
         in_async: false,
         async_unit: None,
@@ -639,50 +670,21 @@ pub(crate) struct Pipes {
     pub(crate) replies: File,
 }
 
-fn ready(args: &ServeArgs, line: &str) {
-    if let Some(fd) = args.ready_fd {
-        // SAFETY-free: the fd was passed to us for exactly this.
-        let f = File::from(unsafe_owned(fd));
-        let mut f = f;
-        let _ = f.write_all(format!("{line}\n").as_bytes());
-    }
-}
-
-/// Takes ownership of an inherited fd number.
-fn unsafe_owned(fd: i32) -> OwnedFd {
-    // The engine forbids unsafe code: open the fd through /proc instead of from_raw_fd.
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/proc/self/fd/{fd}"))
-    {
-        Ok(f) => {
-            let _ = nix::unistd::close(fd);
-            f.into()
-        }
-        Err(_) => File::open("/dev/null").expect("/dev/null opens").into(),
-    }
-}
-
-fn read_source(args: &ServeArgs) -> anyhow::Result<Vec<u8>> {
-    let fd = args.source_fd.context("no --source-fd")?;
-    let bytes = std::fs::read(format!("/proc/self/fd/{fd}")).context("cannot read the script")?;
-    let _ = nix::unistd::close(fd);
-    Ok(bytes)
+/// `HS_MIN_UNIT_MS` in seconds (default 50 ms): units whose last run took less are left to
+/// the shell; speculation starts paused unless it is 0.
+pub(crate) fn min_unit() -> f64 {
+    std::env::var("HS_MIN_UNIT_MS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(50.0)
+        / 1000.0
 }
 
 /// A private directory for preambles and captured output: `/tmp/hs-PID-RANDOM` (no `:` or
-/// space, which the replay path and the gate reply could not carry).
-fn run_dir() -> anyhow::Result<PathBuf> {
-    for _ in 0..8 {
-        let n = crate::run::random_u64() as u32;
-        let p = PathBuf::from(format!("/tmp/hs-{}-{n:08x}", std::process::id()));
-        match std::fs::DirBuilder::new().mode(0o700).create(&p) {
-            Ok(()) => return Ok(p),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e).context("cannot create a run directory in /tmp"),
-        }
-    }
-    anyhow::bail!("cannot create a run directory in /tmp")
+/// space, which the replay path and the gate reply could not carry), made by the first run.
+fn run_dir_name() -> PathBuf {
+    let n = crate::run::random_u64() as u32;
+    PathBuf::from(format!("/tmp/hs-{}-{n:08x}", std::process::id()))
 }
 
 use std::os::unix::fs::DirBuilderExt;
@@ -1031,7 +1033,16 @@ struct Janitor {
 }
 
 impl Janitor {
-    fn start() -> Janitor {
+    /// A janitor whose thread starts with its first sandbox: runs that never speculate
+    /// pay nothing for it.
+    fn new() -> Janitor {
+        Janitor {
+            tx: None,
+            thread: None,
+        }
+    }
+
+    fn start(&mut self) {
         let (tx, rx) = crossbeam_channel::unbounded::<sandbox::Sandbox>();
         let thread = std::thread::Builder::new()
             .name("hs-janitor".into())
@@ -1046,13 +1057,14 @@ impl Janitor {
                 }
             })
             .expect("can start a thread");
-        Janitor {
-            tx: Some(tx),
-            thread: Some(thread),
-        }
+        self.tx = Some(tx);
+        self.thread = Some(thread);
     }
 
-    fn discard(&self, sb: sandbox::Sandbox) {
+    fn discard(&mut self, sb: sandbox::Sandbox) {
+        if self.thread.is_none() {
+            self.start();
+        }
         if let Some(tx) = &self.tx {
             let _ = tx.send(sb);
         }
@@ -1075,7 +1087,9 @@ struct Driver<'a> {
     main_pid: i32,
     replies: File,
     tx: Sender<Msg>,
+    /// The run directory (`run_dir_name`), and whether it exists yet.
     tmp: PathBuf,
+    tmp_made: bool,
     units: Vec<parser::Unit>,
     blocked: Vec<Option<&'static str>>,
     source: Vec<u8>,
@@ -1125,7 +1139,7 @@ struct Driver<'a> {
     min_unit: f64,
     /// The file whose existence makes main-shell gates wait (`$__hs_sync`), and whether it
     /// exists: only while speculation may answer anything but "run it yourself".
-    sync_mark: PathBuf,
+    sync: File,
     sync_on: bool,
     /// The last main-shell gate did not wait: the scheduler's window stays 0 until a gate
     /// that waits tells it where the shell is.
@@ -1149,8 +1163,21 @@ impl Driver<'_> {
     /// Handles messages until the main shell exits; whether to answer its exit.
     fn run(&mut self, rx: &Receiver<Msg>) -> anyhow::Result<bool> {
         loop {
-            let Ok(msg) = rx.recv() else {
-                return Ok(false);
+            let msg = match self.long_unit_deadline() {
+                Some(at) => match rx.recv_deadline(at) {
+                    Ok(msg) => msg,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        self.long_unit_running();
+                        self.act_all()?;
+                        self.update_sync();
+                        continue;
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(false),
+                },
+                None => match rx.recv() {
+                    Ok(msg) => msg,
+                    Err(_) => return Ok(false),
+                },
             };
             match msg {
                 Msg::Gate {
@@ -1198,21 +1225,19 @@ impl Driver<'_> {
         }
     }
 
-    /// Makes main-shell gates wait (the sync mark exists) while speculation may answer
-    /// anything but "run it yourself": a window above 0 or runs alive. Otherwise they only
-    /// say which unit the shell runs, which saves a round trip and the state report.
+    /// Makes main-shell gates wait (the sync mark is not empty) while speculation may answer
+    /// anything but "run it yourself": a window above 0 or runs alive; and until the first
+    /// unit is timed, so that the shell's state is known if that unit runs long. Otherwise
+    /// they only say which unit the shell runs, which saves a round trip and the state report.
     fn update_sync(&mut self) {
+        let first = self.short_paused && self.recent_units.is_empty();
         let want = self.shell_trace.is_some()
             && self.traced != Some(false)
-            && (self.effective_window() > 0 || !self.runs.is_empty());
+            && (self.effective_window() > 0 || !self.runs.is_empty() || first);
         if want == self.sync_on {
             return;
         }
-        let done = if want {
-            File::create(&self.sync_mark).map(drop)
-        } else {
-            std::fs::remove_file(&self.sync_mark)
-        };
+        let done = self.sync.set_len(u64::from(want));
         match done {
             Ok(()) => {
                 tracing::debug!(sync = want, "gates wait for answers: {want}");
@@ -1222,12 +1247,31 @@ impl Driver<'_> {
         }
     }
 
+    /// Makes the run directory, the first time a run needs it.
+    fn make_run_dir(&mut self) -> anyhow::Result<()> {
+        for _ in 0..8 {
+            if self.tmp_made {
+                return Ok(());
+            }
+            match std::fs::DirBuilder::new().mode(0o700).create(&self.tmp) {
+                Ok(()) => self.tmp_made = true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    self.tmp = run_dir_name();
+                }
+                Err(e) => return Err(e).context("cannot create a run directory in /tmp"),
+            }
+        }
+        anyhow::ensure!(self.tmp_made, "cannot create a run directory in /tmp");
+        Ok(())
+    }
+
     /// A main-shell gate that did not wait: the shell runs the unit itself. What the shell
     /// did since the last gate is booked, the unit is timed until the next gate, and the
     /// scheduler starts nothing until a gate that waits says where the shell is.
     fn async_gate(&mut self, unit: u32, iters: Vec<u32>, status: i32) -> anyhow::Result<()> {
         self.gates += 1;
         self.async_gates += 1;
+        self.check_traced();
         self.segment(status)?;
         self.close_async_unit();
         self.in_async = true;
@@ -1284,6 +1328,11 @@ impl Driver<'_> {
 
     fn handle(&mut self, e: Event) -> anyhow::Result<()> {
         self.sched.handle(Instant::now(), e);
+        self.act_all()
+    }
+
+    /// Carries out the scheduler's pending actions.
+    fn act_all(&mut self) -> anyhow::Result<()> {
         while let Some(a) = self.sched.poll_action() {
             self.act(a)?;
         }
@@ -1333,7 +1382,8 @@ impl Driver<'_> {
         }
     }
 
-    fn gate(&mut self, unit: u32, iters: Vec<u32>, status: i32, body: &[u8]) -> anyhow::Result<()> {
+    /// Finds out, at the first gate, whether the shell runs under its tracer.
+    fn check_traced(&mut self) {
         if self.traced.is_none() {
             let traced = shell_is_traced(self.main_pid);
             self.traced = Some(traced);
@@ -1342,6 +1392,10 @@ impl Driver<'_> {
                 self.sched.set_window(0);
             }
         }
+    }
+
+    fn gate(&mut self, unit: u32, iters: Vec<u32>, status: i32, body: &[u8]) -> anyhow::Result<()> {
+        self.check_traced();
         self.segment(status)?;
         self.close_async_unit();
         if self.in_async {
@@ -1428,16 +1482,41 @@ impl Driver<'_> {
     }
 
     /// A unit took `took` seconds (run by the shell, or a committed speculation's command).
-    /// While the median of the last three is under `HS_MIN_UNIT_MS`, units hs knows nothing
-    /// about are most likely short too, and a sandbox costs more than they do: speculation
-    /// pauses until the median grows.
+    /// While the median of the last three is under `HS_MIN_UNIT_MS` (and at the start, before
+    /// any unit ran), units hs knows nothing about are most likely short too, and a sandbox
+    /// costs more than they do: speculation pauses until the median grows, or a unit the
+    /// shell runs takes that long (`long_unit_running`).
     fn note_unit_run(&mut self, took: f64) {
         if self.recent_units.len() == 3 {
             self.recent_units.remove(0);
         }
         self.recent_units.push(took);
-        let short = self.recent_units.len() == 3
-            && median(&self.recent_units).is_some_and(|m| m < self.min_unit);
+        let short = median(&self.recent_units).is_some_and(|m| m < self.min_unit);
+        self.set_short_paused(short);
+    }
+
+    /// While the short-unit pause is on and the shell runs a unit itself: when that unit's
+    /// run will have reached `HS_MIN_UNIT_MS`.
+    fn long_unit_deadline(&self) -> Option<Instant> {
+        if !self.short_paused || self.memory_paused {
+            return None;
+        }
+        let start = match (&self.async_unit, &self.direct) {
+            (Some((_, start)), _) => *start,
+            (None, Some(_)) => self.direct_start,
+            (None, None) => return None,
+        };
+        Some(self.t0 + Duration::from_secs_f64(start + self.min_unit))
+    }
+
+    /// The unit the shell runs has taken `HS_MIN_UNIT_MS` already: speculation resumes
+    /// (behind a gate that did not wait, once the next gate says where the shell is).
+    fn long_unit_running(&mut self) {
+        tracing::debug!("the shell's unit runs long: speculation resumes");
+        self.set_short_paused(false);
+    }
+
+    fn set_short_paused(&mut self, short: bool) {
         if short != self.short_paused {
             tracing::debug!(
                 short,
@@ -1595,6 +1674,11 @@ impl Driver<'_> {
         };
         // Under `set -u` an unset variable stops the whole shell, which a sandbox cannot.
         if ctx.flags().contains(&b'u') && st.vars.values().any(|v| v.is_none()) {
+            refuse(self);
+            return Ok(());
+        }
+        if let Err(e) = self.make_run_dir() {
+            tracing::debug!("{e:#}");
             refuse(self);
             return Ok(());
         }
@@ -2116,7 +2200,9 @@ impl Driver<'_> {
             }
         }
         self.janitor.finish();
-        let _ = std::fs::remove_dir_all(&self.tmp);
+        if self.tmp_made {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
     }
 
     /// `--stats`, `--report`, `--timeline`, `--dag`.

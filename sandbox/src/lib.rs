@@ -79,6 +79,34 @@ pub fn shared_network() -> Result<std::sync::Arc<std::os::fd::OwnedFd>, Error> {
     Ok(std::sync::Arc::new(made.into()))
 }
 
+/// Which side of [`fork_alone`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// In the parent; the child's pid.
+    Parent(i32),
+    /// In the child: a copy of the caller, which must end with `std::process::exit`.
+    Child,
+}
+
+/// `fork(2)`, for a process with a single thread only (checked: else `EDEADLK`), where the
+/// child may go on running any code, since no other thread held a lock when it was copied.
+/// `hs` uses it to split into the gate server (the child) and the shell (the parent, which
+/// then `exec`s bash) without a second `exec` of itself.
+pub fn fork_alone() -> Result<Forked, Errno> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|_| Errno::ENOENT)?;
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse::<u32>().ok());
+    if threads != Some(1) {
+        return Err(Errno::EDEADLK);
+    }
+    match sys::fork()? {
+        sys::Fork::Parent(pid) => Ok(Forked::Parent(pid)),
+        sys::Fork::Child => Ok(Forked::Child),
+    }
+}
+
 /// Lowers the calling thread (and what it starts afterwards) to `SCHED_IDLE`, e.g. for the
 /// threads that set sandboxes up ahead of use: they then only take CPU time nothing else wants.
 pub fn idle_this_thread() -> Result<(), Errno> {

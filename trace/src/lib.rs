@@ -76,4 +76,4 @@ pub use crate::error::Error;
 pub use crate::filter::{ARCH, Action, Filter, Rule, default_rules, simulate, stdin_rules};
 pub use crate::model::{Access, Flags, Kinds, PathBytes, Stats, Trace};
 pub use crate::procs::stat_field;
-pub use crate::spawn::{ChildHook, Session, TracedChild, Tracer, spawn_traced};
+pub use crate::spawn::{ChildHook, Pending, Session, TracedChild, Tracer, spawn_traced};

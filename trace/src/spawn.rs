@@ -121,6 +121,14 @@ impl Tracer {
     /// `exec`, then [`Session::finish`] after the child exited (or [`Session::abort`] if it never
     /// got to `install`). Drop the parent's [`ChildHook`] once the child exists.
     pub fn start(&self) -> Result<(Session, ChildHook), Error> {
+        let (pending, hook) = self.prepare()?;
+        Ok((pending.start()?, hook))
+    }
+
+    /// Like [`Tracer::start`], but the supervisor thread starts only with [`Pending::start`]:
+    /// for a caller that forks between the two (a fork copies no threads), so that the child
+    /// supervises and the parent `exec`s into the traced program.
+    pub fn prepare(&self) -> Result<(Pending, ChildHook), Error> {
         use nix::sys::socket::{
             AddressFamily, SockFlag, SockType, setsockopt, socketpair, sockopt,
         };
@@ -145,49 +153,24 @@ impl Tracer {
             action: "create an eventfd",
             source,
         })?);
-        let trace = Arc::new(Mutex::new(Trace::new()));
-        let progress = Arc::new(Progress::default());
-        let (done_tx, done) = mpsc::channel();
-        let thread = {
-            let (stop, trace, view) = (Arc::clone(&stop), Arc::clone(&trace), self.view.clone());
-            let progress = Arc::clone(&progress);
-            let mode = Mode {
+        let pending = Pending {
+            read,
+            stop,
+            view: self.view.clone(),
+            mode: Mode {
                 root_from_tracee: self.root_from_tracee,
                 sync: self.sync_wake_up,
                 stdin: self.watch_stdin,
                 ptrace: self.ptrace,
-            };
-            std::thread::Builder::new()
-                .name("hs-trace".into())
-                .spawn(move || {
-                    progress
-                        .tid
-                        .store(nix::unistd::gettid().as_raw(), Ordering::SeqCst);
-                    let r = supervise(read, &stop, trace, progress, view, mode);
-                    let _ = done_tx.send(());
-                    r
-                })
-                .map_err(|source| Error::Setup {
-                    action: "start the supervisor thread",
-                    source,
-                })?
-        };
-        let session = Session {
-            thread: Some(thread),
-            trace,
-            progress,
-            stop,
-            done,
+            },
             grace: self.grace,
         };
-        Ok((
-            session,
-            ChildHook {
-                program: self.filter.shared_program(self.ptrace),
-                report: write,
-                ptrace: self.ptrace,
-            },
-        ))
+        let hook = ChildHook {
+            program: self.filter.shared_program(self.ptrace),
+            report: write,
+            ptrace: self.ptrace,
+        };
+        Ok((pending, hook))
     }
 
     /// Spawns `cmd` traced. The filter is installed in a `pre_exec` hook, so it is inherited by
@@ -213,6 +196,58 @@ impl Tracer {
                 })
             }
         }
+    }
+}
+
+/// A supervisor not started yet (see [`Tracer::prepare`]).
+#[derive(Debug)]
+pub struct Pending {
+    read: OwnedFd,
+    stop: Arc<OwnedFd>,
+    view: View,
+    mode: Mode,
+    grace: Duration,
+}
+
+impl Pending {
+    /// Starts the supervisor thread.
+    pub fn start(self) -> Result<Session, Error> {
+        let Pending {
+            read,
+            stop,
+            view,
+            mode,
+            grace,
+        } = self;
+        let trace = Arc::new(Mutex::new(Trace::new()));
+        let progress = Arc::new(Progress::default());
+        let (done_tx, done) = mpsc::channel();
+        let thread = {
+            let (stop, trace) = (Arc::clone(&stop), Arc::clone(&trace));
+            let progress = Arc::clone(&progress);
+            std::thread::Builder::new()
+                .name("hs-trace".into())
+                .spawn(move || {
+                    progress
+                        .tid
+                        .store(nix::unistd::gettid().as_raw(), Ordering::SeqCst);
+                    let r = supervise(read, &stop, trace, progress, view, mode);
+                    let _ = done_tx.send(());
+                    r
+                })
+                .map_err(|source| Error::Setup {
+                    action: "start the supervisor thread",
+                    source,
+                })?
+        };
+        Ok(Session {
+            thread: Some(thread),
+            trace,
+            progress,
+            stop,
+            done,
+            grace,
+        })
     }
 }
 
