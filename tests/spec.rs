@@ -32,14 +32,15 @@ fn tmpdir(name: &str) -> PathBuf {
 
 /// The writer is slow, so the appender and the reader, started with it, run on a stale
 /// `report`: both are found to conflict with the writer's commit and run again. The result is
-/// bash's, and the report shows the second run with why the first was thrown away.
+/// bash's, and the report shows the second run with why the first was thrown away. (The
+/// writer's redirection is inside `sh -c`, where hs cannot see it: see the next test.)
 #[test]
 fn a_stale_reader_is_rerun_after_the_writer_and_the_report_says_why() {
     let dir = tmpdir("weather");
     let script = dir.join("weather.sh");
     std::fs::write(
         &script,
-        "sh -c 'sleep 0.4; date +%Y' > report\n/bin/echo sunny >> report\nwc -l < report\n",
+        "sh -c 'sleep 0.4; date +%Y > report'\n/bin/echo sunny >> report\nwc -l < report\n",
     )
     .unwrap();
     let run = |prog: &str, args: &[&str], work: &Path| run_in(prog, args, &script, work);
@@ -90,6 +91,37 @@ fn a_stale_reader_is_rerun_after_the_writer_and_the_report_says_why() {
     let svg = std::fs::read_to_string(&svg).unwrap();
     assert!(svg.starts_with("<svg") || svg.contains("<svg"), "{svg}");
     assert!(svg.contains("u2"), "the reader's bar: {svg}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same, with the writer's redirection in its own words: hs reads the path there before
+/// the writer ever ran, holds the appender and the reader back until it is done instead of
+/// running them on the old `report`, and throws nothing away.
+#[test]
+fn readers_of_a_path_an_earlier_unit_redirects_to_wait_for_it() {
+    let dir = tmpdir("weather-held");
+    let script = dir.join("weather.sh");
+    std::fs::write(
+        &script,
+        "sh -c 'sleep 0.4; date +%Y' > report\n/bin/echo sunny >> report\nwc -l < report\n",
+    )
+    .unwrap();
+    let run = |prog: &str, args: &[&str], work: &Path| run_in(prog, args, &script, work);
+    let bash = run("bash", &[], &dir.join("bash"));
+    let report = dir.join("r.json");
+    let hs_out = run(hs(), &["--report", report.to_str().unwrap()], &dir.join("hs"));
+    assert_eq!(hs_out.stdout, bash.stdout);
+    assert_eq!(hs_out.stderr, bash.stderr);
+    assert_eq!(hs_out.status.code(), bash.status.code());
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let stats = &r["stats"];
+    assert!(stats["held"].as_u64().unwrap_or(0) > 0, "{r}");
+    let stale = r["runs"].as_array().unwrap().iter().any(|x| {
+        x["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("/report") && w.contains("was changed by"))
+    });
+    assert!(!stale, "a run saw a stale report: {r}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -69,6 +69,18 @@ fn node(script: &Script, n: &P, unit_vars: &dyn Fn(&parser::Unit) -> Vec<Vec<u8>
             S::Unit(UnitSpec {
                 id: UnitId(id.0),
                 vars,
+                paths: u
+                    .paths
+                    .iter()
+                    .map(|p| scheduler::PathGuess {
+                        how: match p.how {
+                            parser::PathUse::Read => scheduler::PathUse::Read,
+                            parser::PathUse::Write => scheduler::PathUse::Write,
+                            parser::PathUse::Append => scheduler::PathUse::Append,
+                        },
+                        word: pieces(&p.word),
+                    })
+                    .collect(),
             })
         }
         P::Pipeline { .. } | P::Opaque { .. } => S::Unknown,

@@ -81,6 +81,31 @@ pub struct Redirect {
     pub target: Vec<u8>,
 }
 
+/// How a unit uses a path one of its words names ([`PathWord`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathUse {
+    /// An argument, or the target of `<`: probably read.
+    Read,
+    /// The target of `>`, `>|`, `&>`: written.
+    Write,
+    /// The target of `>>`, `&>>`, `<>`: written, and seen first.
+    Append,
+}
+
+/// A word of a unit that may name a path: a redirection's target or an argument, as pieces
+/// the scheduler evaluates with the state it predicts. Before a unit has run, these are all
+/// hs knows of what it touches (a guess, to hold back a reader of what an earlier unit
+/// writes; never a reason to commit or discard).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PathWord {
+    /// How.
+    #[serde(rename = "use")]
+    pub how: PathUse,
+    /// The word.
+    pub word: Vec<Piece>,
+}
+
 /// A pipeline that runs external programs.
 #[derive(Clone, Debug, Serialize)]
 pub struct Unit {
@@ -101,6 +126,8 @@ pub struct Unit {
     pub vars: VarRefs,
     /// Redirections with literal targets.
     pub redirects: Vec<Redirect>,
+    /// Words that may name paths it reads or writes (a guess, see [`PathWord`]).
+    pub paths: Vec<PathWord>,
     /// Whether it runs asynchronously (`&`).
     pub background: bool,
     /// How it is gated.

@@ -7,7 +7,9 @@ use brush_parser::{ParserOptions, Token};
 
 use crate::source::Source;
 use crate::vars::VarRefs;
-use crate::{Edit, Gate, Loop, LoopId, LoopKind, Node, Op, Redirect, Span, Unit, UnitId};
+use crate::{
+    Edit, Gate, Loop, LoopId, LoopKind, Node, Op, PathUse, PathWord, Redirect, Span, Unit, UnitId,
+};
 
 /// Builtins and keywords: a simple command named like this never runs an external program.
 const BUILTINS: &[&str] = &[
@@ -647,6 +649,7 @@ impl<'s, 'b> Walker<'s, 'b> {
         }
         let mut commands = Vec::new();
         let mut redirects = Vec::new();
+        let mut paths = Vec::new();
         for c in &p.seq {
             collect_simple(c, &mut |s: &ast::SimpleCommand| {
                 if let Some(w) = &s.word_or_name {
@@ -658,14 +661,22 @@ impl<'s, 'b> Walker<'s, 'b> {
                     .flat_map(|x| x.0.iter())
                     .chain(s.suffix.iter().flat_map(|x| x.0.iter()))
                 {
-                    if let ast::CommandPrefixOrSuffixItem::IoRedirect(r) = item {
-                        if let Some(r) = static_redirect(r) {
-                            redirects.push(r);
+                    match item {
+                        ast::CommandPrefixOrSuffixItem::IoRedirect(r) => {
+                            if let Some(r) = static_redirect(r) {
+                                redirects.push(r);
+                            }
+                            paths.extend(redirect_path(r));
                         }
+                        ast::CommandPrefixOrSuffixItem::Word(w) => {
+                            paths.extend(path_word(&w.value, PathUse::Read));
+                        }
+                        _ => {}
                     }
                 }
             });
         }
+        paths.truncate(MAX_PATH_WORDS);
         let id = UnitId(self.units.len() as u32);
         let (gate, why) = if !gates {
             (Gate::None, Some("inside a coprocess".to_string()))
@@ -713,6 +724,7 @@ impl<'s, 'b> Walker<'s, 'b> {
             commands,
             vars,
             redirects,
+            paths,
             background,
             gate,
             why_no_gate: why,
@@ -916,6 +928,46 @@ fn item_location(item: &ast::CommandPrefixOrSuffixItem) -> Option<brush_parser::
             ast::IoRedirect::HereDocument(..) => None,
         },
     }
+}
+
+/// At most this many [`PathWord`]s per unit.
+const MAX_PATH_WORDS: usize = 32;
+
+/// A word as a [`PathWord`], if it may name a path: not an option, no glob, brace or tilde
+/// expansion, and made only of pieces the scheduler can evaluate.
+fn path_word(text: &str, how: PathUse) -> Option<PathWord> {
+    if text.is_empty() || text.starts_with('-') || text.contains(['*', '?', '[', '{', '~', '`']) {
+        return None;
+    }
+    let word = crate::value::parse(text.as_bytes())?;
+    Some(PathWord { how, word })
+}
+
+/// A file redirection's target as a [`PathWord`].
+fn redirect_path(r: &ast::IoRedirect) -> Option<PathWord> {
+    let (how, w) = match r {
+        ast::IoRedirect::File(_, kind, ast::IoFileRedirectTarget::Filename(w)) => {
+            let how = match kind {
+                ast::IoFileRedirectKind::Read => PathUse::Read,
+                ast::IoFileRedirectKind::Write | ast::IoFileRedirectKind::Clobber => PathUse::Write,
+                ast::IoFileRedirectKind::Append | ast::IoFileRedirectKind::ReadAndWrite => {
+                    PathUse::Append
+                }
+                _ => return None,
+            };
+            (how, w)
+        }
+        ast::IoRedirect::OutputAndError(w, append) => (
+            if *append {
+                PathUse::Append
+            } else {
+                PathUse::Write
+            },
+            w,
+        ),
+        _ => return None,
+    };
+    path_word(&w.value, how)
 }
 
 fn static_redirect(r: &ast::IoRedirect) -> Option<Redirect> {

@@ -76,7 +76,7 @@
 //! use scheduler::{Action, Config, Event, Instance, Node, Program, Scheduler, State, UnitSpec, UnitId};
 //! use std::time::Instant;
 //!
-//! let unit = |id| Node::Unit(UnitSpec { id: UnitId(id), vars: vec![] });
+//! let unit = |id| Node::Unit(UnitSpec { id: UnitId(id), vars: vec![], paths: vec![] });
 //! let program = Program::new(Node::Seq(vec![unit(0), unit(1)]));
 //! let mut s = Scheduler::new(Config::default(), program);
 //! s.handle(Instant::now(), Event::Started { state: State::default() });
@@ -102,6 +102,6 @@ pub use crate::{
     access::{Access, AccessKind, Flags, Trace},
     dag::{Dag, Edge, InstanceRecord, Outcome, Report, RunId, RunRecord, Why},
     machine::{Action, Config, Event, Scheduler, Stats},
-    program::{Connector, LoopId, Node, Piece, Program, UnitId, UnitSpec},
+    program::{Connector, LoopId, Node, PathGuess, PathUse, Piece, Program, UnitId, UnitSpec},
     state::{Instance, State},
 };

@@ -933,9 +933,9 @@ impl Scheduler {
         *self.versions.entry(unit).or_default() += 1;
     }
 
-    /// What a run of `unit` with `state` is expected to touch, from its history.
+    /// What a run of `unit` with `state` is expected to touch, from its history; for a unit
+    /// that never ran, the paths its words name ([`crate::PathGuess`]).
     fn expected(&mut self, unit: UnitId, state: &State) -> Option<Expected> {
-        let past = self.history.get(&unit)?;
         let version = self.versions.get(&unit).copied().unwrap_or(0);
         let key = (unit, state.clone());
         if let Some((v, e)) = self.expect_cache.get(&key)
@@ -943,12 +943,30 @@ impl Scheduler {
         {
             return e.clone();
         }
-        let e = past.expect(state);
+        let e = match self.history.get(&unit) {
+            Some(past) => past.expect(state),
+            None => self.guessed(unit, state),
+        };
         if self.expect_cache.len() > 4096 {
             self.expect_cache.clear();
         }
         self.expect_cache.insert(key, (version, e.clone()));
         e
+    }
+
+    /// What the words of `unit` say it touches with `state` (see [`crate::PathGuess`]).
+    fn guessed(&self, unit: UnitId, state: &State) -> Option<Expected> {
+        let spec = self.program.unit(unit)?;
+        if spec.paths.is_empty() {
+            return None;
+        }
+        let cwd = state.context.split(|&b| b == 0).next().unwrap_or_default();
+        let trace = crate::program::guessed_trace(&spec.paths, &state.vars, cwd);
+        if trace.reads.is_empty() && trace.writes.is_empty() {
+            return None;
+        }
+        let observed = Observed::new(&trace);
+        Some((Arc::new(trace), Arc::new(observed)))
     }
 
     fn shell_exited(&mut self) {

@@ -1,6 +1,6 @@
 //! The control-flow structure the scheduler predicts over.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -19,6 +19,98 @@ pub struct UnitSpec {
     pub id: UnitId,
     /// Names of the shell variables its words expand (positional parameters as `1`, `@`, ...).
     pub vars: Vec<Vec<u8>>,
+    /// Words that may name paths it reads or writes: until the unit has run once, all the
+    /// scheduler knows of what it touches (see [`PathGuess`]).
+    pub paths: Vec<PathGuess>,
+}
+
+/// How a unit may use the path a word names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathUse {
+    /// An argument or `<`: probably read.
+    Read,
+    /// `>`: written.
+    Write,
+    /// `>>`, `<>`: written, and seen first.
+    Append,
+}
+
+/// A word of a unit that may name a path, evaluated with a predicted state to guess what a
+/// unit that never ran touches: enough to hold a run back behind an earlier unit expected
+/// to write what it reads, never to commit or discard one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathGuess {
+    /// How.
+    pub how: PathUse,
+    /// The word.
+    pub word: Vec<Piece>,
+}
+
+/// The paths `guesses` name with the variables `vars`, as accesses: absolute (relative words
+/// are joined to `cwd`), normalized, none under `/dev` or `/proc`.
+pub(crate) fn guessed_trace(
+    guesses: &[PathGuess],
+    vars: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    cwd: &[u8],
+) -> crate::Trace {
+    let lookup = |name: &[u8]| -> Option<Option<Vec<u8>>> { vars.get(name).cloned() };
+    let mut trace = crate::Trace::default();
+    for g in guesses {
+        let Some(word) = eval(&g.word, &lookup) else {
+            continue;
+        };
+        if word.is_empty() {
+            continue;
+        }
+        let mut abs = if word.starts_with(b"/") || cwd.is_empty() {
+            word
+        } else {
+            let mut p = cwd.to_vec();
+            p.push(b'/');
+            p.extend_from_slice(&word);
+            p
+        };
+        if !abs.starts_with(b"/") {
+            continue;
+        }
+        abs = normalize(&abs);
+        if abs.starts_with(b"/dev/") || abs.starts_with(b"/proc/") {
+            continue;
+        }
+        let access = |kind| crate::Access {
+            path: abs.clone(),
+            kind,
+        };
+        match g.how {
+            PathUse::Read => trace.reads.push(access(crate::AccessKind::Read)),
+            PathUse::Write => trace.writes.push(access(crate::AccessKind::Write)),
+            PathUse::Append => trace.writes.push(access(crate::AccessKind::Append)),
+        }
+    }
+    trace
+}
+
+/// `p` without `.` components, `..` applied, and single slashes.
+fn normalize(p: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in p.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let mut out = Vec::with_capacity(p.len());
+    for c in parts {
+        out.push(b'/');
+        out.extend_from_slice(c);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
 }
 
 /// Part of an assigned value.

@@ -54,7 +54,8 @@ pub struct State {
     pub vars: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Exported environment, cwd, umask and the shell options that change expansion, encoded
     /// by the engine; compared bytewise, and handed back in predictions so a sandbox can be
-    /// set up from it.
+    /// set up from it. It starts with the working directory, ended by a NUL byte (relative
+    /// [`crate::PathGuess`] words are joined to it).
     pub context: Arc<[u8]>,
 }
 

@@ -12,6 +12,7 @@ fn unit(id: u32) -> Node {
     Node::Unit(UnitSpec {
         id: UnitId(id),
         vars: vec![],
+        paths: vec![],
     })
 }
 

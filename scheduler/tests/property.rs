@@ -6,7 +6,7 @@
 
 mod sim;
 
-use scheduler::{Config, Connector};
+use scheduler::{Config, Connector, PathUse};
 use sim::*;
 
 /// splitmix64.
@@ -232,6 +232,22 @@ fn speculation_equals_sequential_execution() {
             }
         } else {
             g.seq(3)
+        };
+        // Half the programs carry the path words the parser would report (some of them
+        // wrong): guesses may hold runs back, never change results.
+        let mut guess_rng = Rng(seed ^ 0x5eed_9e55);
+        let script = if guess_rng.chance(50) {
+            let mut bogus = move |u: &mut SimUnit| {
+                if guess_rng.chance(20) {
+                    u.paths.push((PathUse::Read, s(guess_rng.pick(PATHS))));
+                }
+                if guess_rng.chance(10) {
+                    u.paths.push((PathUse::Write, s(guess_rng.pick(PATHS))));
+                }
+            };
+            map_units(&with_guesses(&script), &mut bogus)
+        } else {
+            script
         };
         let fs = random_fs(&mut g.rng);
         let vars: &[(&str, &str)] = if g.rng.chance(50) { &[("v", "1")] } else { &[] };

@@ -653,3 +653,30 @@ fn readers_wait_for_an_unsafe_producer_whose_path_follows_the_loop_variable() {
     assert!(st.discarded <= 6, "{st:?}");
     assert!(st.held > 0, "{st:?}");
 }
+
+#[test]
+fn a_reader_waits_for_a_writer_that_never_ran_when_their_words_name_the_same_path() {
+    // writer >> "$d/rays.csv" (slow); reader "$d/rays.csv" > "$d/rt.log"; the words say what
+    // the writer will write before it ever ran, so the reader is held back, not run on the
+    // old file and discarded.
+    let script = SimNode::Seq(vec![
+        SimNode::Assign(s("d"), s("/out")),
+        unit(0, &["d"], vec![Op::Append(s("$d/rays.csv"))], 200),
+        unit(
+            1,
+            &["d"],
+            vec![Op::Read(s("$d/rays.csv")), Op::Write(s("$d/rt.log"))],
+            20,
+        ),
+    ]);
+    let blind = check(&script, Fs::new(), &[], config(2));
+    let guessing = check(&with_guesses(&script), Fs::new(), &[], config(2));
+    assert!(
+        blind.sched.stats().discarded > 0,
+        "{:?}",
+        blind.sched.stats()
+    );
+    let st = guessing.sched.stats();
+    assert_eq!(st.discarded, 0, "{st:?}");
+    assert!(st.held > 0, "{st:?}");
+}

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use scheduler::{
-    Access, AccessKind, Action, Config, Connector, Event, Flags, Instance, LoopId, Node, Piece,
-    Program, RunId, Scheduler, State, Trace, UnitId, UnitSpec,
+    Access, AccessKind, Action, Config, Connector, Event, Flags, Instance, LoopId, Node, PathGuess,
+    PathUse, Piece, Program, RunId, Scheduler, State, Trace, UnitId, UnitSpec,
 };
 
 /// One thing a simulated unit does. Paths may contain `$var`, expanded with the unit's state.
@@ -45,6 +45,8 @@ pub struct SimUnit {
     pub ops: Vec<Op>,
     /// Run time in milliseconds.
     pub ms: u64,
+    /// The path words the parser would report (`$var` expanded with the predicted state).
+    pub paths: Vec<(PathUse, String)>,
 }
 
 /// The simulated script.
@@ -102,7 +104,87 @@ pub fn unit(id: u32, vars: &[&str], ops: Vec<Op>, ms: u64) -> SimNode {
         vars: vars.iter().map(|s| s.to_string()).collect(),
         ops,
         ms,
+        paths: vec![],
     })
+}
+
+/// `node` with each unit's path words taken from its ops, as the parser would find them in
+/// its redirections and arguments: what a unit that never ran is guessed to touch.
+pub fn with_guesses(node: &SimNode) -> SimNode {
+    map_units(node, &mut |u| {
+        u.paths = u
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Read(p) | Op::FailIfMissing(p) => Some((PathUse::Read, p.clone())),
+                Op::Write(p) | Op::Untraced(p) => Some((PathUse::Write, p.clone())),
+                Op::Append(p) => Some((PathUse::Append, p.clone())),
+                _ => None,
+            })
+            .collect();
+    })
+}
+
+/// `node` with `f` applied to every unit.
+pub fn map_units(node: &SimNode, f: &mut dyn FnMut(&mut SimUnit)) -> SimNode {
+    let mut n = node.clone();
+    visit_units(&mut n, f);
+    n
+}
+
+fn visit_units(node: &mut SimNode, f: &mut dyn FnMut(&mut SimUnit)) {
+    match node {
+        SimNode::Unit(u) => f(u),
+        SimNode::Seq(v) => v.iter_mut().for_each(|n| visit_units(n, f)),
+        SimNode::If(c, t, e) => {
+            visit_units(c, f);
+            visit_units(t, f);
+            if let Some(e) = e {
+                visit_units(e, f);
+            }
+        }
+        SimNode::AndOr(first, rest) => {
+            visit_units(first, f);
+            rest.iter_mut().for_each(|(_, n)| visit_units(n, f));
+        }
+        SimNode::Case(_, arms) => arms.iter_mut().for_each(|(_, n)| visit_units(n, f)),
+        SimNode::For { body, .. }
+        | SimNode::Not(body)
+        | SimNode::Function(_, body)
+        | SimNode::Subshell(body) => visit_units(body, f),
+        SimNode::While { cond, body, .. } => {
+            visit_units(cond, f);
+            visit_units(body, f);
+        }
+        SimNode::Assign(..)
+        | SimNode::Sneaky(..)
+        | SimNode::AssignVar(..)
+        | SimNode::AssignUnknown(..)
+        | SimNode::Context(_)
+        | SimNode::SneakyContext(_)
+        | SimNode::Test(..)
+        | SimNode::Call(_) => {}
+    }
+}
+
+/// A path word as pieces: literals and `$name`.
+fn word_pieces(w: &str) -> Vec<Piece> {
+    let mut out = Vec::new();
+    let mut rest = w;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('$') {
+            let n = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            out.push(Piece::Var(after[..n].as_bytes().to_vec()));
+            rest = &after[n..];
+        } else {
+            let n = rest.find('$').unwrap_or(rest.len());
+            out.push(Piece::Lit(rest[..n].as_bytes().to_vec()));
+            rest = &rest[n..];
+        }
+    }
+    out
 }
 
 pub fn s(x: &str) -> String {
@@ -117,6 +199,14 @@ impl SimNode {
             SimNode::Unit(u) => Node::Unit(UnitSpec {
                 id: UnitId(u.id),
                 vars: u.vars.iter().map(|v| v.as_bytes().to_vec()).collect(),
+                paths: u
+                    .paths
+                    .iter()
+                    .map(|(how, w)| PathGuess {
+                        how: *how,
+                        word: word_pieces(w),
+                    })
+                    .collect(),
             }),
             SimNode::Test(..) | SimNode::Sneaky(..) | SimNode::SneakyContext(_) => Node::Builtin,
             SimNode::Context(_) => Node::ContextChange,
