@@ -109,7 +109,11 @@ fn readers_of_a_path_an_earlier_unit_redirects_to_wait_for_it() {
     let run = |prog: &str, args: &[&str], work: &Path| run_in(prog, args, &script, work);
     let bash = run("bash", &[], &dir.join("bash"));
     let report = dir.join("r.json");
-    let hs_out = run(hs(), &["--report", report.to_str().unwrap()], &dir.join("hs"));
+    let hs_out = run(
+        hs(),
+        &["--report", report.to_str().unwrap()],
+        &dir.join("hs"),
+    );
     assert_eq!(hs_out.stdout, bash.stdout);
     assert_eq!(hs_out.stderr, bash.stderr);
     assert_eq!(hs_out.status.code(), bash.status.code());
