@@ -118,40 +118,30 @@ pub fn idle_this_thread() -> Result<(), Errno> {
 /// Returns how many threads were changed (0 where the caller may not: unprivileged callers
 /// cannot leave `SCHED_IDLE` with the default nice limit).
 pub fn unidle_tree(pid: i32, tids: &[i32]) -> usize {
-    let mut parent_of: Vec<(i32, i32)> = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for e in dir.flatten() {
-            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-                continue;
-            };
-            if let Some(ppid) = trace::stat_field(p, 1) {
-                parent_of.push((p, ppid as i32));
-            }
-        }
-    }
+    // Down the tree through each thread's `children` list: only the run's own processes are
+    // read, not every process of the system.
     let mut tree = vec![pid];
+    let mut changed = 0;
     let mut i = 0;
     while i < tree.len() {
-        let at = tree[i];
-        tree.extend(
-            parent_of
-                .iter()
-                .filter(|(_, pp)| *pp == at)
-                .map(|(p, _)| *p),
-        );
+        let p = tree[i];
         i += 1;
-    }
-    let mut changed = 0;
-    for p in tree {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
             continue;
         };
         for t in tasks.flatten() {
-            if let Some(tid) = t.file_name().to_str().and_then(|n| n.parse::<i32>().ok())
-                && sys::sched_other(tid).is_ok()
-            {
+            let Some(tid) = t.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            if sys::sched_other(tid).is_ok() {
                 changed += 1;
             }
+            let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            tree.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<i32>().ok()),
+            );
         }
     }
     for &t in tids {
