@@ -30,6 +30,18 @@ fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
+/// Runs `text` as `DIR/s.sh` under bash in `DIR/bash` and under `hs ARGS…` in `DIR/hs`, and
+/// checks that hs printed and returned what bash did.
+fn run_as_bash(dir: &Path, text: &str, args: &[&str]) {
+    let script = dir.join("s.sh");
+    std::fs::write(&script, text).unwrap();
+    let bash = run_in("bash", &[], &script, &dir.join("bash"));
+    let hs_out = run_in(hs(), args, &script, &dir.join("hs"));
+    assert_eq!(hs_out.stdout, bash.stdout);
+    assert_eq!(hs_out.stderr, bash.stderr);
+    assert_eq!(hs_out.status.code(), bash.status.code());
+}
+
 /// The writer is slow, so the appender and the reader, started with it, run on a stale
 /// `report`: both are found to conflict with the writer's commit and run again. The result is
 /// bash's, and the report shows the second run with why the first was thrown away. (The
@@ -37,19 +49,12 @@ fn tmpdir(name: &str) -> PathBuf {
 #[test]
 fn a_stale_reader_is_rerun_after_the_writer_and_the_report_says_why() {
     let dir = tmpdir("weather");
-    let script = dir.join("weather.sh");
-    std::fs::write(
-        &script,
-        "sh -c 'sleep 0.4; date +%Y > report'\n/bin/echo sunny >> report\nwc -l < report\n",
-    )
-    .unwrap();
-    let run = |prog: &str, args: &[&str], work: &Path| run_in(prog, args, &script, work);
-    let bash = run("bash", &[], &dir.join("bash"));
     let report = dir.join("r.json");
     let dot = dir.join("r.dot");
     let svg = dir.join("r.svg");
-    let hs_out = run(
-        hs(),
+    run_as_bash(
+        &dir,
+        "sh -c 'sleep 0.4; date +%Y > report'\n/bin/echo sunny >> report\nwc -l < report\n",
         &[
             "--report",
             report.to_str().unwrap(),
@@ -58,11 +63,7 @@ fn a_stale_reader_is_rerun_after_the_writer_and_the_report_says_why() {
             "--timeline",
             svg.to_str().unwrap(),
         ],
-        &dir.join("hs"),
     );
-    assert_eq!(hs_out.stdout, bash.stdout);
-    assert_eq!(hs_out.stderr, bash.stderr);
-    assert_eq!(hs_out.status.code(), bash.status.code());
     assert_eq!(
         std::fs::read(dir.join("hs/report")).unwrap(),
         std::fs::read(dir.join("bash/report")).unwrap()
@@ -100,23 +101,12 @@ fn a_stale_reader_is_rerun_after_the_writer_and_the_report_says_why() {
 #[test]
 fn readers_of_a_path_an_earlier_unit_redirects_to_wait_for_it() {
     let dir = tmpdir("weather-held");
-    let script = dir.join("weather.sh");
-    std::fs::write(
-        &script,
-        "sh -c 'sleep 0.4; date +%Y' > report\n/bin/echo sunny >> report\nwc -l < report\n",
-    )
-    .unwrap();
-    let run = |prog: &str, args: &[&str], work: &Path| run_in(prog, args, &script, work);
-    let bash = run("bash", &[], &dir.join("bash"));
     let report = dir.join("r.json");
-    let hs_out = run(
-        hs(),
+    run_as_bash(
+        &dir,
+        "sh -c 'sleep 0.4; date +%Y' > report\n/bin/echo sunny >> report\nwc -l < report\n",
         &["--report", report.to_str().unwrap()],
-        &dir.join("hs"),
     );
-    assert_eq!(hs_out.stdout, bash.stdout);
-    assert_eq!(hs_out.stderr, bash.stderr);
-    assert_eq!(hs_out.status.code(), bash.status.code());
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let stats = &r["stats"];
     assert!(stats["held"].as_u64().unwrap_or(0) > 0, "{r}");

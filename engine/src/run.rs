@@ -2,7 +2,7 @@
 //!
 //! `hs script.sh args…` ends by exec'ing `bash script.sh args…` in its own process, so the
 //! script gets hs's pid, parent, signals and exit status exactly as under bash. Before that it
-//! starts the gate server (`hs __serve`) as a child that outlives the exec, and preloads a
+//! forks the gate server, a child that outlives the exec, and preloads a
 //! small shim into bash that makes bash read the instrumented copy of the script when it opens
 //! the user's path. Anything hs cannot handle runs as plain bash.
 
