@@ -1433,7 +1433,7 @@ impl Driver<'_> {
                 .find(|(_, r)| r.instance == x && r.sandbox.is_none())
         {
             let elapsed = self.now() - r.start;
-            if !r.handle.running() || self.slower_than_direct(x.unit.0, elapsed) {
+            if !r.handle.running() || self.slower_than_direct(&x, elapsed) {
                 tracing::debug!(instance = %x, elapsed, "not worth waiting for: run directly");
                 self.handle(Event::Abandon { run: id })?;
             } else {
@@ -1443,11 +1443,18 @@ impl Driver<'_> {
         Ok(())
     }
 
-    /// Whether a speculative run of `unit`, running for `elapsed` seconds, is expected to
-    /// need longer to finish than the shell needs to run the unit itself. Estimates come from
-    /// the unit's latest direct and speculative runs (a speculation costs about twice the
-    /// direct time where only one kind is known); no estimate means wait.
-    fn slower_than_direct(&self, unit: u32, elapsed: f64) -> bool {
+    /// Whether a speculative run of instance `x`, running for `elapsed` seconds, is expected
+    /// to need longer to finish than the shell needs to run the unit itself. Estimates come
+    /// from the unit's latest direct and speculative runs (a speculation costs about twice the
+    /// direct time where only one kind is known); no estimate means wait. A loop's iterations
+    /// are never given up once running: one iteration's time says little about another's
+    /// (compress_files gave up a run 650 ms in because the last direct iteration, a small
+    /// file, took 50 ms), and a promoted run has at most a direct run's work left.
+    fn slower_than_direct(&self, x: &Instance, elapsed: f64) -> bool {
+        if !x.iters.is_empty() {
+            return false;
+        }
+        let unit = x.unit.0;
         // (Guessing a unit never seen from the script's other units abandoned long runs of
         // scripts whose units differ: bus_analytics 1.16x -> 0.96x.)
         let direct = self.direct_took.get(&unit).copied();
