@@ -640,8 +640,6 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes, start: Start<'_>) -> anyhow:
         last_memory_check: started,
         sync,
         sync_on,
-        in_async: false,
-        async_unit: None,
         async_gates: 0,
     };
     d.ttys = d.shell_ttys();
@@ -1141,11 +1139,6 @@ struct Driver<'a> {
     /// exists: only while speculation may answer anything but "run it yourself".
     sync: File,
     sync_on: bool,
-    /// The last main-shell gate did not wait: the scheduler's window stays 0 until a gate
-    /// that waits tells it where the shell is.
-    in_async: bool,
-    /// The unit the shell is running after a gate that did not wait, and since when.
-    async_unit: Option<(Instance, f64)>,
     async_gates: u64,
     /// How long the last three units took (seconds).
     recent_units: Vec<f64>,
@@ -1205,7 +1198,6 @@ impl Driver<'_> {
                 }
                 Msg::Exit { reply } => {
                     self.segment(0)?;
-                    self.close_async_unit();
                     self.handle(Event::ShellExited)?;
                     return Ok(reply);
                 }
@@ -1266,28 +1258,33 @@ impl Driver<'_> {
     }
 
     /// A main-shell gate that did not wait: the shell runs the unit itself. What the shell
-    /// did since the last gate is booked, the unit is timed until the next gate, and the
-    /// scheduler starts nothing until a gate that waits says where the shell is.
+    /// did since the last gate is booked, and the scheduler learns where the shell is
+    /// (without its state: predictions go on from the state known so far, and any run's
+    /// state is still compared at its own gate); the unit is timed until the next gate, like
+    /// one the shell was told to run.
     fn async_gate(&mut self, unit: u32, iters: Vec<u32>, status: i32) -> anyhow::Result<()> {
         self.gates += 1;
         self.async_gates += 1;
         self.check_traced();
         self.segment(status)?;
-        self.close_async_unit();
-        self.in_async = true;
-        self.apply_window();
         let x = Instance {
             unit: scheduler::UnitId(unit),
             iters,
         };
-        self.async_unit = Some((x, self.now()));
-        Ok(())
+        self.direct = Some(x.clone());
+        self.direct_start = self.now();
+        self.handle(Event::GatePassed { instance: x })
     }
 
-    /// Books the unit the shell ran after a gate that did not wait.
-    fn close_async_unit(&mut self) {
-        if let Some((x, start)) = self.async_unit.take() {
-            self.book_direct(&x, start);
+    /// A run of `unit` took `took` seconds: a unit that took less than a sandbox costs
+    /// (`HS_MIN_UNIT_MS`) is cheaper to leave to the shell, until one of its runs takes longer.
+    fn took(&mut self, unit: u32, took: f64) {
+        self.last_took.insert(unit, took);
+        let short = took < self.min_unit;
+        self.sched.set_too_short(scheduler::UnitId(unit), short);
+        if !short {
+            // A unit that is long now may be speculated again: start what the scheduler can.
+            let _ = self.act_all();
         }
     }
 
@@ -1295,7 +1292,7 @@ impl Driver<'_> {
     /// control and waiting decisions) and its bar in the timeline.
     fn book_direct(&mut self, x: &Instance, start: f64) {
         let now = self.now();
-        self.last_took.insert(x.unit.0, now - start);
+        self.took(x.unit.0, now - start);
         self.direct_took.insert(x.unit.0, now - start);
         self.note_unit_run(now - start);
         self.bars.push(Bar {
@@ -1397,11 +1394,6 @@ impl Driver<'_> {
     fn gate(&mut self, unit: u32, iters: Vec<u32>, status: i32, body: &[u8]) -> anyhow::Result<()> {
         self.check_traced();
         self.segment(status)?;
-        self.close_async_unit();
-        if self.in_async {
-            self.in_async = false;
-            self.apply_window();
-        }
         self.check_memory();
         let Some(u) = self.units.get(unit as usize) else {
             self.reply(b"r\n")?;
@@ -1508,18 +1500,19 @@ impl Driver<'_> {
         if !self.short_paused || self.memory_paused {
             return None;
         }
-        let start = match (&self.async_unit, &self.direct) {
-            (Some((_, start)), _) => *start,
-            (None, Some(_)) => self.direct_start,
-            (None, None) => return None,
-        };
-        Some(self.t0 + Duration::from_secs_f64(start + self.min_unit))
+        self.direct.as_ref()?;
+        Some(self.t0 + Duration::from_secs_f64(self.direct_start + self.min_unit))
     }
 
-    /// The unit the shell runs has taken `HS_MIN_UNIT_MS` already: speculation resumes
-    /// (behind a gate that did not wait, once the next gate says where the shell is).
+    /// The unit the shell runs has taken `HS_MIN_UNIT_MS` already: speculation resumes, from
+    /// where the shell is, while that unit still runs.
     fn long_unit_running(&mut self) {
         tracing::debug!("the shell's unit runs long: speculation resumes");
+        // Its unit is no longer too short (its next instances in a loop may be long too).
+        if let Some(x) = &self.direct {
+            let (unit, elapsed) = (x.unit.0, self.now() - self.direct_start);
+            self.took(unit, elapsed);
+        }
         self.set_short_paused(false);
     }
 
@@ -1543,16 +1536,13 @@ impl Driver<'_> {
         }
     }
 
-    /// The window in force: the effective one, 0 while the shell's gates do not wait.
+    /// Puts the effective window in force (the scheduler's, and whether the pool sets up
+    /// sandboxes).
     fn apply_window(&mut self) {
         if self.traced != Some(true) {
             return;
         }
-        let w = if self.in_async {
-            0
-        } else {
-            self.effective_window()
-        };
+        let w = self.effective_window();
         if self.sched.config().window != w {
             self.sched.set_window(w);
         }
@@ -1664,14 +1654,6 @@ impl Driver<'_> {
         };
         if let Some(why) = self.blocked.get(unit).copied().flatten() {
             tracing::debug!(unit, why, "not speculated");
-            refuse(self);
-            return Ok(());
-        }
-        // A unit that took less than a sandbox costs is cheaper to leave to the shell.
-        if let Some(&took) = self.last_took.get(&x.unit.0)
-            && took < self.min_unit
-        {
-            tracing::debug!(unit, took, "too short to speculate");
             refuse(self);
             return Ok(());
         }
@@ -2058,7 +2040,7 @@ impl Driver<'_> {
         }
         let end = self.now();
         if let Some(f) = r.finished_at {
-            self.last_took.insert(r.instance.unit.0, f - r.start);
+            self.took(r.instance.unit.0, f - r.start);
             if ok {
                 self.note_unit_run(f - r.start);
             }

@@ -50,6 +50,8 @@ pub enum Why {
     Background,
     /// The engine gave it up (the shell got there before its sandbox was ready).
     Abandoned,
+    /// The shell ran the unit itself without asking ([`crate::Event::GatePassed`]).
+    Passed,
     /// The shell exited first.
     ShellExited,
 }
@@ -76,6 +78,7 @@ impl std::fmt::Display for Why {
             Why::Unsafe(flags) => write!(f, "unsafe: {}", flags.names().join(", ")),
             Why::Background => write!(f, "a background job was running"),
             Why::Abandoned => write!(f, "the shell got there before its sandbox was ready"),
+            Why::Passed => write!(f, "the shell ran it without waiting at its gate"),
             Why::ShellExited => write!(f, "the shell exited first"),
         }
     }

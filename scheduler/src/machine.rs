@@ -57,6 +57,14 @@ pub enum Event {
         /// At least the variables the unit expands, and the context.
         state: State,
     },
+    /// The shell passed `instance`'s gate without waiting and runs the unit itself: the
+    /// engine did not ask for its state (nothing was speculated). Prediction goes on from
+    /// there with the state known so far (any run's state is still checked at its own gate);
+    /// a [`Event::DirectRunFinished`] for `instance` must follow.
+    GatePassed {
+        /// Where the shell is.
+        instance: Instance,
+    },
     /// A `for` loop (or a `while` loop, with no words) started.
     LoopStarted {
         /// The loop.
@@ -346,6 +354,8 @@ pub struct Scheduler {
     last_gate: Option<(Instance, State)>,
     attempts: HashMap<Instance, u32>,
     unsafe_units: HashSet<UnitId>,
+    /// Units the engine leaves to the shell for now ([`Scheduler::set_too_short`]).
+    too_short: HashSet<UnitId>,
     /// Instances held back so far (for the counter).
     held: HashSet<Instance>,
     dag: Dag,
@@ -387,6 +397,7 @@ impl Scheduler {
             last_gate: None,
             attempts: HashMap::new(),
             unsafe_units: HashSet::new(),
+            too_short: HashSet::new(),
             held: HashSet::new(),
             dag: Dag::default(),
             stats: Stats::default(),
@@ -447,6 +458,7 @@ impl Scheduler {
                 self.refresh();
             }
             Event::GateReached { instance, state } => self.gate(instance, state),
+            Event::GatePassed { instance } => self.gate_passed(instance),
             Event::LoopStarted { id, iters, words } => {
                 let words = Arc::new(words);
                 self.latest.insert(id, words.clone());
@@ -467,6 +479,20 @@ impl Scheduler {
     }
 
     // (C) commands
+
+    /// Whether `unit` is left to the shell for now: its last run was shorter than a sandbox
+    /// costs. Unlike a flagged run, which keeps a unit from speculation for good, this can
+    /// be undone (the next instance of a loop's unit may take longer).
+    pub fn set_too_short(&mut self, unit: UnitId, short: bool) {
+        let changed = if short {
+            self.too_short.insert(unit)
+        } else {
+            self.too_short.remove(&unit)
+        };
+        if changed && !short {
+            self.refresh();
+        }
+    }
 
     /// Changes the window, e.g. to 0 under memory pressure and back later. Runs already
     /// started go on; fewer or more are started from now on.
@@ -619,6 +645,31 @@ impl Scheduler {
                 .collect(),
             context: state.context.clone(),
         }
+    }
+
+    fn gate_passed(&mut self, x: Instance) {
+        let node = self.dag.node(&x);
+        self.dag.get_mut(node).gate = Some(self.now);
+        let unit_node = self.program.units.get(&x.unit).copied();
+        let background = unit_node.is_some_and(|n| in_background(&self.program, n));
+        if !background {
+            match unit_node {
+                Some(n) => {
+                    for (d, arm) in taken_arms(&self.program, n) {
+                        self.memory.insert(d, arm);
+                    }
+                    self.pos = Pos::After(x.clone());
+                }
+                None => self.pos = Pos::Lost,
+            }
+        }
+        if let Some(id) = self.by_instance.get(&x).copied() {
+            self.drop_run(id, Why::Passed);
+        }
+        self.stats.direct += 1;
+        self.dag.get_mut(node).direct = Some((self.now, None));
+        self.direct.insert(x, node);
+        self.refresh();
     }
 
     fn answer_direct(&mut self, x: Instance, node: NodeIndex) {
@@ -1128,6 +1179,7 @@ impl Scheduler {
             let eligible = !self.by_instance.contains_key(&pred.instance)
                 && pred.vars.is_some()
                 && !self.unsafe_units.contains(&pred.instance.unit)
+                && !self.too_short.contains(&pred.instance.unit)
                 && self.attempts.get(&pred.instance).copied().unwrap_or(0)
                     < self.config.max_attempts;
             if eligible {

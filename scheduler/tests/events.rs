@@ -447,3 +447,36 @@ fn a_lookup_of_a_directory_ignores_changes_below_it() {
     let a = d.send(Event::CommitDone { run: runs[0].0 });
     assert!(a.contains(&Action::Discard { run: runs[1].0 }), "{a:?}");
 }
+
+#[test]
+fn a_unit_left_to_the_shell_for_being_short_is_speculated_again_once_it_is_not() {
+    let mut d = Driver::new(2, Node::Seq(vec![unit(0), unit(1), unit(2)]));
+    d.s.set_too_short(UnitId(1), true);
+    d.s.set_too_short(UnitId(2), true);
+    let a = d.send(Event::Started { state: state() });
+    // Only unit 0 starts; the short ones wait (they are not flagged unsafe).
+    assert_eq!(started(&a).iter().map(|s| s.1).collect::<Vec<_>>(), vec![0]);
+    d.s.set_too_short(UnitId(2), false);
+    let a: Vec<Action> = std::iter::from_fn(|| d.s.poll_action()).collect();
+    assert_eq!(started(&a).iter().map(|s| s.1).collect::<Vec<_>>(), vec![2]);
+}
+
+#[test]
+fn a_passed_gate_moves_prediction_on_without_an_answer() {
+    let mut d = Driver::new(1, Node::Seq(vec![unit(0), unit(1), unit(2)]));
+    let a = d.send(Event::Started { state: state() });
+    assert_eq!(started(&a).iter().map(|s| s.1).collect::<Vec<_>>(), vec![0]);
+    // The shell runs unit 0 itself without asking: its run is dropped, no answer is given,
+    // and the window goes to what follows.
+    let a = d.send(Event::GatePassed {
+        instance: Instance::new(0, &[]),
+    });
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::AnswerGate { .. })),
+        "{a:?}"
+    );
+    assert!(a.iter().any(|x| matches!(x, Action::Kill { .. })), "{a:?}");
+    assert_eq!(started(&a).iter().map(|s| s.1).collect::<Vec<_>>(), vec![1]);
+    let a = d.direct_done(0, Trace::default());
+    assert!(started(&a).is_empty(), "{a:?}");
+}

@@ -680,3 +680,34 @@ fn a_reader_waits_for_a_writer_that_never_ran_when_their_words_name_the_same_pat
     assert_eq!(st.discarded, 0, "{st:?}");
     assert!(st.held > 0, "{st:?}");
 }
+
+#[test]
+fn speculation_goes_on_from_a_gate_the_shell_passed_without_waiting() {
+    // for f in a b c d e; do slow unit on $f; done, the first two gates passed (the engine
+    // had nothing speculated, so the shell did not wait): the scheduler still knows where the
+    // shell is and speculates the iterations after it, committed at their own gates.
+    let script = SimNode::For {
+        id: 0,
+        var: s("f"),
+        words: ["a", "b", "c", "d", "e"].map(s).to_vec(),
+        literal: true,
+        body: Box::new(unit(
+            0,
+            &["f"],
+            vec![Op::Read(s("/in/$f")), Op::Write(s("/out/$f"))],
+            50,
+        )),
+    };
+    let want = sequential(&script, Fs::new(), &[]);
+    let mut sim = Sim::new(&script, config(2), Fs::new());
+    sim.pass_first = 2;
+    let got = sim.drive_bounded(&script, &[]);
+    assert_eq!(got, want, "log:\n{}", sim.log.join("\n"));
+    let st = sim.sched.stats();
+    assert!(st.committed >= 2, "{st:?}\n{}", sim.log.join("\n"));
+    assert!(
+        sim.log.iter().any(|l| l.contains("passed")),
+        "{}",
+        sim.log.join("\n")
+    );
+}

@@ -763,6 +763,12 @@ pub struct Sim {
     pub log: Vec<String>,
     /// Shell variables after the last gate (for `Started`).
     pub exited: bool,
+    /// Every `pass_every`-th gate (0: none) the shell passes without waiting
+    /// (`Event::GatePassed`), as a real shell does while nothing is speculated.
+    pub pass_every: u64,
+    /// The first `pass_first` gates are passed without waiting, too.
+    pub pass_first: u64,
+    gates: u64,
 }
 
 impl Sim {
@@ -785,6 +791,9 @@ impl Sim {
             commit_us: 100,
             log: Vec::new(),
             exited: false,
+            pass_every: 0,
+            pass_first: 0,
+            gates: 0,
         }
     }
 
@@ -921,10 +930,21 @@ impl Sim {
 
 impl World for Sim {
     fn gate(&mut self, u: &SimUnit, x: Instance, state: State) -> (Vec<u8>, i32) {
-        self.handle(Event::GateReached {
-            instance: x.clone(),
-            state: state.clone(),
-        });
+        self.gates += 1;
+        if self.gates <= self.pass_first
+            || (self.pass_every > 0 && self.gates % self.pass_every == 0)
+        {
+            self.handle(Event::GatePassed {
+                instance: x.clone(),
+            });
+            assert!(self.answer.is_none(), "a passed gate was answered");
+            self.answer = Some(Answer::RunYourself);
+        } else {
+            self.handle(Event::GateReached {
+                instance: x.clone(),
+                state: state.clone(),
+            });
+        }
         while self.answer.is_none() {
             assert!(
                 self.step(),
@@ -969,6 +989,7 @@ fn short_event(e: &Event) -> String {
     match e {
         Event::Started { .. } => "started".into(),
         Event::GateReached { instance, state } => format!("gate {instance} {:?}", state.vars),
+        Event::GatePassed { instance } => format!("passed {instance}"),
         Event::LoopStarted { id, iters, words } => {
             format!("loop {} {iters:?} {} words", id.0, words.len())
         }
