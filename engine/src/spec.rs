@@ -1280,12 +1280,10 @@ impl Driver<'_> {
     /// (`HS_MIN_UNIT_MS`) is cheaper to leave to the shell, until one of its runs takes longer.
     fn took(&mut self, unit: u32, took: f64) {
         self.last_took.insert(unit, took);
-        let short = took < self.min_unit;
-        self.sched.set_too_short(scheduler::UnitId(unit), short);
-        if !short {
-            // A unit that is long now may be speculated again: start what the scheduler can.
-            let _ = self.act_all();
-        }
+        // What this starts is carried out with the next event's actions (every caller
+        // hands the scheduler one right after), or by the timer's `act_all`.
+        self.sched
+            .set_too_short(scheduler::UnitId(unit), took < self.min_unit);
     }
 
     /// Books a unit the shell ran itself from `start` until now: its duration (for cost
