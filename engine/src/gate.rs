@@ -7,7 +7,8 @@
 //!   speculates, it then reads one reply line: `r` (run it yourself) or `c STATUS` (already
 //!   committed; its output has been replayed, return STATUS). Subshells never wait.
 //! - `a UNIT PID STATUS` — the main shell reached UNIT while the sync mark was empty (nothing
-//!   speculated): it runs the unit itself without waiting (speculating servers only).
+//!   speculated): it runs the unit itself without waiting (speculating servers only); `A`
+//!   instead, followed by a state report, while the state mark is not empty.
 //! - `s 0 PID 0` and a state report — the main shell's state at its start (speculating servers
 //!   that do not start paused).
 //! - `l LOOP PID WORDS…` — a `for` loop starts over these words (each `%q`-quoted).

@@ -292,6 +292,8 @@ struct Server {
     /// The sync mark: main-shell gates wait for an answer while this file is not empty
     /// (speculating servers only).
     sync: String,
+    /// The state mark: gates that do not wait report the state while this file is not empty.
+    want: String,
     /// End-of-message mark of gate messages.
     token: String,
 }
@@ -324,7 +326,9 @@ fn start_server(
         .as_ref()
         .and_then(|s| s.shell.as_ref())
         .map(|(_, hook, memfd)| format!("{}:{}", hook.report_fd(), memfd.as_raw_fd()));
-    let sync_fd = setup.as_ref().map(|s| s.sync.as_raw_fd());
+    let sync_fd = setup
+        .as_ref()
+        .map(|s| (s.sync.as_raw_fd(), s.want.as_raw_fd()));
     let spid = match sandbox::fork_alone() {
         Ok(sandbox::Forked::Parent(pid)) => pid,
         Ok(sandbox::Forked::Child) => {
@@ -353,7 +357,12 @@ fn start_server(
     };
     let proc_fd = |fd: &OwnedFd| format!("/proc/{spid}/fd/{}", fd.as_raw_fd());
     // Only a speculating server's gates test the mark (see `prelude`).
-    let sync = sync_fd.map_or_else(String::new, |n| format!("/proc/{spid}/fd/{n}"));
+    let (sync, want) = sync_fd.map_or_else(Default::default, |(n, m)| {
+        (
+            format!("/proc/{spid}/fd/{n}"),
+            format!("/proc/{spid}/fd/{m}"),
+        )
+    });
     if let Some(fds) = trace_fds {
         bash.env("__HS_TRACE", format!("{spid}:{fds}"));
     }
@@ -362,6 +371,7 @@ fn start_server(
         main: proc_fd(&main_w),
         reply: proc_fd(&rep_r),
         sync,
+        want,
         token,
     };
     bash.env("__HS_REQUEST", &server_paths.main)
@@ -433,6 +443,7 @@ fn prelude(server: &Server, script: &parser::Script, source: &[u8], mode: Mode) 
         main,
         reply,
         sync,
+        want,
         token,
     } = server;
     // `|| builtin :`: a failed write (server gone) must not reach an ERR trap or `set -e`;
@@ -459,15 +470,18 @@ fn prelude(server: &Server, script: &parser::Script, source: &[u8], mode: Mode) 
     // A main-shell gate waits for the answer only while the server's sync mark is not empty (it
     // speculates); otherwise it says which unit the shell runs and goes on (`a`).
     out.push_str(&format!(
-        "__hs_sync={}; ",
-        String::from_utf8_lossy(&crate::state::quote(sync.as_bytes()))
+        "__hs_sync={}; __hs_want={}; ",
+        String::from_utf8_lossy(&crate::state::quote(sync.as_bytes())),
+        String::from_utf8_lossy(&crate::state::quote(want.as_bytes()))
     ));
     out.push_str("__hs_gate() { __hs_x=$?; if [[ $BASHPID != \"$$\" ]]; then ");
     out.push_str(note);
     out.push_str(
         "; return 0; fi; if [[ ! -s $__hs_sync ]]; then \
+         if [[ -s $__hs_want ]]; then { builtin printf 'A %s %s %s\\n' \"$1\" \"$$\" \"$__hs_x\"; \
+         \"__hs_s${1%%:*}\" \"$@\"; __hs_ctx; } 2>&- >\"$__hs_p\" || builtin :; else \
          builtin printf 'a %s %s %s\\n' \"$1\" \"$$\" \"$__hs_x\" 2>&- >\"$__hs_p\" \
-         || builtin :; return 0; fi; \
+         || builtin :; fi; return 0; fi; \
          { builtin printf 'g %s %s %s\\n' \"$1\" \"$$\" \"$__hs_x\"; \
          \"__hs_s${1%%:*}\" \"$@\"; __hs_ctx; } 2>&- >\"$__hs_p\" || return 0; \
          __hs_r=; [[ -e $__hs_a ]] && IFS=' ' builtin read -r __hs_r __hs_st __hs_o __hs_e <\"$__hs_a\"; \

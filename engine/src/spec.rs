@@ -354,6 +354,8 @@ enum Msg {
         unit: u32,
         iters: Vec<u32>,
         status: i32,
+        /// The state report, when the server asked for it (`A` messages).
+        body: Option<Vec<u8>>,
     },
     /// A run whose sandbox failed to start it.
     Failed(RunId, sandbox::Sandbox),
@@ -487,6 +489,9 @@ pub(crate) struct Setup {
     /// The sync mark: main-shell gates wait for an answer while this memfd is not empty
     /// (`[[ -s /proc/SERVER/fd/N ]]`; see `Driver::update_sync`).
     pub(crate) sync: OwnedFd,
+    /// The state mark: gates that do not wait report the shell's state while this one is
+    /// not empty.
+    pub(crate) want: OwnedFd,
 }
 
 impl Setup {
@@ -505,7 +510,8 @@ impl Setup {
             }
         };
         let sync = memfd_create("hs-sync", MFdFlags::MFD_CLOEXEC)?;
-        Ok(Setup { shell, sync })
+        let want = memfd_create("hs-want", MFdFlags::MFD_CLOEXEC)?;
+        Ok(Setup { shell, sync, want })
     }
 }
 
@@ -522,9 +528,9 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes, start: Start<'_>) -> anyhow:
     let Start {
         source,
         script,
-        setup: Setup { shell, sync },
+        setup: Setup { shell, sync, want },
     } = start;
-    let sync = File::from(sync);
+    let (sync, want) = (File::from(sync), File::from(want));
     let shell_trace = match shell {
         Some((pending, hook, memfd)) => match pending.start() {
             Ok(session) => Some((session, hook, memfd)),
@@ -538,13 +544,18 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes, start: Start<'_>) -> anyhow:
     };
     let min_unit = min_unit();
     // Until a unit is seen to take `min_unit`, speculation is paused (`note_unit_run`): most
-    // scripts are short, and a sandbox costs more than their units do. Gates wait meanwhile
-    // (`update_sync`), so that a first unit that runs long is overlapped from its start.
+    // scripts are short, and a sandbox costs more than their units do. Gates do not wait
+    // meanwhile but report the shell's state (`update_sync`), so that a first unit that runs
+    // long is overlapped from its start.
     let start_paused = min_unit > 0.0;
-    if shell_trace.is_some() {
+    let sync_on = shell_trace.is_some() && !start_paused;
+    let want_on = shell_trace.is_some() && start_paused;
+    if sync_on {
         sync.set_len(1).context("cannot set the sync mark")?;
     }
-    let sync_on = shell_trace.is_some();
+    if want_on {
+        want.set_len(1).context("cannot set the state mark")?;
+    }
     let source = source.to_vec();
     let window = match args.run.jobs {
         Some(j) => j,
@@ -640,6 +651,8 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes, start: Start<'_>) -> anyhow:
         last_memory_check: started,
         sync,
         sync_on,
+        want,
+        want_on,
         async_gates: 0,
     };
     d.ttys = d.shell_ttys();
@@ -843,7 +856,7 @@ fn read_main(main: File, token: String, tx: Sender<Msg>) {
                 let (id, iters) = parse_id(parts.next().unwrap_or(""));
                 let _pid = parts.next();
                 match kind {
-                    "g" | "s" => {
+                    "g" | "s" | "A" => {
                         let status = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
                         let mut body = Vec::new();
                         loop {
@@ -858,6 +871,13 @@ fn read_main(main: File, token: String, tx: Sender<Msg>) {
                         }
                         let _ = tx.send(if kind == "s" {
                             Msg::Start { body }
+                        } else if kind == "A" {
+                            Msg::AsyncGate {
+                                unit: id,
+                                iters,
+                                status,
+                                body: Some(body),
+                            }
                         } else {
                             Msg::Gate {
                                 unit: id,
@@ -883,6 +903,7 @@ fn read_main(main: File, token: String, tx: Sender<Msg>) {
                             unit: id,
                             iters,
                             status,
+                            body: None,
                         });
                     }
                     "x" => {
@@ -1135,10 +1156,14 @@ struct Driver<'a> {
     spec_took: HashMap<u32, f64>,
     /// Units that took less are not speculated again (`HS_MIN_UNIT_MS`, default 50).
     min_unit: f64,
-    /// The file whose existence makes main-shell gates wait (`$__hs_sync`), and whether it
-    /// exists: only while speculation may answer anything but "run it yourself".
+    /// The sync mark (`$__hs_sync`): main-shell gates wait for an answer while it is not
+    /// empty, only while speculation may answer anything but "run it yourself".
     sync: File,
     sync_on: bool,
+    /// The state mark (`$__hs_want`): gates that do not wait report the state while it is not
+    /// empty.
+    want: File,
+    want_on: bool,
     async_gates: u64,
     /// How long the last three units took (seconds).
     recent_units: Vec<f64>,
@@ -1211,31 +1236,36 @@ impl Driver<'_> {
                     unit,
                     iters,
                     status,
-                } => self.async_gate(unit, iters, status)?,
+                    body,
+                } => self.async_gate(unit, iters, status, body.as_deref())?,
             }
             self.update_sync();
         }
     }
 
     /// Makes main-shell gates wait (the sync mark is not empty) while speculation may answer
-    /// anything but "run it yourself": a window above 0 or runs alive; and until the first
-    /// unit is timed, so that the shell's state is known if that unit runs long. Otherwise
-    /// they only say which unit the shell runs, which saves a round trip and the state report.
+    /// anything but "run it yourself": a window above 0 or runs alive. Otherwise they only
+    /// say which unit the shell runs, which saves a round trip and the state report — except
+    /// until the first unit is timed (the state mark is not empty): they then report the
+    /// state without waiting, so that it is known if that unit runs long.
     fn update_sync(&mut self) {
-        let first = self.short_paused && self.recent_units.is_empty();
-        let want = self.shell_trace.is_some()
-            && self.traced != Some(false)
-            && (self.effective_window() > 0 || !self.runs.is_empty() || first);
-        if want == self.sync_on {
-            return;
-        }
-        let done = self.sync.set_len(u64::from(want));
-        match done {
-            Ok(()) => {
-                tracing::debug!(sync = want, "gates wait for answers: {want}");
-                self.sync_on = want;
+        let traced = self.shell_trace.is_some() && self.traced != Some(false);
+        let sync = traced && (self.effective_window() > 0 || !self.runs.is_empty());
+        let first = traced && self.short_paused && self.recent_units.is_empty();
+        if sync != self.sync_on {
+            match self.sync.set_len(u64::from(sync)) {
+                Ok(()) => {
+                    tracing::debug!(sync, "gates wait for answers: {sync}");
+                    self.sync_on = sync;
+                }
+                Err(e) => tracing::debug!("cannot change the sync mark: {e}"),
             }
-            Err(e) => tracing::debug!("cannot change the sync mark: {e}"),
+        }
+        if first != self.want_on {
+            match self.want.set_len(u64::from(first)) {
+                Ok(()) => self.want_on = first,
+                Err(e) => tracing::debug!("cannot change the state mark: {e}"),
+            }
         }
     }
 
@@ -1262,7 +1292,13 @@ impl Driver<'_> {
     /// (without its state: predictions go on from the state known so far, and any run's
     /// state is still compared at its own gate); the unit is timed until the next gate, like
     /// one the shell was told to run.
-    fn async_gate(&mut self, unit: u32, iters: Vec<u32>, status: i32) -> anyhow::Result<()> {
+    fn async_gate(
+        &mut self,
+        unit: u32,
+        iters: Vec<u32>,
+        status: i32,
+        body: Option<&[u8]>,
+    ) -> anyhow::Result<()> {
         self.gates += 1;
         self.async_gates += 1;
         self.check_traced();
@@ -1271,9 +1307,20 @@ impl Driver<'_> {
             unit: scheduler::UnitId(unit),
             iters,
         };
+        let state = match (body, self.units.get(unit as usize)) {
+            (Some(body), Some(u)) => {
+                let names = self
+                    .names
+                    .get(&unit)
+                    .map(|(n, _)| n.clone())
+                    .unwrap_or_default();
+                Some(self.state_of(&names, u.vars.positional, body))
+            }
+            _ => None,
+        };
         self.direct = Some(x.clone());
         self.direct_start = self.now();
-        self.handle(Event::GatePassed { instance: x })
+        self.handle(Event::GatePassed { instance: x, state })
     }
 
     /// A run of `unit` took `took` seconds: a unit that took less than a sandbox costs

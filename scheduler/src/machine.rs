@@ -57,13 +57,15 @@ pub enum Event {
         /// At least the variables the unit expands, and the context.
         state: State,
     },
-    /// The shell passed `instance`'s gate without waiting and runs the unit itself: the
-    /// engine did not ask for its state (nothing was speculated). Prediction goes on from
-    /// there with the state known so far (any run's state is still checked at its own gate);
-    /// a [`Event::DirectRunFinished`] for `instance` must follow.
+    /// The shell passed `instance`'s gate without waiting and runs the unit itself (nothing
+    /// was speculated). Prediction goes on from there, with `state` if the gate reported it,
+    /// else with the state known so far (any run's state is still checked at its own gate).
+    /// Nothing is answered; a [`Event::DirectRunFinished`] for `instance` must follow.
     GatePassed {
         /// Where the shell is.
         instance: Instance,
+        /// What a [`Event::GateReached`] would carry, if the gate reported it.
+        state: Option<State>,
     },
     /// A `for` loop (or a `while` loop, with no words) started.
     LoopStarted {
@@ -458,7 +460,7 @@ impl Scheduler {
                 self.refresh();
             }
             Event::GateReached { instance, state } => self.gate(instance, state),
-            Event::GatePassed { instance } => self.gate_passed(instance),
+            Event::GatePassed { instance, state } => self.gate_passed(instance, state),
             Event::LoopStarted { id, iters, words } => {
                 let words = Arc::new(words);
                 self.latest.insert(id, words.clone());
@@ -531,6 +533,38 @@ impl Scheduler {
     fn gate(&mut self, x: Instance, state: State) {
         let node = self.dag.node(&x);
         self.dag.get_mut(node).gate = Some(self.now);
+        let (unit_node, background) = self.reached(&x, node, &state);
+        if !background {
+            self.move_to(&x, unit_node);
+        }
+        match self.by_instance.get(&x).copied() {
+            Some(id) if !self.direct.is_empty() => {
+                self.drop_run(id, Why::Background);
+                self.answer_direct(x, node);
+            }
+            Some(id) => {
+                let run = &self.runs[&id];
+                if let Some(name) = run.state.mismatch(&state) {
+                    self.drop_run(id, Why::State(name));
+                    self.answer_direct(x, node);
+                } else if run.finished.is_some() {
+                    self.try_commit(id);
+                } else if let Some(path) = self.doomed(id) {
+                    self.drop_run(id, Why::Doomed { path });
+                    self.answer_direct(x, node);
+                } else {
+                    self.waiting = Some(id);
+                }
+            }
+            None => self.answer_direct(x, node),
+        }
+        self.refresh();
+    }
+
+    /// The state the shell reported at `x`'s gate: merged into what is known (or kept aside
+    /// inside a subshell), with the DAG's state edges. Returns `x`'s program node and whether
+    /// it runs in the background.
+    fn reached(&mut self, x: &Instance, node: NodeIndex, state: &State) -> (Option<usize>, bool) {
         self.last_gate = Some((x.clone(), state.clone()));
         let unit_node = self.program.units.get(&x.unit).copied();
         let background = unit_node.is_some_and(|n| in_background(&self.program, n));
@@ -539,7 +573,7 @@ impl Scheduler {
             _ if background => {}
             Some(sub) => self.inner = Some((sub, state.clone())),
             None => {
-                self.merge(&state);
+                self.merge(state);
                 self.inner = None;
             }
         }
@@ -571,39 +605,20 @@ impl Scheduler {
         if let Some(&src) = self.changed_after.get(&None) {
             self.dag.edge(src, node, Edge::State(None));
         }
-        if !background {
-            match unit_node {
-                Some(n) => {
-                    for (d, arm) in taken_arms(&self.program, n) {
-                        self.memory.insert(d, arm);
-                    }
-                    self.pos = Pos::After(x.clone());
+        (unit_node, background)
+    }
+
+    /// The shell is past `x` (program node `unit_node`): prediction starts after it.
+    fn move_to(&mut self, x: &Instance, unit_node: Option<usize>) {
+        match unit_node {
+            Some(n) => {
+                for (d, arm) in taken_arms(&self.program, n) {
+                    self.memory.insert(d, arm);
                 }
-                None => self.pos = Pos::Lost,
+                self.pos = Pos::After(x.clone());
             }
+            None => self.pos = Pos::Lost,
         }
-        match self.by_instance.get(&x).copied() {
-            Some(id) if !self.direct.is_empty() => {
-                self.drop_run(id, Why::Background);
-                self.answer_direct(x, node);
-            }
-            Some(id) => {
-                let run = &self.runs[&id];
-                if let Some(name) = run.state.mismatch(&state) {
-                    self.drop_run(id, Why::State(name));
-                    self.answer_direct(x, node);
-                } else if run.finished.is_some() {
-                    self.try_commit(id);
-                } else if let Some(path) = self.doomed(id) {
-                    self.drop_run(id, Why::Doomed { path });
-                    self.answer_direct(x, node);
-                } else {
-                    self.waiting = Some(id);
-                }
-            }
-            None => self.answer_direct(x, node),
-        }
-        self.refresh();
     }
 
     /// Whether an earlier trace of the run's unit, with the same state, observed something
@@ -647,21 +662,19 @@ impl Scheduler {
         }
     }
 
-    fn gate_passed(&mut self, x: Instance) {
+    fn gate_passed(&mut self, x: Instance, state: Option<State>) {
         let node = self.dag.node(&x);
         self.dag.get_mut(node).gate = Some(self.now);
-        let unit_node = self.program.units.get(&x.unit).copied();
-        let background = unit_node.is_some_and(|n| in_background(&self.program, n));
-        if !background {
-            match unit_node {
-                Some(n) => {
-                    for (d, arm) in taken_arms(&self.program, n) {
-                        self.memory.insert(d, arm);
-                    }
-                    self.pos = Pos::After(x.clone());
-                }
-                None => self.pos = Pos::Lost,
+        let (unit_node, background) = match &state {
+            Some(state) => self.reached(&x, node, state),
+            None => {
+                let unit_node = self.program.units.get(&x.unit).copied();
+                let background = unit_node.is_some_and(|n| in_background(&self.program, n));
+                (unit_node, background)
             }
+        };
+        if !background {
+            self.move_to(&x, unit_node);
         }
         if let Some(id) = self.by_instance.get(&x).copied() {
             self.drop_run(id, Why::Passed);

@@ -470,6 +470,7 @@ fn a_passed_gate_moves_prediction_on_without_an_answer() {
     // and the window goes to what follows.
     let a = d.send(Event::GatePassed {
         instance: Instance::new(0, &[]),
+        state: None,
     });
     assert!(
         !a.iter().any(|x| matches!(x, Action::AnswerGate { .. })),

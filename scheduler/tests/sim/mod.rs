@@ -934,8 +934,10 @@ impl World for Sim {
         if self.gates <= self.pass_first
             || (self.pass_every > 0 && self.gates % self.pass_every == 0)
         {
+            // Half of them report their state, as the engine's first gates do.
             self.handle(Event::GatePassed {
                 instance: x.clone(),
+                state: (self.gates % 2 == 0).then(|| state.clone()),
             });
             assert!(self.answer.is_none(), "a passed gate was answered");
             self.answer = Some(Answer::RunYourself);
@@ -989,7 +991,9 @@ fn short_event(e: &Event) -> String {
     match e {
         Event::Started { .. } => "started".into(),
         Event::GateReached { instance, state } => format!("gate {instance} {:?}", state.vars),
-        Event::GatePassed { instance } => format!("passed {instance}"),
+        Event::GatePassed { instance, state } => {
+            format!("passed {instance} {:?}", state.as_ref().map(|s| &s.vars))
+        }
         Event::LoopStarted { id, iters, words } => {
             format!("loop {} {iters:?} {} words", id.0, words.len())
         }
