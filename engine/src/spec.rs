@@ -1307,17 +1307,7 @@ impl Driver<'_> {
             unit: scheduler::UnitId(unit),
             iters,
         };
-        let state = match (body, self.units.get(unit as usize)) {
-            (Some(body), Some(u)) => {
-                let names = self
-                    .names
-                    .get(&unit)
-                    .map(|(n, _)| n.clone())
-                    .unwrap_or_default();
-                Some(self.state_of(&names, u.vars.positional, body))
-            }
-            _ => None,
-        };
+        let state = body.and_then(|body| self.gate_state(unit, body));
         self.direct = Some(x.clone());
         self.direct_start = self.now();
         self.handle(Event::GatePassed { instance: x, state })
@@ -1424,6 +1414,18 @@ impl Driver<'_> {
         }
     }
 
+    /// The state a gate of `unit` reported in `body` (`None` for a unit the script does not
+    /// have).
+    fn gate_state(&self, unit: u32, body: &[u8]) -> Option<State> {
+        let u = self.units.get(unit as usize)?;
+        let names = self
+            .names
+            .get(&unit)
+            .map(|(n, _)| n.clone())
+            .unwrap_or_default();
+        Some(self.state_of(&names, u.vars.positional, body))
+    }
+
     /// Finds out, at the first gate, whether the shell runs under its tracer.
     fn check_traced(&mut self) {
         if self.traced.is_none() {
@@ -1440,16 +1442,10 @@ impl Driver<'_> {
         self.check_traced();
         self.segment(status)?;
         self.check_memory();
-        let Some(u) = self.units.get(unit as usize) else {
+        let Some(st) = self.gate_state(unit, body) else {
             self.reply(b"r\n")?;
             return Ok(());
         };
-        let names = self
-            .names
-            .get(&unit)
-            .map(|(n, _)| n.clone())
-            .unwrap_or_default();
-        let st = self.state_of(&names, u.vars.positional, body);
         let x = Instance {
             unit: scheduler::UnitId(unit),
             iters,
