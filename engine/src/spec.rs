@@ -2512,29 +2512,22 @@ impl RunSetup {
         let out_f = File::create(&self.out)?;
         let err_f = File::create(&self.err)?;
         let mut copiers = Vec::new();
+        let winsize = self.winsize;
+        // The capture file itself, or a pty whose copier writes into it.
+        let mut capture = |tty: bool, f: File| -> anyhow::Result<OwnedFd> {
+            if !tty {
+                return Ok(f.into());
+            }
+            let (slave, c) = pty_into(f, winsize)?;
+            copiers.push(c);
+            Ok(slave)
+        };
         let (fd1, fd2): (OwnedFd, OwnedFd) = match self.ttys {
             (true, true) if self.merged => {
-                let (slave, c) = pty_into(out_f, self.winsize)?;
-                copiers.push(c);
+                let slave = capture(true, out_f)?;
                 (slave.try_clone()?, slave)
             }
-            (t1, t2) => {
-                let fd1 = if t1 {
-                    let (slave, c) = pty_into(out_f, self.winsize)?;
-                    copiers.push(c);
-                    slave
-                } else {
-                    out_f.into()
-                };
-                let fd2 = if t2 {
-                    let (slave, c) = pty_into(err_f, self.winsize)?;
-                    copiers.push(c);
-                    slave
-                } else {
-                    err_f.into()
-                };
-                (fd1, fd2)
-            }
+            (t1, t2) => (capture(t1, out_f)?, capture(t2, err_f)?),
         };
         let cmd = sandbox::Command::new(self.argv)
             .env(self.env)
