@@ -518,6 +518,15 @@ impl Setup {
 /// Serves a speculating run until the main shell exits.
 pub(crate) fn serve(args: &ServeArgs, pipes: Pipes, start: Start<'_>) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    // Sandbox helpers forked from a small copy of this process, made before any thread starts,
+    // cost a fraction of those forked from the server once it has grown (see sandbox's zygote).
+    if start.setup.shell.is_some()
+        && args.run.jobs != Some(0)
+        && std::env::var_os("HS_NO_ZYGOTE").is_none()
+        && let Err(e) = sandbox::start_zygote(true)
+    {
+        tracing::debug!("no sandbox zygote ({e}); the server forks sandbox helpers itself");
+    }
     // The shell's death (SIGTERM, our parent-death signal) or a kill must still tear the
     // sandboxes down: block it in every thread and turn it into an exit message.
     let mut term = nix::sys::signal::SigSet::empty();
@@ -2230,6 +2239,7 @@ impl Driver<'_> {
             }
         }
         self.janitor.finish();
+        sandbox::stop_zygote();
         if self.tmp_made {
             let _ = std::fs::remove_dir_all(&self.tmp);
         }

@@ -17,35 +17,104 @@ use crate::error::Error;
 use crate::plan::{Layer, Plan, Step};
 use crate::sys::{self, Errno, Fork};
 
-/// The background reaping of a sandbox's helper: the next run of the same sandbox waits for
-/// it, since the old overlays stay mounted (and their upper dirs busy) until the helper is gone.
-pub(crate) type Reaper = std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>;
+/// The helper process of a run: a child of ours, or one the zygote forked for us.
+#[derive(Debug)]
+pub(crate) enum Helper {
+    Own(libc::pid_t),
+    /// Forked by the [`crate::zygote`]: its pidfd, and the pipe on which the zygote writes its
+    /// exit code once it has reaped it.
+    Zygote {
+        pid: libc::pid_t,
+        pidfd: OwnedFd,
+        exit: OwnedFd,
+    },
+}
 
-/// Reap `pid` in a background thread recorded in `slot` (inline if no thread can be made).
-fn reap_in_background(pid: libc::pid_t, slot: &Reaper) {
-    match std::thread::Builder::new()
-        .name("hs-sandbox-reaper".into())
-        .spawn(move || {
-            let _ = sys::waitpid(pid, 0);
-        }) {
-        Ok(h) => {
-            if let Ok(mut g) = slot.lock()
-                && let Some(old) = g.replace(h)
-            {
-                let _ = old.join();
+impl Helper {
+    fn pid(&self) -> libc::pid_t {
+        match self {
+            Helper::Own(pid) | Helper::Zygote { pid, .. } => *pid,
+        }
+    }
+
+    fn kill(&self) {
+        let _ = match self {
+            Helper::Own(pid) => sys::kill(*pid, libc::SIGKILL),
+            Helper::Zygote { pidfd, .. } => sys::pidfd_kill(pidfd.as_raw_fd(), libc::SIGKILL),
+        };
+    }
+
+    /// Waits until it is gone (its namespaces torn down); its exit code.
+    fn wait(&self) -> Result<i32, Errno> {
+        match self {
+            Helper::Own(pid) => sys::waitpid(*pid, 0).map(|(_, st)| sys::status_code(st)),
+            Helper::Zygote { exit, .. } => {
+                let mut buf = [0u8; 4];
+                let mut got = 0;
+                while got < 4 {
+                    match sys::read(exit.as_raw_fd(), &mut buf[got..])? {
+                        0 => return Err(Errno::ECHILD),
+                        n => got += n,
+                    }
+                }
+                Ok(i32::from_le_bytes(buf))
             }
         }
-        Err(_) => {
-            let _ = sys::waitpid(pid, 0);
+    }
+}
+
+/// The background reaping of a sandbox's helper: the next run of the same sandbox waits for
+/// it, since the old overlays stay mounted (and their upper dirs busy) until the helper is gone.
+pub(crate) type Reaper = std::sync::Arc<std::sync::Mutex<Option<Reaping>>>;
+
+/// A helper being reaped: by a thread of ours, or by the zygote (which reports it).
+#[derive(Debug)]
+pub(crate) enum Reaping {
+    Thread(std::thread::JoinHandle<()>),
+    Zygote(Helper),
+}
+
+impl Reaping {
+    fn finish(self) {
+        match self {
+            Reaping::Thread(h) => {
+                let _ = h.join();
+            }
+            Reaping::Zygote(h) => {
+                let _ = h.wait();
+            }
         }
+    }
+}
+
+/// Reap `helper` in the background, recorded in `slot` (inline if no thread can be made).
+fn reap_in_background(helper: Helper, slot: &Reaper) {
+    let pending = match helper {
+        Helper::Own(pid) => match std::thread::Builder::new()
+            .name("hs-sandbox-reaper".into())
+            .spawn(move || {
+                let _ = sys::waitpid(pid, 0);
+            }) {
+            Ok(h) => Reaping::Thread(h),
+            Err(_) => {
+                let _ = sys::waitpid(pid, 0);
+                return;
+            }
+        },
+        z @ Helper::Zygote { .. } => Reaping::Zygote(z),
+    };
+    if let Ok(mut g) = slot.lock()
+        && let Some(old) = g.replace(pending)
+    {
+        old.finish();
     }
 }
 
 /// Wait for the previous run's helper (see [`Reaper`]).
 pub(crate) fn wait_reaped(slot: &Reaper) {
-    let h = slot.lock().ok().and_then(|mut g| g.take());
-    if let Some(h) = h {
-        let _ = h.join();
+    let pending = slot.lock().ok().and_then(|mut g| g.take());
+    if let Some(p) = pending {
+        p.finish();
     }
 }
 
@@ -138,6 +207,8 @@ impl Command {
 #[derive(Debug)]
 pub struct Child {
     pid: libc::pid_t,
+    /// `None` once handed to the reaper.
+    helper: Option<Helper>,
     done: Option<i32>,
     status: Option<OwnedFd>,
     reaper: Reaper,
@@ -169,21 +240,28 @@ impl Child {
             if got == 4 {
                 let code = i32::from_le_bytes(buf);
                 self.done = Some(code);
-                reap_in_background(self.pid, &self.reaper);
+                if let Some(h) = self.helper.take() {
+                    reap_in_background(h, &self.reaper);
+                }
                 return Ok(code);
             }
         }
-        let (_, status) = sys::waitpid(self.pid, 0)
-            .map_err(|e| Error::io("wait for", Path::new("sandbox"), e.into()))?;
-        let code = sys::status_code(status);
+        let code = match self.helper.take() {
+            Some(h) => h
+                .wait()
+                .map_err(|e| Error::io("wait for", Path::new("sandbox"), e.into()))?,
+            None => 125,
+        };
         self.done = Some(code);
         Ok(code)
     }
 
     /// Kill the sandbox (every process in it).
     pub fn kill(&mut self) {
-        if self.done.is_none() {
-            let _ = sys::kill(self.pid, libc::SIGKILL);
+        if self.done.is_none()
+            && let Some(h) = &self.helper
+        {
+            h.kill();
         }
     }
 }
@@ -238,7 +316,164 @@ pub(crate) struct Prepared {
     steps: Vec<Prep>,
     privileged: bool,
     /// The shared network namespace, for [`Step::JoinNet`].
-    net: Option<RawFd>,
+    pub(crate) net: Option<RawFd>,
+}
+
+/// Byte encoding of [`Prepared`] for the zygote ([`crate::zygote`]): tagged steps, strings
+/// as (u32 length, bytes). The shared network namespace travels as a descriptor, not here.
+impl Prepared {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        fn cstr(out: &mut Vec<u8>, s: &CStr) {
+            out.extend((s.to_bytes().len() as u32).to_le_bytes());
+            out.extend(s.to_bytes());
+        }
+        fn opt(out: &mut Vec<u8>, s: &Option<CString>) {
+            out.push(s.is_some() as u8);
+            if let Some(s) = s {
+                cstr(out, s);
+            }
+        }
+        fn step(out: &mut Vec<u8>, p: &Prep) {
+            match p {
+                Prep::JoinNet(_) => out.push(0),
+                Prep::Unshare(f) => {
+                    out.push(1);
+                    out.extend(f.to_le_bytes());
+                }
+                Prep::MapIds { uid, gid } => {
+                    out.push(2);
+                    out.extend(uid.to_le_bytes());
+                    out.extend(gid.to_le_bytes());
+                }
+                Prep::ForkInit => out.push(3),
+                Prep::Mount {
+                    src,
+                    target,
+                    fstype,
+                    flags,
+                    data,
+                    ro,
+                } => {
+                    out.push(4);
+                    opt(out, src);
+                    cstr(out, target);
+                    opt(out, fstype);
+                    out.extend(flags.to_le_bytes());
+                    opt(out, data);
+                    out.push(match ro {
+                        None => 0,
+                        Some(false) => 1,
+                        Some(true) => 2,
+                    });
+                }
+                Prep::Mkdir(p) => {
+                    out.push(5);
+                    cstr(out, p);
+                }
+                Prep::Symlink(t, l) => {
+                    out.push(6);
+                    cstr(out, t);
+                    cstr(out, l);
+                }
+                Prep::CreateFile(p) => {
+                    out.push(7);
+                    cstr(out, p);
+                }
+                Prep::ReadOnly(p) => {
+                    out.push(8);
+                    cstr(out, p);
+                }
+                Prep::Optional(inner) => {
+                    out.push(9);
+                    step(out, inner);
+                }
+                Prep::LoopbackUp => out.push(10),
+                Prep::PivotRoot(p) => {
+                    out.push(11);
+                    cstr(out, p);
+                }
+                Prep::EnterUserNs => out.push(12),
+                Prep::Exec => out.push(13),
+            }
+        }
+        let mut out = vec![self.privileged as u8];
+        for p in &self.steps {
+            step(&mut out, p);
+        }
+        out
+    }
+
+    /// Inverse of [`Prepared::encode`]; `net` replaces the caller's network namespace fd.
+    pub(crate) fn decode(data: &[u8], net: Option<RawFd>) -> Option<Prepared> {
+        struct Reader<'a>(&'a [u8]);
+        impl Reader<'_> {
+            fn take(&mut self, n: usize) -> Option<&[u8]> {
+                let (a, b) = (self.0.get(..n)?, self.0.get(n..)?);
+                self.0 = b;
+                Some(a)
+            }
+            fn u8(&mut self) -> Option<u8> {
+                Some(self.take(1)?[0])
+            }
+            fn u32(&mut self) -> Option<u32> {
+                Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+            }
+            fn cstr(&mut self) -> Option<CString> {
+                let n = self.u32()? as usize;
+                CString::new(self.take(n)?).ok()
+            }
+            fn opt(&mut self) -> Option<Option<CString>> {
+                match self.u8()? {
+                    0 => Some(None),
+                    _ => Some(Some(self.cstr()?)),
+                }
+            }
+            fn step(&mut self, net: Option<RawFd>) -> Option<Prep> {
+                Some(match self.u8()? {
+                    0 => Prep::JoinNet(net?),
+                    1 => Prep::Unshare(self.u32()? as libc::c_int),
+                    2 => Prep::MapIds {
+                        uid: self.u32()?,
+                        gid: self.u32()?,
+                    },
+                    3 => Prep::ForkInit,
+                    4 => Prep::Mount {
+                        src: self.opt()?,
+                        target: self.cstr()?,
+                        fstype: self.opt()?,
+                        flags: c_ulong::from_le_bytes(self.take(8)?.try_into().ok()?),
+                        data: self.opt()?,
+                        ro: match self.u8()? {
+                            0 => None,
+                            1 => Some(false),
+                            _ => Some(true),
+                        },
+                    },
+                    5 => Prep::Mkdir(self.cstr()?),
+                    6 => Prep::Symlink(self.cstr()?, self.cstr()?),
+                    7 => Prep::CreateFile(self.cstr()?),
+                    8 => Prep::ReadOnly(self.cstr()?),
+                    9 => Prep::Optional(Box::new(self.step(net)?)),
+                    10 => Prep::LoopbackUp,
+                    11 => Prep::PivotRoot(self.cstr()?),
+                    12 => Prep::EnterUserNs,
+                    13 => Prep::Exec,
+                    _ => return None,
+                })
+            }
+        }
+        let mut r = Reader(data);
+        let privileged = r.u8()? != 0;
+        let mut steps = Vec::new();
+        while !r.0.is_empty() {
+            steps.push(r.step(net)?);
+        }
+        Some(Prepared {
+            steps,
+            privileged,
+            net,
+        })
+    }
 }
 
 fn c(p: &Path) -> Result<CString, Error> {
@@ -407,7 +642,7 @@ pub(crate) fn prepare(
 }
 
 /// Everything the command child needs, converted before the first fork.
-struct ExecSpec {
+pub(crate) struct ExecSpec {
     argv: Vec<CString>,
     candidates: Vec<CString>,
     envp: Vec<CString>,
@@ -422,15 +657,15 @@ struct ExecSpec {
     hook: Option<trace::ChildHook>,
     /// Prestarted sandboxes: the serialized filter program, until the report fd arrives.
     program: Vec<u8>,
-    timing: bool,
+    pub(crate) timing: bool,
     /// Write end of the status pipe: init reports the command's exit code there.
-    status_fd: RawFd,
+    pub(crate) status_fd: RawFd,
     /// Prestarted sandboxes: init's end of the socket the command arrives on, else -1.
-    go_fd: RawFd,
+    pub(crate) go_fd: RawFd,
 }
 
 impl ExecSpec {
-    fn placeholder() -> ExecSpec {
+    pub(crate) fn placeholder() -> ExecSpec {
         ExecSpec {
             argv: Vec::new(),
             candidates: Vec::new(),
@@ -667,15 +902,16 @@ pub(crate) fn spawn(
     reaper: &Reaper,
 ) -> Result<Child, Error> {
     let spec = exec_spec(cmd)?;
-    let (pid, err_r, status_r) = start(prep, spec)?;
-    finish_spawn(plan, pid, err_r, status_r, reaper.clone())
+    let (helper, err_r, status_r) = start(prep, spec)?;
+    finish_spawn(plan, helper, err_r, status_r, reaper.clone())
 }
 
 /// A sandbox whose namespaces and mounts are being set up in the background, waiting for its
 /// command ([`crate::Sandbox::prestart`]).
 #[derive(Debug)]
 pub struct Ready {
-    pid: libc::pid_t,
+    /// `None` once used.
+    helper: Option<Helper>,
     /// (error pipe, status pipe, go socket); `None` once used.
     fds: Option<(OwnedFd, OwnedFd, OwnedFd)>,
     plan: Plan,
@@ -687,7 +923,9 @@ impl Drop for Ready {
     fn drop(&mut self) {
         if let Some(fds) = self.fds.take() {
             drop(fds);
-            reap_in_background(self.pid, &self.reaper);
+            if let Some(h) = self.helper.take() {
+                reap_in_background(h, &self.reaper);
+            }
         }
     }
 }
@@ -697,7 +935,8 @@ impl Ready {
     pub fn exec(mut self, cmd: &Command) -> Result<Child, Error> {
         use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
         let spec = exec_spec(cmd)?;
-        let Some((err_r, status_r, go)) = self.fds.take() else {
+        let (Some((err_r, status_r, go)), Some(helper)) = (self.fds.take(), self.helper.take())
+        else {
             return Err(Error::InvalidCommand("prestarted sandbox already used"));
         };
         let payload = spec.encode();
@@ -734,7 +973,7 @@ impl Ready {
             }
         }
         drop(go);
-        finish_spawn(&self.plan, self.pid, err_r, status_r, self.reaper.clone())
+        finish_spawn(&self.plan, helper, err_r, status_r, self.reaper.clone())
     }
 }
 
@@ -748,24 +987,30 @@ pub(crate) fn prestart(plan: &Plan, prep: &Prepared, reaper: &Reaper) -> Result<
     .map_err(|e| Error::io("create", Path::new("socketpair"), e.into()))?;
     let mut spec = ExecSpec::placeholder();
     spec.go_fd = init_end.as_raw_fd();
-    let (pid, err_r, status_r) = start(prep, spec)?;
+    let (helper, err_r, status_r) = start(prep, spec)?;
     drop(init_end);
     Ok(Ready {
-        pid,
+        helper: Some(helper),
         fds: Some((err_r, status_r, go)),
         plan: plan.clone(),
         reaper: reaper.clone(),
     })
 }
 
-/// Fork the helper; returns its pid and the read ends of the error and status pipes.
-fn start(prep: &Prepared, mut spec: ExecSpec) -> Result<(libc::pid_t, OwnedFd, OwnedFd), Error> {
+/// Fork the helper (through the zygote, for a prestarted sandbox, where there is one); returns
+/// it and the read ends of the error and status pipes.
+fn start(prep: &Prepared, mut spec: ExecSpec) -> Result<(Helper, OwnedFd, OwnedFd), Error> {
     mark(spec.timing, "spawn");
     let (status_r, status_w) =
         sys::pipe().map_err(|e| Error::io("create", Path::new("pipe"), e.into()))?;
     spec.status_fd = status_w.as_raw_fd();
     let (err_r, err_w) =
         sys::pipe().map_err(|e| Error::io("create", Path::new("pipe"), e.into()))?;
+    if spec.go_fd >= 0
+        && let Some(helper) = crate::zygote::fork_helper(prep, &spec, err_w.as_raw_fd())
+    {
+        return Ok((helper, err_r, status_r));
+    }
     let pid =
         match sys::fork().map_err(|e| Error::io("fork", Path::new("sandbox helper"), e.into()))? {
             Fork::Child => {
@@ -776,13 +1021,13 @@ fn start(prep: &Prepared, mut spec: ExecSpec) -> Result<(libc::pid_t, OwnedFd, O
         };
     drop(err_w);
     drop(status_w);
-    Ok((pid, err_r, status_r))
+    Ok((Helper::Own(pid), err_r, status_r))
 }
 
 /// Wait until the command is exec'd (end of file on the error pipe) or setup failed.
 fn finish_spawn(
     plan: &Plan,
-    pid: libc::pid_t,
+    helper: Helper,
     err_r: OwnedFd,
     status_r: OwnedFd,
     reaper: Reaper,
@@ -798,7 +1043,8 @@ fn finish_spawn(
     }
     mark(std::env::var_os("HS_SANDBOX_TIMING").is_some(), "exec'd");
     let mut child = Child {
-        pid,
+        pid: helper.pid(),
+        helper: Some(helper),
         done: None,
         status: Some(status_r),
         reaper,
@@ -814,7 +1060,7 @@ fn finish_spawn(
 }
 
 /// The helper: unshare, map ids, fork init, wait for it.
-fn helper(prep: &Prepared, spec: &ExecSpec, err: RawFd) -> ! {
+pub(crate) fn helper(prep: &Prepared, spec: &ExecSpec, err: RawFd) -> ! {
     // Other threads of the caller may have pipes and sockets open (other sandboxes' error,
     // status and command channels); a copy kept here would hold their ends open for as long
     // as this sandbox lives. Keep only what this sandbox uses. (No locks may be taken in this
@@ -1279,6 +1525,43 @@ mod tests {
             self.0.push(format!("pivot {}", s(Some(root))));
             Ok(())
         }
+    }
+
+    /// What the zygote receives is what the caller prepared, for plans of both kinds (as root:
+    /// overlays, `EnterUserNs`; unprivileged: a skeleton with optional binds, id maps, a
+    /// shared network namespace's fd replaced by the receiver's).
+    #[test]
+    fn prepared_steps_survive_the_trip_to_the_zygote() {
+        let mounts = parse_mountinfo(
+            b"1 0 8:1 / / rw - ext4 /dev/sda rw\n2 1 0:5 / /opt ro - squashfs x ro\n\
+              3 1 0:6 / /tmp rw - tmpfs t rw\n",
+        );
+        let dir = std::env::temp_dir().join(format!("hs-zyg,\n{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for privileged in [true, false] {
+            let input = PlanInput {
+                dir: dir.clone(),
+                uid: 1000,
+                gid: 100,
+                privileged,
+                net: false,
+                shared_net: privileged,
+                existing: Vec::new(),
+                writable_roots: vec!["/tmp".into(), dir.clone()],
+                upper_in_dir: false,
+            };
+            let plan = build(&input, &mounts).unwrap();
+            let prep = prepare(&plan, privileged, privileged.then_some(7)).unwrap();
+            assert!(prep.steps.len() > 5);
+            let back = Prepared::decode(&prep.encode(), privileged.then_some(9)).unwrap();
+            let want = format!("{prep:?}").replace("JoinNet(7)", "JoinNet(9)");
+            assert_eq!(
+                format!("{back:?}"),
+                want.replace("net: Some(7)", "net: Some(9)")
+            );
+            assert!(Prepared::decode(&prep.encode()[..prep.encode().len() - 3], None).is_none());
+        }
+        std::fs::remove_dir(&dir).unwrap();
     }
 
     #[test]

@@ -44,6 +44,7 @@ mod plan;
 mod sandbox;
 mod sys;
 pub mod views;
+mod zygote;
 
 pub use crate::changes::{Change, ChangeKind, ChangeSet, FileKind, Hazard};
 pub use crate::commit::{CommitReport, recover, recover_all, remove_stale};
@@ -54,6 +55,7 @@ pub use crate::plan::{
     writable_roots,
 };
 pub use crate::sandbox::{Options, Sandbox, default_base};
+pub use crate::zygote::{start as start_zygote, stop as stop_zygote};
 pub use nix::errno::Errno;
 
 /// A network namespace with only loopback, up, for sandboxes to share

@@ -654,3 +654,35 @@ pub(crate) fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> SysResult<(usize, Ve
     }
     Ok((msg.bytes, fds))
 }
+
+/// `pidfd_open(2)` (Linux 5.3): a descriptor for process `pid`, close-on-exec.
+pub(crate) fn pidfd_open(pid: pid_t) -> SysResult<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel just returned this new descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_send_signal(2)`: signal the process of `pidfd` (no pid-reuse race).
+pub(crate) fn pidfd_kill(pidfd: RawFd, sig: c_int) -> SysResult<()> {
+    // SAFETY: plain syscall; a null siginfo means "as kill(2)".
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd,
+            sig,
+            ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// `prctl(PR_SET_NAME)`: the process name `ps` and `perf` show (15 bytes at most).
+pub(crate) fn set_name(name: &CStr) {
+    // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as c_ulong, 0, 0, 0) };
+}
