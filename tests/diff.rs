@@ -538,7 +538,13 @@ fn hs_diff_args() -> Vec<OsString> {
 /// Runs `script` under bash and under `hs_prog extra_args [hs-flags]`; returns a readable
 /// report of every difference.
 fn compare(script: &Script, hs_prog: &OsStr, extra_args: &[OsString]) -> Result<(), String> {
-    let root = TempRoot::new(&script.name);
+    // The paused variant of a case runs beside the case itself: a root of its own.
+    let paused = MIN_UNIT.with(|m| m.borrow().is_some());
+    let root = TempRoot::new(&format!(
+        "{}{}",
+        if paused { "paused-" } else { "" },
+        script.name
+    ));
     let setup = root.path.join("setup");
     fs::create_dir_all(&setup).unwrap();
     if !script.setup.is_empty() {

@@ -1811,15 +1811,14 @@ impl Driver<'_> {
                     return;
                 }
                 // Files, ptys and the tracer: a run that cannot have them hands its sandbox back.
-                let prepared = setup.command().and_then(|(cmd, copiers)| {
+                let prepared = setup.command().and_then(|(cmd, copiers, stdin)| {
                     let (session, hook) = trace::Tracer::new()
                         .root_from_tracee()
-                        .watch_stdin()
                         .start()
                         .context("cannot start a tracer")?;
-                    Ok((cmd.trace(hook), copiers, session))
+                    Ok((cmd.trace(hook), copiers, stdin, session))
                 });
-                let (cmd, copiers, session) = match prepared {
+                let (cmd, copiers, stdin, session) = match prepared {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::debug!("cannot set a speculation up: {e:#}");
@@ -1845,7 +1844,12 @@ impl Driver<'_> {
                     let _ = c.join();
                 }
                 let waited = t.elapsed();
-                let trace = session.finish();
+                let mut trace = session.finish();
+                if stdin.was_read()
+                    && let Ok(t) = &mut trace
+                {
+                    t.flag(trace::Flags::STDIN, || "read of the inherited stdin".into());
+                }
                 let changes = sb.changes();
                 tracing::debug!(run = run.0, ?started, ?waited, ended = ?t.elapsed(), "run");
                 let _ = tx.send(Msg::Done(
@@ -2516,8 +2520,16 @@ impl RunSetup {
     /// Writes the preamble, creates the capture files, and returns the command with its
     /// stdout and stderr (ptys where the shell's are terminals: one for both when they are
     /// the same terminal, so their interleaving is kept, and isatty() answers as it would
-    /// have; a thread copies what the unit prints into the capture file).
-    fn command(self) -> anyhow::Result<(sandbox::Command, Vec<std::thread::JoinHandle<()>>)> {
+    /// have; a thread copies what the unit prints into the capture file), and its stdin: a
+    /// probe that tells whether the unit read the stdin it would have shared with the shell.
+    #[allow(clippy::type_complexity)]
+    fn command(
+        self,
+    ) -> anyhow::Result<(
+        sandbox::Command,
+        Vec<std::thread::JoinHandle<()>>,
+        sandbox::StdinProbe,
+    )> {
         std::fs::write(&self.pre, &self.preamble)?;
         let out_f = File::create(&self.out)?;
         let err_f = File::create(&self.err)?;
@@ -2539,14 +2551,16 @@ impl RunSetup {
             }
             (t1, t2) => (capture(t1, out_f)?, capture(t2, err_f)?),
         };
+        let (fd0, stdin) = sandbox::stdin_probe().context("cannot make a stdin pipe")?;
         let cmd = sandbox::Command::new(self.argv)
             .env(self.env)
             .cwd(&self.cwd)
             .umask(self.umask)
+            .fd(0, fd0)
             .fd(1, fd1)
             .fd(2, fd2)
             .idle(std::env::var_os("HS_SPEC_NOT_IDLE").is_none());
-        Ok((cmd, copiers))
+        Ok((cmd, copiers, stdin))
     }
 }
 

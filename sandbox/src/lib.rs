@@ -109,6 +109,32 @@ pub fn fork_alone() -> Result<Forked, Errno> {
     }
 }
 
+/// A standard input for a sandboxed command that tells afterwards whether the command read
+/// from it: a pipe holding one byte, its write end closed. Nothing is trapped (a tracer that
+/// stops every `read` of fd 0 stops every read of every pipeline stage after the first);
+/// once the command's processes are gone, [`StdinProbe::was_read`] looks at whether the byte
+/// is still there. A reader sees one newline, then end of file.
+pub fn stdin_probe() -> Result<(std::os::fd::OwnedFd, StdinProbe), Errno> {
+    let (r, w) = sys::pipe()?;
+    sys::write_all(std::os::fd::AsRawFd::as_raw_fd(&w), b"\n")?;
+    drop(w);
+    let probe = r
+        .try_clone()
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
+    Ok((r, StdinProbe(probe)))
+}
+
+/// See [`stdin_probe`].
+#[derive(Debug)]
+pub struct StdinProbe(std::os::fd::OwnedFd);
+
+impl StdinProbe {
+    /// Whether anything read the byte (an error counts as read).
+    pub fn was_read(&self) -> bool {
+        sys::unread_bytes(std::os::fd::AsRawFd::as_raw_fd(&self.0)).map_or(true, |n| n == 0)
+    }
+}
+
 /// Lowers the calling thread (and what it starts afterwards) to `SCHED_IDLE`, e.g. for the
 /// threads that set sandboxes up ahead of use: they then only take CPU time nothing else wants.
 pub fn idle_this_thread() -> Result<(), Errno> {

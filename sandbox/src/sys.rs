@@ -686,3 +686,11 @@ pub(crate) fn set_name(name: &CStr) {
     // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as c_ulong, 0, 0, 0) };
 }
+
+/// `ioctl(FIONREAD)`: how many bytes a pipe holds unread.
+pub(crate) fn unread_bytes(fd: RawFd) -> SysResult<usize> {
+    let mut n: c_int = 0;
+    // SAFETY: FIONREAD writes one int through the valid pointer `&mut n`.
+    check(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) })?;
+    Ok(n.max(0) as usize)
+}

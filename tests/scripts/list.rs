@@ -113,6 +113,8 @@ scripts! {
     return_values,
     select_menu,
     set_e_basic,
+    spec_reads_stdin,
+    spec_reads_stdin_pipe,
     set_e_functions,
     set_pipefail,
     set_u,
