@@ -336,7 +336,12 @@ fn start_server(
                 main_pid: nix::unistd::getppid().as_raw(),
                 token: token.clone(),
                 dollar0: dollar0.to_os_string(),
-                run: args.clone(),
+                // Sandboxes run the main shell's own binary, not a PATH search (traced, and
+                // in the script's PATH, which may name another bash).
+                run: RunArgs {
+                    shell: Some(PathBuf::from(bash.get_program())),
+                    ..args.clone()
+                },
             };
             let pipes = crate::spec::Pipes {
                 requests: File::from(req_r),
