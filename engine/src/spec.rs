@@ -690,13 +690,13 @@ pub(crate) struct Pipes {
     pub(crate) replies: File,
 }
 
-/// `HS_MIN_UNIT_MS` in seconds (default 50 ms): units whose last run took less are left to
+/// `HS_MIN_UNIT_MS` in seconds (default 30 ms): units whose last run took less are left to
 /// the shell; speculation starts paused unless it is 0.
 pub(crate) fn min_unit() -> f64 {
     std::env::var("HS_MIN_UNIT_MS")
         .ok()
         .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(50.0)
+        .unwrap_or(30.0)
         / 1000.0
 }
 
@@ -1163,7 +1163,7 @@ struct Driver<'a> {
     /// sandbox setup included), took.
     direct_took: HashMap<u32, f64>,
     spec_took: HashMap<u32, f64>,
-    /// Units that took less are not speculated again (`HS_MIN_UNIT_MS`, default 50).
+    /// Units that took less are not speculated again (`HS_MIN_UNIT_MS`, default 30).
     min_unit: f64,
     /// The sync mark (`$__hs_sync`): main-shell gates wait for an answer while it is not
     /// empty, only while speculation may answer anything but "run it yourself".
