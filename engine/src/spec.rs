@@ -975,7 +975,9 @@ impl Pool {
         let thread = std::thread::Builder::new()
             .name("hs-pool".into())
             .spawn(move || {
-                let _ = sandbox::idle_this_thread();
+                // Nice 19, not SCHED_IDLE like the runs: a run waiting for its sandbox
+                // must not compete on equal terms with the runs already going.
+                let _ = sandbox::nice_this_thread();
                 let wait = not_before.saturating_duration_since(Instant::now());
                 if stopped.recv_timeout(wait) != Err(crossbeam_channel::RecvTimeoutError::Timeout) {
                     return;

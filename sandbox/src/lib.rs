@@ -135,6 +135,12 @@ impl StdinProbe {
     }
 }
 
+/// Lowers the calling thread (and what it starts afterwards) to nice 19: below every normal
+/// task, above `SCHED_IDLE` ones (e.g. sandbox setup, which speculative runs wait for).
+pub fn nice_this_thread() -> Result<(), Errno> {
+    sys::set_nice(19)
+}
+
 /// Lowers the calling thread (and what it starts afterwards) to `SCHED_IDLE`, e.g. for the
 /// threads that set sandboxes up ahead of use: they then only take CPU time nothing else wants.
 pub fn idle_this_thread() -> Result<(), Errno> {

@@ -694,3 +694,9 @@ pub(crate) fn unread_bytes(fd: RawFd) -> SysResult<usize> {
     check(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) })?;
     Ok(n.max(0) as usize)
 }
+
+/// `setpriority(PRIO_PROCESS, 0, nice)`: the calling thread's nice value (Linux: per thread).
+pub(crate) fn set_nice(nice: c_int) -> SysResult<()> {
+    // SAFETY: plain syscall with integer arguments.
+    check(unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) }).map(drop)
+}

@@ -30,9 +30,10 @@ const HAS_GO: u32 = 1;
 const HAS_NET: u32 = 2;
 
 /// Forks the zygote; from then on prestarted sandboxes get their helpers from it. Call it
-/// while the process has one thread (else `EDEADLK`), and early, while it is small. `idle`:
-/// the zygote and its helpers run at `SCHED_IDLE`. `EEXIST` if a zygote was started already.
-pub fn start(idle: bool) -> Result<(), Errno> {
+/// while the process has one thread (else `EDEADLK`), and early, while it is small.
+/// `low_priority`: the zygote and its helpers run at nice 19 (see
+/// [`crate::nice_this_thread`]). `EEXIST` if a zygote was started already.
+pub fn start(low_priority: bool) -> Result<(), Errno> {
     if ZYGOTE.get().is_some() {
         return Err(Errno::EEXIST);
     }
@@ -45,7 +46,7 @@ pub fn start(idle: bool) -> Result<(), Errno> {
     match crate::fork_alone()? {
         crate::Forked::Child => {
             drop(ours);
-            serve(theirs, idle)
+            serve(theirs, low_priority)
         }
         crate::Forked::Parent(pid) => {
             drop(theirs);
@@ -197,12 +198,12 @@ fn reply(sock: RawFd, pid: Result<(i32, &OwnedFd), Errno>) {
 }
 
 /// The zygote's loop: fork helpers on request, reap them, report their exit codes.
-fn serve(sock: OwnedFd, idle: bool) -> ! {
+fn serve(sock: OwnedFd, low_priority: bool) -> ! {
     sys::close_all_except(&[sock.as_raw_fd()]);
     sys::set_name(c"hs-zygote");
     sys::set_signal(libc::SIGPIPE, true);
-    if idle {
-        let _ = sys::sched_idle();
+    if low_priority {
+        let _ = sys::set_nice(19);
     }
     let timing = std::env::var_os("HS_SANDBOX_TIMING").is_some();
     // (pid, pidfd, exit pipe) of each live helper.
