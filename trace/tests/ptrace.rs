@@ -6,11 +6,10 @@ use std::process::Command;
 
 use trace::{Kinds, Trace, Tracer};
 
-fn tmpdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("hs-trace-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.canonicalize().unwrap()
+mod common;
+
+fn tmpdir(name: &str) -> common::TempDir {
+    common::TempDir::new(name)
 }
 
 /// Accesses outside `/proc` (whose pid directories differ between runs), as text lines.

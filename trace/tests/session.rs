@@ -2,16 +2,15 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use trace::{Flags, Kinds, Trace};
 
-fn tmpdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hs-trace-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.canonicalize().unwrap()
+mod common;
+
+fn tmpdir(name: &str) -> common::TempDir {
+    common::TempDir::new(name)
 }
 
 fn dump(t: &Trace) -> String {

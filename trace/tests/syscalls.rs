@@ -7,12 +7,10 @@ use std::process::Command;
 
 use trace::{Flags, Kinds, Trace};
 
-/// A fresh directory under the system temp dir, canonical (so it matches traced paths).
-fn tmpdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hs-trace-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.canonicalize().unwrap()
+mod common;
+
+fn tmpdir(name: &str) -> common::TempDir {
+    common::TempDir::new(name)
 }
 
 /// Compiles `src` into `dir/name` (and `dir/name-static`); returns both binaries.
