@@ -50,12 +50,8 @@ impl Helper {
             Helper::Own(pid) => sys::waitpid(*pid, 0).map(|(_, st)| sys::status_code(st)),
             Helper::Zygote { exit, .. } => {
                 let mut buf = [0u8; 4];
-                let mut got = 0;
-                while got < 4 {
-                    match sys::read(exit.as_raw_fd(), &mut buf[got..])? {
-                        0 => return Err(Errno::ECHILD),
-                        n => got += n,
-                    }
+                if sys::read_full(exit.as_raw_fd(), &mut buf)? < 4 {
+                    return Err(Errno::ECHILD);
                 }
                 Ok(i32::from_le_bytes(buf))
             }
@@ -230,14 +226,7 @@ impl Child {
         // helper is reaped in the background instead of on the caller's critical path.
         if let Some(fd) = self.status.take() {
             let mut buf = [0u8; 4];
-            let mut got = 0;
-            while got < 4 {
-                match sys::read(fd.as_raw_fd(), &mut buf[got..]) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got += n,
-                }
-            }
-            if got == 4 {
+            if sys::read_full(fd.as_raw_fd(), &mut buf) == Ok(4) {
                 let code = i32::from_le_bytes(buf);
                 self.done = Some(code);
                 if let Some(h) = self.helper.take() {
@@ -771,12 +760,8 @@ fn receive_spec(spec: &ExecSpec) -> Result<ExecSpec, Errno> {
     let len = u32::from_le_bytes(header[..4].try_into().unwrap_or_default()) as usize;
     let mask = u32::from_le_bytes(header[4..].try_into().unwrap_or_default());
     let mut payload = vec![0u8; len];
-    let mut n = 0;
-    while n < len {
-        match sys::read(spec.go_fd, &mut payload[n..])? {
-            0 => return Err(Errno::EPIPE),
-            k => n += k,
-        }
+    if sys::read_full(spec.go_fd, &mut payload)? < len {
+        return Err(Errno::EPIPE);
     }
     let mut out = ExecSpec::placeholder();
     out.status_fd = spec.status_fd;
@@ -1033,14 +1018,7 @@ fn finish_spawn(
     reaper: Reaper,
 ) -> Result<Child, Error> {
     let mut buf = [0u8; 8];
-    let mut got = 0;
-    while got < 8 {
-        match sys::read(err_r.as_raw_fd(), &mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(_) => break,
-        }
-    }
+    let got = sys::read_full(err_r.as_raw_fd(), &mut buf).unwrap_or(0);
     mark(std::env::var_os("HS_SANDBOX_TIMING").is_some(), "exec'd");
     let mut child = Child {
         pid: helper.pid(),

@@ -345,6 +345,18 @@ pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
     }
 }
 
+/// [`read`] until `buf` is full or at end of file: how many bytes were read.
+pub(crate) fn read_full(fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match read(fd, &mut buf[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
+}
+
 /// `struct ifreq` reduced to the name and flags members (40 bytes on Linux).
 #[repr(C)]
 struct IfReqFlags {
