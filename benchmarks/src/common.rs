@@ -37,7 +37,7 @@ impl Stats {
     }
     pub(crate) fn show(&self) -> String {
         format!(
-            "{:7.3} s ({:.3}–{:.3})",
+            "{:8.4} s ({:.4}–{:.4})",
             self.median(),
             self.min(),
             self.max()
@@ -170,54 +170,81 @@ pub(crate) struct RunOutput {
     pub(crate) stderr: Vec<u8>,
 }
 
-/// The wrapper that times a command with bash's `time` keyword (wall from the clock, CPU from
-/// getrusage of the waited-for tree). Its own variables are not exported, so the measured
-/// command sees the environment it is given and nothing else; `timeout` guards against hangs.
-const TIMER: &str = r#"o=$1 e=$2 t=$3; shift 3
-TIMEFORMAT='%3R %3U %3S'
-{ time timeout -k 10 900 "$@" < /dev/null > "$o" 2> "$e"; } 2> "$t""#;
+/// How long a timed run may take before it is killed.
+const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(900);
 
-/// Runs `argv` in `cwd` with `env` added, timed; output goes to files under `scratch`.
+/// How long to wait, after a timed run exits, for processes it left behind (hs's gate server
+/// outlives the shell by a moment) so that their CPU time is counted.
+const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs `argv` in `cwd` with `env` added and stdin from /dev/null, timed; output goes to files
+/// under `scratch`. Wall time runs from the spawn to the command's exit (µs resolution); CPU
+/// time is user + system of everything it started, from `getrusage(RUSAGE_CHILDREN)`: this
+/// process is a child subreaper, so processes the command leaves behind are reaped here (for up
+/// to [`ORPHAN_GRACE`]) and counted too. A run over [`TIME_LIMIT`] is killed.
 pub(crate) fn timed(
     argv: &[OsString],
     cwd: &Path,
     env: &[(&str, OsString)],
     scratch: &Path,
 ) -> Result<(Sample, RunOutput)> {
-    let (o, e, t) = (
-        scratch.join("stdout"),
-        scratch.join("stderr"),
-        scratch.join("times"),
-    );
-    let st = Command::new("bash")
-        .arg("-c")
-        .arg(TIMER)
-        .arg("timer")
-        .args([&o, &e, &t])
-        .args(argv)
+    use nix::sys::resource::{UsageWho, getrusage};
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    use std::time::{Duration, Instant};
+    let cpu_so_far = || -> Result<f64> {
+        let u = getrusage(UsageWho::RUSAGE_CHILDREN).context("getrusage")?;
+        let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 * 1e-6;
+        Ok(secs(u.user_time()) + secs(u.system_time()))
+    };
+    nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;
+    let (o, e) = (scratch.join("stdout"), scratch.join("stderr"));
+    let file = |p: &Path| {
+        std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))
+    };
+    let (out_file, err_file) = (file(&o)?, file(&e)?);
+    let (program, args) = argv.split_first().context("empty command")?;
+    let cpu_before = cpu_so_far()?;
+    let start = Instant::now();
+    let mut child = Command::new(program)
+        .args(args)
         .current_dir(cwd)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
-        .status()
-        .context("cannot run the timing wrapper (bash)")?;
-    let times =
-        std::fs::read_to_string(&t).with_context(|| format!("no timing in {}", t.display()))?;
-    let f: Vec<f64> = times
-        .split_whitespace()
-        .rev()
-        .take(3)
-        .map(|x| x.parse().unwrap_or(f64::NAN))
-        .collect();
-    if f.len() != 3 || f.iter().any(|x| x.is_nan()) {
-        bail!("cannot read the timing {times:?} of {:?}", argv);
+        .stdout(out_file)
+        .stderr(err_file)
+        .spawn()
+        .with_context(|| format!("cannot run {}", Path::new(program).display()))?;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (done, stop) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(TIME_LIMIT) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    });
+    let st = child.wait().context("cannot wait for the timed command")?;
+    let wall = start.elapsed().as_secs_f64();
+    drop(done);
+    let _ = watchdog.join();
+    let grace_end = Instant::now() + ORPHAN_GRACE;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if Instant::now() < grace_end => {
+                std::thread::sleep(Duration::from_micros(500))
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => break,
+            Ok(_) => {}
+        }
     }
-    // Reversed: S, U, R.
     let sample = Sample {
-        wall: f[2],
-        cpu: f[1] + f[0],
+        wall,
+        cpu: cpu_so_far()? - cpu_before,
     };
     let out = RunOutput {
-        status: st.code().unwrap_or(-1),
+        // As a shell reports it: 128 + the signal that ended the command.
+        status: st
+            .code()
+            .or_else(|| std::os::unix::process::ExitStatusExt::signal(&st).map(|n| 128 + n))
+            .unwrap_or(-1),
         stdout: std::fs::read(&o).unwrap_or_default(),
         stderr: std::fs::read(&e).unwrap_or_default(),
     };

@@ -14,8 +14,8 @@
 //!   exit status or final files differ from bash's first run is flagged `DIFF`. Scripts under
 //!   0.2 s get three times the runs.
 //!
-//! Each run is timed by bash's `time` keyword around the command: wall time, and CPU time
-//! (user + system of the whole process tree, from `getrusage`). On a machine with other load,
+//! Each run is spawned and timed here (`common::timed`): wall time from spawn to exit, and CPU
+//! time (user + system of the whole process tree, incl. hs's gate server, from `getrusage`). On a machine with other load,
 //! the CPU ratio and the fastest runs' ratio (`min/min`) are the steadier figures; the limits
 //! apply to the median wall-time ratio.
 //!

@@ -47,6 +47,7 @@ fn run_in(sb: &Sandbox, script: &str) -> anyhow::Result<()> {
 
 struct Args {
     runs: usize,
+    big_runs: usize,
     skip_big: bool,
     json: Option<PathBuf>,
 }
@@ -54,6 +55,7 @@ struct Args {
 fn parse(args: Vec<OsString>) -> anyhow::Result<Args> {
     let mut a = Args {
         runs: 50,
+        big_runs: 5,
         skip_big: false,
         json: None,
     };
@@ -68,10 +70,21 @@ fn parse(args: Vec<OsString>) -> anyhow::Result<Args> {
                     .context("--runs N")?
                     .parse()?
             }
+            "--big-runs" => {
+                a.big_runs = it
+                    .next()
+                    .context("--big-runs N")?
+                    .to_str()
+                    .context("--big-runs N")?
+                    .parse()?;
+                anyhow::ensure!(a.big_runs > 0, "--big-runs must be at least 1");
+            }
             "--skip-big" => a.skip_big = true,
             "--json" => a.json = Some(it.next().context("--json FILE")?.into()),
             "-h" | "--help" => {
-                println!("usage: benchmarks sandbox [--runs N] [--skip-big] [--json FILE]");
+                println!(
+                    "usage: benchmarks sandbox [--runs N] [--big-runs N] [--skip-big] [--json FILE]"
+                );
                 std::process::exit(0);
             }
             other => bail!("unknown option {other:?}"),
@@ -175,9 +188,9 @@ fn bench(args: &Args, base: &Path) -> anyhow::Result<serde_json::Value> {
                 dir.display()
             )
         };
-        // Alternated, three of each (a disk's write speed drifts), medians compared.
+        // Alternated (a disk's write speed drifts), medians compared.
         let (mut direct, mut in_sandbox, mut commit) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..3 {
+        for _ in 0..args.big_runs {
             sh("sync")?;
             let t = Instant::now();
             sh(&write(&live))?;
@@ -198,13 +211,32 @@ fn bench(args: &Args, base: &Path) -> anyhow::Result<serde_json::Value> {
             sb.discard()?;
             std::fs::remove_file(live.join("big"))?;
         }
-        let (direct_ms, in_sandbox_ms, commit_ms) =
-            (median(direct), median(in_sandbox), median(commit));
+        let show = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        eprintln!(
+            "1 GiB runs (ms, in order): direct {}; in sandbox {}; commit {}",
+            show(&direct),
+            show(&in_sandbox),
+            show(&commit)
+        );
+        let (direct_ms, in_sandbox_ms, commit_ms) = (
+            median(direct.clone()),
+            median(in_sandbox.clone()),
+            median(commit.clone()),
+        );
         let ratio = (in_sandbox_ms + commit_ms) / direct_ms;
         eprintln!(
-            "1 GiB (medians of 3, alternated): write directly {direct_ms:.0} ms; in sandbox {in_sandbox_ms:.0} ms + commit {commit_ms:.1} ms = {ratio:.2}x"
+            "1 GiB (medians of {}, alternated): write directly {direct_ms:.0} ms; in sandbox {in_sandbox_ms:.0} ms + commit {commit_ms:.1} ms = {ratio:.2}x",
+            args.big_runs
         );
         big = serde_json::json!({
+            "runs": args.big_runs,
+            "write_direct_ms_runs": direct,
+            "write_in_sandbox_ms_runs": in_sandbox,
             "write_direct_ms": direct_ms,
             "write_in_sandbox_ms": in_sandbox_ms,
             "commit_ms": commit_ms,

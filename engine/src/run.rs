@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -533,10 +534,12 @@ fn bash(shell: &Path) -> Command {
     cmd.arg0(shell.file_name().unwrap_or(OsStr::new("bash")));
     // A shell that runs a program sets `_` to its path, and bash starts with `$_` from it: had
     // the caller run bash, `_` would name bash, not hs.
+    // Same file (device and inode): two stats, where canonicalizing `_` took a readlink per
+    // path component.
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
     let names_hs = std::env::var_os("_")
-        .and_then(|u| std::fs::canonicalize(u).ok())
-        .zip(std::env::current_exe().ok())
-        .is_some_and(|(u, exe)| u == exe);
+        .and_then(|u| id(Path::new(&u)))
+        .is_some_and(|u| id(Path::new("/proc/self/exe")) == Some(u));
     if names_hs {
         cmd.env("_", shell);
     }
