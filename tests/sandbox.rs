@@ -360,7 +360,7 @@ fn opaque_directories_and_whiteouts() {
         no_overlay_xattrs(&e.live());
         // No whiteouts or leftovers anywhere.
         let out = Command::new("find")
-            .arg(&e.live())
+            .arg(e.live())
             .args(["-type", "c", "-o", "-name", ".hs-*"])
             .output()
             .unwrap();
@@ -446,7 +446,7 @@ fn writes_outside_the_overlays_fail() {
         assert_eq!(text(&out.stdout), "ok\n");
         // The sandbox's pid namespace and /proc.
         let out = e.hs(&["try", "-n", "--", "sh", "-c", "echo $$"]);
-        assert_eq!(text(&out.stdout).trim().parse::<u32>().unwrap() < 10, true);
+        assert!(text(&out.stdout).trim().parse::<u32>().unwrap() < 10);
     });
 }
 

@@ -738,10 +738,10 @@ impl<'s, 'b> Walker<'s, 'b> {
             ast::Command::Simple(s) => {
                 let mut min: Option<usize> = None;
                 let mut see = |loc: Option<brush_parser::SourceSpan>| {
-                    if let Some(l) = loc {
-                        if let Some(t) = self.token_ending_at(l.end.index) {
-                            min = Some(min.map_or(t, |m| m.min(t)));
-                        }
+                    if let Some(l) = loc
+                        && let Some(t) = self.token_ending_at(l.end.index)
+                    {
+                        min = Some(min.map_or(t, |m| m.min(t)));
                     }
                 };
                 for item in s.prefix.iter().flat_map(|x| x.0.iter()) {
@@ -759,23 +759,17 @@ impl<'s, 'b> Walker<'s, 'b> {
             }
         };
         // Walk back over redirections written before the first located word.
-        loop {
-            let Ok(pos) = self.ordered.binary_search(&idx) else {
-                break;
-            };
+        while let Ok(pos) = self.ordered.binary_search(&idx) {
             if pos == 0 {
                 break;
             }
             let prev = self.ordered[pos - 1];
             let t = &self.toks[prev];
             let prev2 = pos.checked_sub(2).map(|p| &self.toks[self.ordered[p]]);
-            if t.op && REDIRECT_OPS.contains(&t.text.as_str()) {
-                idx = prev;
-            } else if !t.op
-                && prev2.is_some_and(|p| p.op && REDIRECT_OPS.contains(&p.text.as_str()))
-            {
-                idx = prev;
-            } else if !t.op && self.is_fd_prefix(prev, idx) {
+            let redirect = t.op && REDIRECT_OPS.contains(&t.text.as_str());
+            let target =
+                !t.op && prev2.is_some_and(|p| p.op && REDIRECT_OPS.contains(&p.text.as_str()));
+            if redirect || target || (!t.op && self.is_fd_prefix(prev, idx)) {
                 idx = prev;
             } else {
                 break;
@@ -1174,15 +1168,13 @@ fn builtin_assignments(name: &str, s: &ast::SimpleCommand) -> Vec<String> {
             let mut i = 0;
             while i < words.len() {
                 let w = words[i];
-                if w.starts_with('-') {
-                    if w.ends_with('a') && w.len() > 1 {
+                if let Some(opts) = w.strip_prefix('-') {
+                    if opts.ends_with('a') {
                         if let Some(n) = words.get(i + 1) {
                             v.push(var(n));
                         }
                         i += 1;
-                    } else if w.len() > 1
-                        && w[1..].chars().last().is_some_and(|c| "dinNptu".contains(c))
-                    {
+                    } else if opts.chars().last().is_some_and(|c| "dinNptu".contains(c)) {
                         i += 1;
                     }
                 } else {

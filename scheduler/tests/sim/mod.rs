@@ -176,11 +176,11 @@ fn word_pieces(w: &str) -> Vec<Piece> {
             let n = after
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .unwrap_or(after.len());
-            out.push(Piece::Var(after[..n].as_bytes().to_vec()));
+            out.push(Piece::Var(after.as_bytes()[..n].to_vec()));
             rest = &after[n..];
         } else {
             let n = rest.find('$').unwrap_or(rest.len());
-            out.push(Piece::Lit(rest[..n].as_bytes().to_vec()));
+            out.push(Piece::Lit(rest.as_bytes()[..n].to_vec()));
             rest = &rest[n..];
         }
     }
@@ -932,12 +932,12 @@ impl World for Sim {
     fn gate(&mut self, u: &SimUnit, x: Instance, state: State) -> (Vec<u8>, i32) {
         self.gates += 1;
         if self.gates <= self.pass_first
-            || (self.pass_every > 0 && self.gates % self.pass_every == 0)
+            || (self.pass_every > 0 && self.gates.is_multiple_of(self.pass_every))
         {
             // Half of them report their state, as the engine's first gates do.
             self.handle(Event::GatePassed {
                 instance: x.clone(),
-                state: (self.gates % 2 == 0).then(|| state.clone()),
+                state: self.gates.is_multiple_of(2).then(|| state.clone()),
             });
             assert!(self.answer.is_none(), "a passed gate was answered");
             self.answer = Some(Answer::RunYourself);
