@@ -634,6 +634,91 @@ fn library_runs_twice_in_one_sandbox() {
     assert!(!dir.exists());
 }
 
+/// A recycled sandbox (`Sandbox::recycle`, then `Sandbox::create` on the same directory)
+/// starts afresh: it sees the live tree as committed by its last run, not that run's upper
+/// dir; it reports no changes before it runs; it commits again; and its upper roots carry no
+/// overlay xattrs and the live directories' modes. The directories themselves are kept.
+#[test]
+fn recycled_sandbox_starts_afresh() {
+    let pid = std::process::id();
+    let live = PathBuf::from(format!("/var/tmp/hs-test-rec-{pid}-live"));
+    let dir = PathBuf::from(format!("/var/tmp/hs-test-rec-{pid}"));
+    let _ = std::fs::remove_dir_all(&live);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(live.join("d")).unwrap();
+    std::fs::write(live.join("keep"), "k\n").unwrap();
+    std::fs::write(live.join("d/x"), "x\n").unwrap();
+    let l = live.display();
+    let sh = |s: String| sandbox::Command::new(["sh".to_string(), "-c".to_string(), s]);
+    let output = |sb: &sandbox::Sandbox, s: String| {
+        let (r, w) = std::io::pipe().unwrap();
+        let c = sh(s).fd(1, w.into());
+        let mut child = sb.spawn(&c).unwrap();
+        drop(c);
+        let mut out = String::new();
+        use std::io::Read;
+        let mut r = r;
+        r.read_to_string(&mut out).unwrap();
+        assert_eq!(child.wait().unwrap(), 0);
+        out
+    };
+    let sb = sandbox::Sandbox::create(&dir, &sandbox::Options::default()).unwrap();
+    let run =
+        format!("echo new > {l}/keep; rm -r {l}/d; mkdir {l}/d; echo y > {l}/d/y; echo n > {l}/n");
+    assert_eq!(sb.run(&sh(run)).unwrap(), 0);
+    // As the engine commits: what the commit displaced stays for the discard (or recycle).
+    sb.commit_before_discard().unwrap();
+    let uppers: Vec<_> = sb.layers().iter().map(|l| l.upper.clone()).collect();
+    let inode = |p: &Path| std::fs::metadata(p).unwrap().ino();
+    let before: Vec<u64> = uppers.iter().map(|u| inode(u)).collect();
+    sb.recycle().unwrap();
+    drop(sb);
+
+    let sb = sandbox::Sandbox::create(&dir, &sandbox::Options::default()).unwrap();
+    assert!(sb.changes().unwrap().changes.is_empty());
+    assert_eq!(
+        uppers.iter().map(|u| inode(u)).collect::<Vec<_>>(),
+        before,
+        "the upper dirs are kept"
+    );
+    for layer in sb.layers() {
+        assert_eq!(
+            std::fs::read_dir(&layer.upper).unwrap().count(),
+            0,
+            "{}",
+            layer.upper.display()
+        );
+        let (u, t) = (
+            std::fs::metadata(&layer.upper).unwrap(),
+            std::fs::metadata(&layer.target).unwrap(),
+        );
+        assert_eq!(u.mode(), t.mode(), "{}", layer.upper.display());
+        no_overlay_xattrs(&layer.upper);
+    }
+    assert_eq!(
+        output(&sb, format!("cat {l}/keep; ls {l}/d; cat {l}/n")),
+        "new\ny\nn\n"
+    );
+    assert_eq!(sb.run(&sh(format!("echo again > {l}/n"))).unwrap(), 0);
+    let changes = sb.changes().unwrap().changes;
+    assert_eq!(
+        changes.iter().map(|c| c.path.clone()).collect::<Vec<_>>(),
+        vec![live.join("n")]
+    );
+    // A tidy commit removes the upper dirs; recycling makes them again.
+    sb.commit_unchecked().unwrap();
+    assert_eq!(std::fs::read_to_string(live.join("n")).unwrap(), "again\n");
+    sb.recycle().unwrap();
+    drop(sb);
+    let sb = sandbox::Sandbox::create(&dir, &sandbox::Options::default()).unwrap();
+    assert_eq!(output(&sb, format!("cat {l}/n")), "again\n");
+    assert!(sb.changes().unwrap().changes.is_empty());
+    assert_eq!(std::fs::read_to_string(live.join("keep")).unwrap(), "new\n");
+    sb.discard().unwrap();
+    assert!(!dir.exists());
+    std::fs::remove_dir_all(&live).unwrap();
+}
+
 /// Root only: a small tmpfs as live filesystem and the upper dir elsewhere, so commit copies.
 /// A commit that does not fit aborts cleanly, leaving the live tree unchanged; one that fits
 /// keeps mode and times.

@@ -32,7 +32,7 @@ use crate::sys;
 
 /// File name of the commit journal inside the sandbox directory.
 pub(crate) const JOURNAL: &str = "journal";
-const JOURNAL_PREP: &str = "journal.prep";
+pub(crate) const JOURNAL_PREP: &str = "journal.prep";
 const COMMITTED: &str = "committed";
 /// Written when the sandbox first runs; its mtime dates the conflict check.
 pub(crate) const STARTED: &str = "started";
@@ -114,6 +114,30 @@ pub(crate) fn remove_tree(path: &Path) -> Result<(), Error> {
     } else {
         std::fs::remove_file(path).map_err(|e| Error::io("remove", path, e))
     }
+}
+
+/// Removes everything inside the directory `path`, keeping the directory itself.
+pub(crate) fn clear_dir(path: &Path) -> Result<(), Error> {
+    let rd = std::fs::read_dir(path).map_err(|e| Error::io("read", path, e))?;
+    for e in rd {
+        let e = e.map_err(|e| Error::io("read", path, e))?;
+        remove_tree(&e.path())?;
+    }
+    Ok(())
+}
+
+/// Removes the overlay xattrs of `path` itself.
+pub(crate) fn strip_overlay_xattrs(path: &Path) -> Result<(), Error> {
+    let c = cpath(path);
+    let names = sys::llistxattr(&c).map_err(|e| Error::io("read the xattrs of", path, e.into()))?;
+    for name in names {
+        if is_overlay_xattr(&name) {
+            let n = CString::new(name).unwrap_or_default();
+            sys::lremovexattr(&c, &n)
+                .map_err(|e| Error::io("remove an xattr of", path, e.into()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Strip overlay xattrs from `path` and, for a directory, everything below it; delete the
