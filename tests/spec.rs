@@ -229,6 +229,69 @@ fn speculation_works_unprivileged() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Unprivileged, in a world-writable directory owned by root: a sandbox maps only the
+/// caller's ids, so overlayfs cannot copy that directory up and every write below it fails
+/// there (EOVERFLOW) though it works live. Such runs must be redone for real, not committed
+/// with their error messages.
+#[test]
+fn unprivileged_writes_below_a_foreign_directory_are_redone() {
+    if !unpriv::is_root() {
+        eprintln!("skipped: switching to an unprivileged user needs root (setpriv)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("hs-spec-foreign-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let script = dir.join("s.sh");
+    std::fs::write(
+        &script,
+        "for i in 1 2 3 4 5 6; do\n  sleep 0.02; echo \"line $i\" >> out\n  wc -l < out\n  \
+         mkdir -p d$i; echo x > d$i/f; rm -r d$((i-1)) 2>/dev/null\ndone\nls\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let hs = unpriv::hs_for_anyone();
+    let run = |runner: &std::ffi::OsStr, work: &str| {
+        let w = dir.join(work);
+        // Owned by root, writable by everyone.
+        std::fs::create_dir_all(&w).unwrap();
+        std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o777)).unwrap();
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(runner)
+            .arg(&script)
+            .current_dir(&w)
+            .env("HOME", &w)
+            .env("HS_MIN_UNIT_MS", "0")
+            .output()
+            .unwrap()
+    };
+    let bash = run("bash".as_ref(), "bash");
+    assert!(
+        bash.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bash.stderr)
+    );
+    for n in 0..3 {
+        let ours = run(hs.as_os_str(), &format!("hs{n}"));
+        assert_eq!(
+            String::from_utf8_lossy(&ours.stderr),
+            String::from_utf8_lossy(&bash.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&ours.stdout),
+            String::from_utf8_lossy(&bash.stdout)
+        );
+        assert_eq!(ours.status.code(), bash.status.code());
+        assert_eq!(
+            std::fs::read(dir.join(format!("hs{n}/out"))).unwrap(),
+            std::fs::read(dir.join("bash/out")).unwrap()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A loop whose unit reads a variable set from `$(basename …)` just before it (the corpus's
 /// compress_files): prediction computes the value, so later iterations are committed
 /// speculations, and the files are bash's.

@@ -627,6 +627,7 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes, start: Start<'_>) -> anyhow:
         lanes: vec![None; window.max(1) * 2],
         pool: None,
         janitor: Janitor::new(),
+        mapped_ids: sandbox::mapped_ids(),
         shell_trace: shell_trace.as_ref().map(|s| &s.0),
         traced: None,
         direct: None,
@@ -963,6 +964,36 @@ fn read_notes(requests: File, tx: Sender<Msg>) {
         .expect("can start a thread");
 }
 
+/// Whether the write `a` failed in an unprivileged sandbox (ids `mapped`, see
+/// [`sandbox::mapped_ids`]) where it would not have live:
+/// overlayfs copies up the directories above a changed entry (below its layer's root)
+/// and a modified file itself, keeping their owners, which fails (`EOVERFLOW`) for an
+/// owner the sandbox does not map (e.g. a world-writable directory of another user).
+fn copy_up_fails(mapped: Option<(u32, u32)>, a: &Access, layers: &[PathBuf]) -> bool {
+    let Some((uid, gid)) = mapped else {
+        return false;
+    };
+    let p = Path::new(OsStr::from_bytes(&a.path));
+    let Some(layer) = layers
+        .iter()
+        .filter(|l| p.starts_with(l))
+        .max_by_key(|l| l.as_os_str().len())
+    else {
+        return false;
+    };
+    let foreign =
+        |q: &Path| std::fs::symlink_metadata(q).is_ok_and(|m| m.uid() != uid || m.gid() != gid);
+    let modifies = matches!(
+        a.kind,
+        AccessKind::Write | AccessKind::Append | AccessKind::Meta
+    );
+    (modifies && p != layer.as_path() && foreign(p))
+        || p.ancestors()
+            .skip(1)
+            .take_while(|d| *d != layer.as_path() && d.starts_with(layer))
+            .any(foreign)
+}
+
 /// `N` or `N:I,J` → (N, [I, J]).
 pub(crate) fn parse_id(s: &str) -> (u32, Vec<u32>) {
     let (id, iters) = s.split_once(':').unwrap_or((s, ""));
@@ -1197,6 +1228,8 @@ struct Driver<'a> {
     /// Prestarted sandboxes, from the first speculation on.
     pool: Option<Pool>,
     janitor: Janitor,
+    /// The ids an unprivileged sandbox maps (see [`copy_up_fails`]).
+    mapped_ids: Option<(u32, u32)>,
     shell_trace: Option<&'a trace::Session>,
     /// Whether the shell turned out to be traced (checked at the first gate).
     traced: Option<bool>,
@@ -2076,6 +2109,14 @@ impl Driver<'_> {
         });
         if outside {
             flags = flags | Flags::ESCAPE;
+        }
+        let mapped = self.mapped_ids;
+        if let Some(a) = t.changes().find(|a| copy_up_fails(mapped, a, &layers)) {
+            tracing::debug!(
+                path = %String::from_utf8_lossy(&a.path),
+                "a write needs a copy-up of a file the sandbox cannot own"
+            );
+            flags = flags | Flags::UNSUPPORTED;
         }
         match &fin.changes {
             Ok(cs) => {
