@@ -20,6 +20,8 @@ use crate::cli::{Cli, Command};
 
 /// Entry point of the `hs` binary.
 pub fn main() -> ExitCode {
+    // hs exec'd as a sandbox zygote by its own gate server (see sandbox's zygote) never returns.
+    sandbox::zygote_main_if_asked();
     let cli = Cli::parse_from(cli::attached_jobs(std::env::args_os()));
     init_logging(cli.run.verbose);
     let result = match cli.command {

@@ -518,15 +518,12 @@ impl Setup {
 /// Serves a speculating run until the main shell exits.
 pub(crate) fn serve(args: &ServeArgs, pipes: Pipes, start: Start<'_>) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    // Sandbox helpers forked from a small copy of this process, made before any thread starts,
-    // cost a fraction of those forked from the server once it has grown (see sandbox's zygote).
-    if start.setup.shell.is_some()
+    // Sandbox helpers forked from a small process of their own cost a fraction of those
+    // forked from the server once it has grown (see sandbox's zygote). It is exec'd by the
+    // pool when speculation first needs a sandbox: a script that never speculates pays nothing.
+    let zygote = start.setup.shell.is_some()
         && args.run.jobs != Some(0)
-        && std::env::var_os("HS_NO_ZYGOTE").is_none()
-        && let Err(e) = sandbox::start_zygote(true)
-    {
-        tracing::debug!("no sandbox zygote ({e}); the server forks sandbox helpers itself");
-    }
+        && std::env::var_os("HS_NO_ZYGOTE").is_none();
     // The shell's death (SIGTERM, our parent-death signal) or a kill must still tear the
     // sandboxes down: block it in every thread and turn it into an exit message.
     let mut term = nix::sys::signal::SigSet::empty();
@@ -627,6 +624,7 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes, start: Start<'_>) -> anyhow:
         lanes: vec![None; window.max(1) * 2],
         pool: None,
         janitor: Janitor::new(),
+        zygote,
         mapped_ids: sandbox::mapped_ids(),
         shell_trace: shell_trace.as_ref().map(|s| &s.0),
         traced: None,
@@ -1019,7 +1017,7 @@ struct Pool {
 impl Pool {
     /// Starts filling the pool at `not_before`: a script that is over by then never pays
     /// for a sandbox (runs waiting for one meanwhile are abandoned at their gates).
-    fn start(size: usize, not_before: Instant, recycled: Recycled) -> Pool {
+    fn start(size: usize, not_before: Instant, recycled: Recycled, zygote: bool) -> Pool {
         let (tx, rx) = crossbeam_channel::bounded(size.max(1));
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let active = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -1033,6 +1031,9 @@ impl Pool {
                 let wait = not_before.saturating_duration_since(Instant::now());
                 if stopped.recv_timeout(wait) != Err(crossbeam_channel::RecvTimeoutError::Timeout) {
                     return;
+                }
+                if zygote && let Err(e) = sandbox::spawn_zygote(c"/proc/self/exe", true) {
+                    tracing::debug!("no sandbox zygote ({e}); the server forks helpers itself");
                 }
                 // As root, one network namespace for all (unprivileged: one each).
                 let opts = sandbox::Options {
@@ -1228,6 +1229,8 @@ struct Driver<'a> {
     /// Prestarted sandboxes, from the first speculation on.
     pool: Option<Pool>,
     janitor: Janitor,
+    /// Whether the pool starts a sandbox zygote.
+    zygote: bool,
     /// The ids an unprivileged sandbox maps (see [`copy_up_fails`]).
     mapped_ids: Option<(u32, u32)>,
     shell_trace: Option<&'a trace::Session>,
@@ -1878,9 +1881,10 @@ impl Driver<'_> {
         let window = self.window;
         let t0 = self.t0;
         let recycled = self.janitor.recycled.clone();
+        let zygote = self.zygote;
         let pool = self
             .pool
-            .get_or_insert_with(|| Pool::start(window, t0 + FIRST_SANDBOX, recycled))
+            .get_or_insert_with(|| Pool::start(window, t0 + FIRST_SANDBOX, recycled, zygote))
             .rx
             .clone();
         // Taking a sandbox may wait for the pool, and `exec` for its setup: not here.

@@ -55,7 +55,10 @@ pub use crate::plan::{
     writable_roots,
 };
 pub use crate::sandbox::{Options, Sandbox, default_base};
-pub use crate::zygote::{start as start_zygote, stop as stop_zygote};
+pub use crate::zygote::{
+    main_if_asked as zygote_main_if_asked, spawn as spawn_zygote, start as start_zygote,
+    stop as stop_zygote,
+};
 pub use nix::errno::Errno;
 
 /// A network namespace with only loopback, up, for sandboxes to share

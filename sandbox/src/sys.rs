@@ -205,6 +205,13 @@ pub(crate) fn status_code(status: c_int) -> i32 {
     }
 }
 
+/// Removes `name` from the environment. Only for a process with one thread (e.g. first
+/// thing in `main`): another thread reading the environment meanwhile would race.
+pub(crate) fn remove_env_single_threaded(name: &str) {
+    // SAFETY: the caller guarantees that no other thread exists.
+    unsafe { std::env::remove_var(name) };
+}
+
 /// `execve(2)`; returns only on failure.
 pub(crate) fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> Errno {
     let mut av: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();

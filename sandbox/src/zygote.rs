@@ -57,6 +57,83 @@ pub fn start(low_priority: bool) -> Result<(), Errno> {
     }
 }
 
+/// Names the socket an exec'd zygote inherits: `FD`, or `FD:nice` for low priority.
+const ENV: &str = "__HS_ZYGOTE";
+
+/// The descriptor an exec'd zygote finds its socket on.
+const INHERITED_FD: RawFd = 3;
+
+/// Like [`start`], but the zygote is a fresh exec of `exe` (the caller's own program, e.g.
+/// `/proc/self/exe`, whose `main` calls [`main_if_asked`] first): it can be started at any
+/// time, also from a multi-threaded process, and shares no memory with the caller, so the
+/// caller's later writes cost no copy-on-write faults. If the exec fails, the first request
+/// fails and helpers are forked by the caller. `EEXIST` if a zygote was started already.
+pub fn spawn(exe: &std::ffi::CStr, low_priority: bool) -> Result<(), Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    if ZYGOTE.get().is_some() {
+        return Err(Errno::EEXIST);
+    }
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    let cstr = |b: &[u8]| std::ffi::CString::new(b).map_err(|_| Errno::EINVAL);
+    let argv = [cstr(b"hs-zygote")?];
+    let mut envp = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        if k != ENV {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend(v.as_bytes());
+            envp.push(cstr(&kv)?);
+        }
+    }
+    let nice = if low_priority { ":nice" } else { "" };
+    envp.push(cstr(format!("{ENV}={INHERITED_FD}{nice}").as_bytes())?);
+    match sys::fork()? {
+        Fork::Child => {
+            // A `dup2` copy is not close-on-exec; the original may already be the one.
+            let fd = theirs.as_raw_fd();
+            let inherit = if fd == INHERITED_FD {
+                nix::fcntl::fcntl(
+                    &theirs,
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                )
+                .map(drop)
+            } else {
+                sys::dup2(fd, INHERITED_FD)
+            };
+            if inherit.is_ok() {
+                let _ = sys::execve(exe, &argv, &envp);
+            }
+            sys::exit(127)
+        }
+        Fork::Parent(pid) => {
+            drop(theirs);
+            ZYGOTE
+                .set((pid, Mutex::new(Some(ours))))
+                .map_err(|_| Errno::EEXIST)
+        }
+    }
+}
+
+/// In a zygote exec'd by [`spawn`], serves and never returns; elsewhere returns at once. Call
+/// it first thing in `main`, while the process has one thread.
+pub fn main_if_asked() {
+    let Some(v) = std::env::var_os(ENV) else {
+        return;
+    };
+    sys::remove_env_single_threaded(ENV);
+    let v = v.to_string_lossy();
+    let (fd, nice) = v.split_once(':').unwrap_or((&v, ""));
+    match fd.parse::<RawFd>() {
+        Ok(fd) if fd == INHERITED_FD => serve(sys::own_received(fd), nice == "nice"),
+        _ => sys::exit(2),
+    }
+}
+
 /// Ends the zygote and waits for it: it kills the helpers still running (their sandboxes can
 /// no longer be used). Later prestarts fork their helpers directly.
 pub fn stop() {

@@ -1,4 +1,5 @@
-//! Prestarted sandboxes whose helpers come from the zygote (`sandbox::start_zygote`): they
+//! Prestarted sandboxes whose helpers come from the zygote (`sandbox::start_zygote`, and
+//! `sandbox::spawn_zygote` exec'ing this binary): they
 //! run, report exit codes and output, commit, can be killed, and fall back to forking directly
 //! once the zygote is stopped. Not under the test harness: the zygote must be forked while the
 //! process has one thread. As root, the same checks run again as an unprivileged user.
@@ -109,23 +110,46 @@ fn tempdir() -> std::path::PathBuf {
 }
 
 fn main() {
+    // This binary is also the exec'd zygote of the `--spawned` run.
+    sandbox::zygote_main_if_asked();
     // `cargo test -- --list` and filters: this file is a single test.
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--list") {
         println!("zygote: test");
         return;
     }
-    sandbox::start_zygote(false).expect("cannot start the zygote");
+    let spawned = args.iter().any(|a| a == "--spawned");
+    if spawned {
+        sandbox::spawn_zygote(c"/proc/self/exe", false).expect("cannot spawn the zygote");
+    } else {
+        sandbox::start_zygote(false).expect("cannot start the zygote");
+    }
     scenario();
-    println!("zygote: ok");
-    if nix::unistd::geteuid().is_root() && !args.iter().any(|a| a == "--as-nobody") {
-        let st = std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(std::env::current_exe().unwrap())
-            .arg("--as-nobody")
+    println!("zygote: ok{}", if spawned { " (exec'd)" } else { "" });
+    if spawned || args.iter().any(|a| a == "--as-nobody") {
+        return;
+    }
+    // The same with a zygote exec'd from this binary, and, as root, both as an
+    // unprivileged user.
+    let rerun = |extra: &[&str], nobody: bool| {
+        let mut cmd = if nobody {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(std::env::current_exe().unwrap());
+            c
+        } else {
+            std::process::Command::new(std::env::current_exe().unwrap())
+        };
+        let st = cmd
+            .args(extra)
             .current_dir("/")
             .status()
-            .expect("cannot run setpriv");
-        assert!(st.success(), "unprivileged run failed: {st}");
+            .expect("cannot run the test again");
+        assert!(st.success(), "run {extra:?} failed: {st}");
+    };
+    rerun(&["--spawned"], false);
+    if nix::unistd::geteuid().is_root() {
+        rerun(&["--as-nobody"], true);
+        rerun(&["--as-nobody", "--spawned"], true);
     }
 }
