@@ -6,7 +6,8 @@
  *    ($__HS_SOURCE, a memfd of the hs server seen through /proc) instead, so bash keeps the
  *    user's path for $0, BASH_SOURCE and its error messages.
  * 2. When the main bash process exits, it tells the hs server and waits until the server is
- *    done (reports written, sandboxes cleaned up), so whoever ran `hs` sees a finished run.
+ *    done (runs stopped, reports written), so whoever ran `hs` sees a finished run; the
+ *    server removes its sandboxes after that answer.
  *
  * The constructor removes every variable hs added (and restores LD_PRELOAD) before bash reads
  * its environment, so nothing bash runs can see them. */
