@@ -713,6 +713,24 @@ fn recycled_sandbox_starts_afresh() {
     let sb = sandbox::Sandbox::create(&dir, &sandbox::Options::default()).unwrap();
     assert_eq!(output(&sb, format!("cat {l}/n")), "again\n");
     assert!(sb.changes().unwrap().changes.is_empty());
+    // An attribute a run set on a layer's root (its upper root itself) is gone too.
+    let py = |code: &str| format!("/usr/bin/python3 -c \"import os; {code}\"");
+    assert_eq!(
+        sb.run(&sh(py("os.setxattr('/', 'user.hs_test', b'1')")))
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        output(&sb, py("print('user.hs_test' in os.listxattr('/'))")),
+        "True\n"
+    );
+    sb.recycle().unwrap();
+    drop(sb);
+    let sb = sandbox::Sandbox::create(&dir, &sandbox::Options::default()).unwrap();
+    assert_eq!(
+        output(&sb, py("print('user.hs_test' in os.listxattr('/'))")),
+        "False\n"
+    );
     assert_eq!(std::fs::read_to_string(live.join("keep")).unwrap(), "new\n");
     sb.discard().unwrap();
     assert!(!dir.exists());

@@ -126,12 +126,13 @@ pub(crate) fn clear_dir(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// Removes the overlay xattrs of `path` itself.
-pub(crate) fn strip_overlay_xattrs(path: &Path) -> Result<(), Error> {
+/// Removes the xattrs of `path` itself (overlayfs's markers, ACLs, user attributes), as on a
+/// directory just made; `security.*` labels stay.
+pub(crate) fn strip_xattrs(path: &Path) -> Result<(), Error> {
     let c = cpath(path);
     let names = sys::llistxattr(&c).map_err(|e| Error::io("read the xattrs of", path, e.into()))?;
     for name in names {
-        if is_overlay_xattr(&name) {
+        if !name.starts_with(b"security.") {
             let n = CString::new(name).unwrap_or_default();
             sys::lremovexattr(&c, &n)
                 .map_err(|e| Error::io("remove an xattr of", path, e.into()))?;

@@ -391,7 +391,8 @@ impl Sandbox {
 
     /// Empty a finished sandbox so that [`Sandbox::create`] on its directory starts afresh,
     /// keeping the directories themselves: the upper and work dirs are emptied, the upper
-    /// roots lose their overlay xattrs and get the live directories' attributes again, and the
+    /// roots lose their xattrs (overlayfs's, and any a run set on a layer's root) and get the
+    /// live directories' mode, owner and times again, and the
     /// last run's markers go. Creating and removing a sandbox's directories costs a dozen
     /// inodes per run; on ext4 every inode deleted in the last 30 s slows later allocations
     /// (`recently_deleted`), which made them most of a pooled sandbox's setup. Fails, leaving
@@ -412,7 +413,7 @@ impl Sandbox {
                     mkdir_p(d)?;
                 }
             }
-            commit::strip_overlay_xattrs(&l.upper)?;
+            commit::strip_xattrs(&l.upper)?;
             init_upper_root(&l.upper, &l.target)?;
         }
         let rd = std::fs::read_dir(&self.dir).map_err(|e| Error::io("read", &self.dir, e))?;
