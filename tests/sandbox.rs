@@ -589,6 +589,19 @@ fn crash_at_every_commit_step_then_recover() {
     });
 }
 
+/// The stdout of `sh -c script` run in `sb`, which must exit 0.
+fn sandbox_output(sb: &sandbox::Sandbox, script: String) -> String {
+    use std::io::Read;
+    let (mut r, w) = std::io::pipe().unwrap();
+    let c = sandbox::Command::new(["sh".to_string(), "-c".to_string(), script]).fd(1, w.into());
+    let mut child = sb.spawn(&c).unwrap();
+    drop(c);
+    let mut out = String::new();
+    r.read_to_string(&mut out).unwrap();
+    assert_eq!(child.wait().unwrap(), 0);
+    out
+}
+
 /// One `Sandbox`, several runs: each sees the previous runs' changes.
 #[test]
 fn library_runs_twice_in_one_sandbox() {
@@ -601,16 +614,7 @@ fn library_runs_twice_in_one_sandbox() {
         "ls -A {d}; touch {d}/x 2>/dev/null || echo ro",
         d = dir.display()
     );
-    let (r, w) = std::io::pipe().unwrap();
-    let c = sandbox::Command::new(["sh".to_string(), "-c".to_string(), hidden]).fd(1, w.into());
-    let mut child = sb.spawn(&c).unwrap();
-    drop(c);
-    let mut out = String::new();
-    use std::io::Read;
-    let mut r = r;
-    r.read_to_string(&mut out).unwrap();
-    assert_eq!(child.wait().unwrap(), 0);
-    assert_eq!(out, "ro\n");
+    assert_eq!(sandbox_output(&sb, hidden), "ro\n");
     let cmd = |s: String| sandbox::Command::new(["sh".to_string(), "-c".to_string(), s]);
     assert_eq!(
         sb.run(&cmd(format!("echo 1 > {}", f.display()))).unwrap(),
@@ -620,15 +624,10 @@ fn library_runs_twice_in_one_sandbox() {
         sb.run(&cmd(format!("echo 2 >> {}", f.display()))).unwrap(),
         0
     );
-    let (r, w) = std::io::pipe().unwrap();
-    let c = cmd(format!("cat {}", f.display())).fd(1, w.into());
-    let mut child = sb.spawn(&c).unwrap();
-    drop(c);
-    let mut out = String::new();
-    let mut r = r;
-    r.read_to_string(&mut out).unwrap();
-    assert_eq!(child.wait().unwrap(), 0);
-    assert_eq!(out, "1\n2\n");
+    assert_eq!(
+        sandbox_output(&sb, format!("cat {}", f.display())),
+        "1\n2\n"
+    );
     assert!(!f.exists());
     sb.discard().unwrap();
     assert!(!dir.exists());
@@ -650,18 +649,7 @@ fn recycled_sandbox_starts_afresh() {
     std::fs::write(live.join("d/x"), "x\n").unwrap();
     let l = live.display();
     let sh = |s: String| sandbox::Command::new(["sh".to_string(), "-c".to_string(), s]);
-    let output = |sb: &sandbox::Sandbox, s: String| {
-        let (r, w) = std::io::pipe().unwrap();
-        let c = sh(s).fd(1, w.into());
-        let mut child = sb.spawn(&c).unwrap();
-        drop(c);
-        let mut out = String::new();
-        use std::io::Read;
-        let mut r = r;
-        r.read_to_string(&mut out).unwrap();
-        assert_eq!(child.wait().unwrap(), 0);
-        out
-    };
+    let output = sandbox_output;
     let sb = sandbox::Sandbox::create(&dir, &sandbox::Options::default()).unwrap();
     let run =
         format!("echo new > {l}/keep; rm -r {l}/d; mkdir {l}/d; echo y > {l}/d/y; echo n > {l}/n");

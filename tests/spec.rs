@@ -161,6 +161,39 @@ fn terminal_output_matches_bash() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A fresh world-writable directory `hs-spec-NAME-PID` holding `s.sh` (`text`), for runs as
+/// an unprivileged user: (directory, script).
+fn unpriv_script(name: &str, text: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("hs-spec-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let script = dir.join("s.sh");
+    std::fs::write(&script, text).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    (dir, script)
+}
+
+/// Runs `runner… script` as uid 65534 in `work` (made world-writable; HOME too), with `env`.
+fn run_as_nobody(
+    runner: &[&std::ffi::OsStr],
+    script: &std::path::Path,
+    work: &std::path::Path,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    std::fs::create_dir_all(work).unwrap();
+    std::fs::set_permissions(work, std::fs::Permissions::from_mode(0o777)).unwrap();
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(runner)
+        .arg(script)
+        .current_dir(work)
+        .env("HOME", work)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
 /// As an unprivileged user (user namespaces, overlays on the writable trees only, the shell
 /// traced with no_new_privs): speculation commits, and the result is bash's.
 #[test]
@@ -169,30 +202,13 @@ fn speculation_works_unprivileged() {
         eprintln!("skipped: switching to an unprivileged user needs root (setpriv)");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("hs-spec-unpriv-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let script = dir.join("s.sh");
-    std::fs::write(
-        &script,
+    let (dir, script) = unpriv_script(
+        "unpriv",
         "sh -c 'sleep 0.3; echo one' > out\n/bin/echo two >> out\nwc -l < out\n\
          for i in 1 2 3; do sleep 0.2; echo $i | tr 1-3 a-c; done\nls -d /nonexistent-$$-x\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    );
     let run = |runner: &[&std::ffi::OsStr], work: &str| {
-        let w = dir.join(work);
-        std::fs::create_dir_all(&w).unwrap();
-        std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o777)).unwrap();
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .args(runner)
-            .arg(&script)
-            .current_dir(&w)
-            .env("HOME", &w)
-            .output()
-            .unwrap()
+        run_as_nobody(runner, &script, &dir.join(work), &[])
     };
     let bash = run(&["bash".as_ref()], "bash");
     let report = dir.join("r.json");
@@ -239,33 +255,20 @@ fn unprivileged_writes_below_a_foreign_directory_are_redone() {
         eprintln!("skipped: switching to an unprivileged user needs root (setpriv)");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("hs-spec-foreign-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let script = dir.join("s.sh");
-    std::fs::write(
-        &script,
+    let (dir, script) = unpriv_script(
+        "foreign",
         "for i in 1 2 3 4 5 6; do\n  sleep 0.02; echo \"line $i\" >> out\n  wc -l < out\n  \
          mkdir -p d$i; echo x > d$i/f; rm -r d$((i-1)) 2>/dev/null\ndone\nls\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    );
     let hs = unpriv::hs_for_anyone();
+    // The work directories are owned by root and writable by everyone.
     let run = |runner: &std::ffi::OsStr, work: &str| {
-        let w = dir.join(work);
-        // Owned by root, writable by everyone.
-        std::fs::create_dir_all(&w).unwrap();
-        std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o777)).unwrap();
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(runner)
-            .arg(&script)
-            .current_dir(&w)
-            .env("HOME", &w)
-            .env("HS_MIN_UNIT_MS", "0")
-            .output()
-            .unwrap()
+        run_as_nobody(
+            &[runner],
+            &script,
+            &dir.join(work),
+            &[("HS_MIN_UNIT_MS", "0")],
+        )
     };
     let bash = run("bash".as_ref(), "bash");
     assert!(

@@ -29,6 +29,16 @@ static ZYGOTE: OnceLock<(libc::pid_t, Mutex<Option<OwnedFd>>)> = OnceLock::new()
 const HAS_GO: u32 = 1;
 const HAS_NET: u32 = 2;
 
+/// The caller's and the zygote's ends of their socket.
+fn socket_pair() -> Result<(OwnedFd, OwnedFd), Errno> {
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+}
+
 /// Forks the zygote; from then on prestarted sandboxes get their helpers from it. Call it
 /// while the process has one thread (else `EDEADLK`), and early, while it is small.
 /// `low_priority`: the zygote and its helpers run at nice 19 (see
@@ -37,12 +47,7 @@ pub fn start(low_priority: bool) -> Result<(), Errno> {
     if ZYGOTE.get().is_some() {
         return Err(Errno::EEXIST);
     }
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )?;
+    let (ours, theirs) = socket_pair()?;
     match crate::fork_alone()? {
         crate::Forked::Child => {
             drop(ours);
@@ -73,12 +78,7 @@ pub fn spawn(exe: &std::ffi::CStr, low_priority: bool) -> Result<(), Errno> {
     if ZYGOTE.get().is_some() {
         return Err(Errno::EEXIST);
     }
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )?;
+    let (ours, theirs) = socket_pair()?;
     let cstr = |b: &[u8]| std::ffi::CString::new(b).map_err(|_| Errno::EINVAL);
     let argv = [cstr(b"hs-zygote")?];
     let mut envp = Vec::new();
