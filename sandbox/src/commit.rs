@@ -129,14 +129,36 @@ pub(crate) fn clear_dir(path: &Path) -> Result<(), Error> {
 /// Removes the xattrs of `path` itself (overlayfs's markers, ACLs, user attributes), as on a
 /// directory just made; `security.*` labels stay.
 pub(crate) fn strip_xattrs(path: &Path) -> Result<(), Error> {
+    remove_xattrs(path, |n| !n.starts_with(b"security.")).map_err(|(phase, e)| {
+        Error::io(
+            if phase == XattrPhase::List {
+                "read the xattrs of"
+            } else {
+                "remove an xattr of"
+            },
+            path,
+            e.into(),
+        )
+    })
+}
+
+/// Which step of [`remove_xattrs`] failed.
+#[derive(PartialEq)]
+enum XattrPhase {
+    List,
+    Remove,
+}
+
+/// Removes the xattrs of `path` itself (not following a symlink) whose names `which` selects.
+fn remove_xattrs(
+    path: &Path,
+    which: impl Fn(&[u8]) -> bool,
+) -> Result<(), (XattrPhase, sys::Errno)> {
     let c = cpath(path);
-    let names = sys::llistxattr(&c).map_err(|e| Error::io("read the xattrs of", path, e.into()))?;
-    for name in names {
-        if !name.starts_with(b"security.") {
-            let n = CString::new(name).unwrap_or_default();
-            sys::lremovexattr(&c, &n)
-                .map_err(|e| Error::io("remove an xattr of", path, e.into()))?;
-        }
+    let names = sys::llistxattr(&c).map_err(|e| (XattrPhase::List, e))?;
+    for name in names.into_iter().filter(|n| which(n)) {
+        let n = CString::new(name).unwrap_or_default();
+        sys::lremovexattr(&c, &n).map_err(|e| (XattrPhase::Remove, e))?;
     }
     Ok(())
 }
@@ -149,14 +171,14 @@ fn sanitize(
     is_dir: bool,
     renamed: &std::collections::BTreeMap<PathBuf, Vec<u8>>,
 ) -> Result<(), Error> {
-    let c = cpath(path);
-    for name in sys::llistxattr(&c).map_err(|e| commit_err("reading xattrs of", path, false, e))? {
-        if is_overlay_xattr(&name) {
-            let n = CString::new(name).unwrap_or_default();
-            sys::lremovexattr(&c, &n)
-                .map_err(|e| commit_err("removing overlay xattrs from", path, false, e))?;
-        }
-    }
+    remove_xattrs(path, is_overlay_xattr).map_err(|(phase, e)| {
+        let what = if phase == XattrPhase::List {
+            "reading xattrs of"
+        } else {
+            "removing overlay xattrs from"
+        };
+        commit_err(what, path, false, e)
+    })?;
     if is_dir {
         let rd = std::fs::read_dir(path).map_err(|e| commit_err("reading", path, false, e))?;
         for e in rd.flatten() {
