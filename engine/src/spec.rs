@@ -625,7 +625,6 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes, start: Start<'_>) -> anyhow:
         pool: None,
         janitor: Janitor::new(),
         zygote,
-        mapped_ids: sandbox::mapped_ids(),
         shell_trace: shell_trace.as_ref().map(|s| &s.0),
         traced: None,
         direct: None,
@@ -1231,8 +1230,6 @@ struct Driver<'a> {
     janitor: Janitor,
     /// Whether the pool starts a sandbox zygote.
     zygote: bool,
-    /// The ids an unprivileged sandbox maps (see [`copy_up_fails`]).
-    mapped_ids: Option<(u32, u32)>,
     shell_trace: Option<&'a trace::Session>,
     /// Whether the shell turned out to be traced (checked at the first gate).
     traced: Option<bool>,
@@ -2114,7 +2111,7 @@ impl Driver<'_> {
         if outside {
             flags = flags | Flags::ESCAPE;
         }
-        let mapped = self.mapped_ids;
+        let mapped = sandbox::mapped_ids();
         if let Some(a) = t.changes().find(|a| copy_up_fails(mapped, a, &layers)) {
             tracing::debug!(
                 path = %String::from_utf8_lossy(&a.path),

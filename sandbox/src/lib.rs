@@ -141,14 +141,17 @@ impl StdinProbe {
 /// The only user and group ids a sandbox maps when its caller is unprivileged (the caller's
 /// own), or `None` when it maps every id (root). Overlayfs cannot copy up a file or directory
 /// owned by an id outside the map (`EOVERFLOW`), so in an unprivileged sandbox a write to such
-/// a file, or below such a directory, fails where it would succeed live.
+/// a file, or below such a directory, fails where it would succeed live. Computed once.
 pub fn mapped_ids() -> Option<(u32, u32)> {
-    if crate::sandbox::privileged() {
-        None
-    } else {
-        let (uid, gid, _) = crate::sys::ids();
-        Some((uid, gid))
-    }
+    static IDS: std::sync::OnceLock<Option<(u32, u32)>> = std::sync::OnceLock::new();
+    *IDS.get_or_init(|| {
+        if crate::sandbox::privileged() {
+            None
+        } else {
+            let (uid, gid, _) = crate::sys::ids();
+            Some((uid, gid))
+        }
+    })
 }
 
 /// Lowers the calling thread (and what it starts afterwards) to nice 19: below every normal
