@@ -155,3 +155,71 @@ fn binding_a_unix_socket_creates_it() {
     assert!(!report.to_string().contains("hs-abstract"), "{report}");
     let _ = std::fs::remove_file(&sock);
 }
+
+/// `--fast`: the same accesses as without it, most lookups recorded by the preload shim; as
+/// root and as an unprivileged user (whose shim lives in its own private directory).
+#[test]
+fn fast_gives_the_same_report() {
+    let marker = tmpfile("fast-marker", "");
+    let dir = marker.parent().unwrap().join("fast");
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("input");
+    std::fs::write(&f, "f\n").unwrap();
+    for d in [&dir, marker.parent().unwrap()] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let script = format!(
+        "cat {f}; test -e {f}.missing; ls -l {d} >/dev/null; stat {d} >/dev/null; \
+         sh -c 'realpath {f}/../x 2>/dev/null || true'",
+        f = f.display(),
+        d = f.parent().unwrap().display()
+    );
+    let report = |fast: bool, nobody: bool| {
+        let mut c = if nobody {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(unpriv::hs_for_anyone());
+            c
+        } else {
+            hs()
+        };
+        c.args(["trace", "--json"]);
+        if fast {
+            c.arg("--fast");
+        }
+        let o = c.args(["--", "sh", "-c", &script]).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(o.stdout.starts_with(b"f\n"), "{:?}", o.stdout);
+        let v: serde_json::Value = serde_json::from_slice(&o.stderr).unwrap();
+        let accesses: Vec<String> = v["trace"]["accesses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| !a["path"].as_str().unwrap_or("/proc/").starts_with("/proc/"))
+            .map(|a| a.to_string())
+            .collect();
+        (accesses, v["trace"]["stats"]["fast"].as_u64().unwrap())
+    };
+    for nobody in [false, true] {
+        if nobody && !unpriv::is_root() {
+            continue;
+        }
+        let (slow, none) = report(false, nobody);
+        let (fast, recorded) = report(true, nobody);
+        assert_eq!(none, 0);
+        assert!(
+            recorded > 5,
+            "nobody={nobody}: {recorded} lookups recorded by the shim"
+        );
+        let only = |a: &[String], b: &[String]| -> Vec<String> {
+            a.iter().filter(|x| !b.contains(x)).cloned().collect()
+        };
+        assert!(
+            slow == fast,
+            "nobody={nobody}: only without --fast: {:?}; only with it: {:?}",
+            only(&slow, &fast),
+            only(&fast, &slow)
+        );
+        assert!(slow.iter().any(|a| a.contains(f.to_str().unwrap())));
+    }
+}

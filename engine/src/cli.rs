@@ -212,6 +212,10 @@ pub struct TraceArgs {
     /// Run the command in a sandbox (its writes are discarded)
     #[arg(long)]
     pub sandbox: bool,
+    /// Let dynamically linked programs record their libc lookups through a preloaded shim
+    /// instead of trapping each one (same trace, much cheaper; not with --sandbox)
+    #[arg(long, conflicts_with = "sandbox")]
+    pub fast: bool,
     /// The command and its arguments
     #[arg(
         trailing_var_arg = true,

@@ -22,7 +22,9 @@ pub fn trace_main(args: TraceArgs) -> anyhow::Result<ExitCode> {
     } else {
         let mut cmd = Command::new(program);
         cmd.args(rest);
-        let child = trace::spawn_traced(&mut cmd)
+        let child = trace::Tracer::new()
+            .fast_path(args.fast)
+            .spawn(&mut cmd)
             .with_context(|| format!("failed to start {:?} under the tracer", program))?;
         child.wait().context("failed to trace the command")?
     };
@@ -105,10 +107,15 @@ const COLLAPSE_AT: usize = 4;
 fn write_summary(out: &mut impl Write, trace: &Trace, status: ExitStatus) -> std::io::Result<()> {
     writeln!(
         out,
-        "hs trace: exit status {}, {} paths, {} syscalls trapped",
+        "hs trace: exit status {}, {} paths, {} syscalls trapped{}",
         status_code(status),
         trace.len(),
-        trace.stats.notifications
+        trace.stats.notifications,
+        if trace.stats.fast > 0 {
+            format!(", {} recorded by the preload shim", trace.stats.fast)
+        } else {
+            String::new()
+        }
     )?;
     let all_sections = SECTIONS.iter().fold(Kinds::empty(), |acc, (_, k)| acc | *k);
     let mut sections: Vec<(&str, Kinds)> = SECTIONS.to_vec();

@@ -239,6 +239,7 @@ const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 /// Offsets in `struct seccomp_data`.
 const OFF_NR: u32 = 0;
 const OFF_ARCH: u32 = 4;
+const OFF_IP: u32 = 8;
 const fn off_arg_lo(i: u8) -> u32 {
     16 + 8 * i as u32
 }
@@ -528,6 +529,12 @@ fn compile(rules: &[Rule]) -> Result<Vec<libc::sock_filter>, Error> {
         jump(BPF_JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
         // Another ABI (i386 via int 0x80) would bypass the table: kill rather than miss events.
         stmt(BPF_RET_K, libc::SECCOMP_RET_KILL_PROCESS),
+        // Calls from the fast path's trampoline were recorded by the shim (crate::fast).
+        stmt(BPF_LD_W_ABS, OFF_IP),
+        jump(BPF_JEQ_K, crate::fast::TRAMPOLINE_IP as u32, 0, 3),
+        stmt(BPF_LD_W_ABS, OFF_IP + 4),
+        jump(BPF_JEQ_K, (crate::fast::TRAMPOLINE_IP >> 32) as u32, 0, 1),
+        stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW),
         stmt(BPF_LD_W_ABS, OFF_NR),
         jump(BPF_JGE_K, X32_SYSCALL_BIT, 0, 1),
         stmt(BPF_RET_K, libc::SECCOMP_RET_KILL_PROCESS),
@@ -544,9 +551,15 @@ fn compile(rules: &[Rule]) -> Result<Vec<libc::sock_filter>, Error> {
 
 /// Evaluates the compiled program on a syscall, as the kernel would (for tests).
 pub fn simulate(prog: &[libc::sock_filter], arch: u32, nr: i64, args: [u64; 6]) -> u32 {
+    simulate_at(prog, arch, 0, nr, args)
+}
+
+/// [`simulate`] for a call made from instruction pointer `ip`.
+pub fn simulate_at(prog: &[libc::sock_filter], arch: u32, ip: u64, nr: i64, args: [u64; 6]) -> u32 {
     let mut data = [0u8; 64];
     data[0..4].copy_from_slice(&(nr as i32).to_ne_bytes());
     data[4..8].copy_from_slice(&arch.to_ne_bytes());
+    data[8..16].copy_from_slice(&ip.to_ne_bytes());
     for (i, a) in args.iter().enumerate() {
         data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_ne_bytes());
     }

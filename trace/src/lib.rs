@@ -64,6 +64,7 @@
 #![warn(unreachable_pub)]
 
 mod error;
+mod fast;
 mod filter;
 mod model;
 mod procs;
@@ -73,7 +74,9 @@ mod sys;
 mod view;
 
 pub use crate::error::Error;
-pub use crate::filter::{ARCH, Action, Filter, Rule, default_rules, simulate, stdin_rules};
+pub use crate::filter::{
+    ARCH, Action, Filter, Rule, default_rules, simulate, simulate_at, stdin_rules,
+};
 pub use crate::model::{Access, Flags, Kinds, PathBytes, Stats, Trace};
 pub use crate::procs::stat_field;
 pub use crate::spawn::{ChildHook, Pending, Session, TracedChild, Tracer, spawn_traced};

@@ -239,6 +239,9 @@ pub struct Stats {
     pub notifications: u64,
     /// Notifications whose caller vanished before it could be decoded.
     pub vanished: u64,
+    /// Lookups recorded by the preload shim without a notification ([`crate::Tracer::fast_path`]).
+    #[serde(default)]
+    pub fast: u64,
 }
 
 /// The read/write sets of a traced process tree, deduplicated per path.
@@ -358,6 +361,7 @@ impl Trace {
         }
         self.flags |= other.flags;
         self.stats.notifications += other.stats.notifications;
+        self.stats.fast += other.stats.fast;
         self.stats.vanished += other.stats.vanished;
     }
 

@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::fast::Fast;
 use crate::filter::Filter;
 use crate::model::{Flags, Trace};
 use crate::supervisor::{Progress, Supervisor};
@@ -26,6 +27,7 @@ pub struct Tracer {
     sync_wake_up: bool,
     watch_stdin: bool,
     ptrace: bool,
+    fast: bool,
 }
 
 impl Default for Tracer {
@@ -51,6 +53,7 @@ impl Tracer {
             watch_stdin: false,
             ptrace: std::env::var_os("HS_TRACE_FORCE_PTRACE").is_some_and(|v| v == "1")
                 || !sys::user_notif_available(),
+            fast: false,
         }
     }
 
@@ -109,6 +112,18 @@ impl Tracer {
         self
     }
 
+    /// Whether [`Tracer::spawn`] preloads the fast-path shim (off by default): dynamically
+    /// linked programs then record the lookups they make through libc (the stat family,
+    /// `access`, `readlink`, opens for reading, `fopen` for reading, `opendir`, `realpath`) in
+    /// shared memory and make them without a notification; everything else traps as before, so
+    /// the trace is the same (see README.md, "Fast path"). Traced programs see one more open
+    /// fd (close-on-exec, at 900 or above). `HS_TRACE_NO_FAST=1` turns it off. Without a usable
+    /// shim file (a private directory in `$TMPDIR`), tracing goes on without it.
+    pub fn fast_path(mut self, on: bool) -> Tracer {
+        self.fast = on && std::env::var_os("HS_TRACE_NO_FAST").is_none_or(|v| v != "1");
+        self
+    }
+
     /// Whether this tracer uses the ptrace fallback (see [`Tracer::ptrace`]).
     pub fn uses_ptrace(&self) -> bool {
         self.ptrace
@@ -153,9 +168,21 @@ impl Tracer {
             action: "create an eventfd",
             source,
         })?);
+        let fast = if self.fast {
+            match Fast::new() {
+                Ok(f) => Some(Arc::new(f)),
+                Err(e) => {
+                    tracing::debug!("tracing without the fast path: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let pending = Pending {
             read,
             stop,
+            fast,
             view: self.view.clone(),
             mode: Mode {
                 root_from_tracee: self.root_from_tracee,
@@ -180,7 +207,21 @@ impl Tracer {
         // Ptrace fallback: the command runs as a grandchild behind a middle process (see
         // `sys::become_grandchild`), so that no thread of ours ever waits for a tracee.
         let ptrace = self.ptrace;
+        let ring = session.fast.as_ref().map(|f| {
+            let explicit = cmd
+                .get_envs()
+                .find(|(k, _)| *k == "LD_PRELOAD")
+                .map(|(_, v)| v.map(|v| v.to_os_string()));
+            let user = explicit.unwrap_or_else(|| std::env::var_os("LD_PRELOAD"));
+            for (k, v) in f.env(user.as_deref()) {
+                cmd.env(k, v);
+            }
+            f.raw_fd()
+        });
         sys::set_pre_exec(cmd, move || {
+            if let Some(fd) = ring {
+                sys::inherit_fd(fd)?;
+            }
             if ptrace {
                 sys::become_grandchild()?;
             }
@@ -204,6 +245,7 @@ impl Tracer {
 pub struct Pending {
     read: OwnedFd,
     stop: Arc<OwnedFd>,
+    fast: Option<Arc<Fast>>,
     view: View,
     mode: Mode,
     grace: Duration,
@@ -215,6 +257,7 @@ impl Pending {
         let Pending {
             read,
             stop,
+            fast,
             view,
             mode,
             grace,
@@ -225,13 +268,14 @@ impl Pending {
         let thread = {
             let (stop, trace) = (Arc::clone(&stop), Arc::clone(&trace));
             let progress = Arc::clone(&progress);
+            let fast = fast.clone();
             std::thread::Builder::new()
                 .name("hs-trace".into())
                 .spawn(move || {
                     progress
                         .tid
                         .store(nix::unistd::gettid().as_raw(), Ordering::SeqCst);
-                    let r = supervise(read, &stop, trace, progress, view, mode);
+                    let r = supervise(read, &stop, trace, progress, view, mode, fast);
                     let _ = done_tx.send(());
                     r
                 })
@@ -240,6 +284,21 @@ impl Pending {
                     source,
                 })?
         };
+        let reader = match &fast {
+            Some(f) => {
+                let (f, trace) = (Arc::clone(f), Arc::clone(&trace));
+                Some(
+                    std::thread::Builder::new()
+                        .name("hs-trace-fast".into())
+                        .spawn(move || f.read_until_stopped(&trace))
+                        .map_err(|source| Error::Setup {
+                            action: "start the fast path's reader thread",
+                            source,
+                        })?,
+                )
+            }
+            None => None,
+        };
         Ok(Session {
             thread: Some(thread),
             trace,
@@ -247,6 +306,8 @@ impl Pending {
             stop,
             done,
             grace,
+            fast,
+            reader,
         })
     }
 }
@@ -322,6 +383,19 @@ pub struct Session {
     stop: Arc<OwnedFd>,
     done: mpsc::Receiver<()>,
     grace: Duration,
+    fast: Option<Arc<Fast>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(f) = &self.fast {
+            f.stop();
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
 }
 
 impl Session {
@@ -333,6 +407,13 @@ impl Session {
         }
     }
 
+    /// Moves what the fast path's shim recorded so far into the trace.
+    fn drain_fast(&self) {
+        if let Some(f) = &self.fast {
+            f.drain(&self.trace);
+        }
+    }
+
     /// The supervisor thread's id, once it runs (to change its scheduling with the traced
     /// processes').
     pub fn thread_id(&self) -> Option<i32> {
@@ -341,6 +422,7 @@ impl Session {
 
     /// A copy of what has been recorded so far.
     pub fn snapshot(&self) -> Trace {
+        self.drain_fast();
         self.trace.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -357,6 +439,7 @@ impl Session {
     /// whichever segment they are recorded in.
     pub fn take(&self) -> Trace {
         self.progress.settle(Duration::from_secs(1));
+        self.drain_fast();
         let mut t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::take(&mut *t)
     }
@@ -373,6 +456,7 @@ impl Session {
                     Ok(Err(e)) => return Err(Error::Supervisor(e)),
                     Err(_) => return Err(Error::SupervisorPanicked),
                 }
+                self.drain_fast();
                 let mut t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
                 Ok(std::mem::take(&mut *t))
             }
@@ -405,6 +489,7 @@ fn supervise(
     progress: Arc<Progress>,
     mut view: View,
     mode: Mode,
+    fast: Option<Arc<Fast>>,
 ) -> io::Result<()> {
     let rev = sys::poll_in(&[read.as_fd(), stop.as_fd()], -1)?;
     if rev[0] == 0 {
@@ -458,7 +543,12 @@ fn supervise(
             }
         }
     }
-    let sup = Supervisor::new(listener, trace, progress, view, pid).watching_stdin(mode.stdin);
+    if let Some(f) = &fast {
+        f.set_view(view.clone());
+    }
+    let sup = Supervisor::new(listener, trace, progress, view, pid)
+        .watching_stdin(mode.stdin)
+        .with_fast(fast);
     if mode.ptrace {
         // Seized: let the child go on to its exec, whose stop now reaches us.
         if let Err(e) = sys::write_all_raw(read.as_raw_fd(), b"k") {

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use nix::fcntl::OFlag;
 
+use crate::fast::Fast;
 use crate::model::{Flags, Kinds, Trace};
 use crate::procs::{InFlight, Procs, read_link};
 use crate::sys::{self, Notif};
@@ -114,6 +115,8 @@ pub(crate) struct Supervisor {
     /// Whether reads of our stdin are watched ([`crate::Tracer::watch_stdin`]): opening it
     /// anew (`/dev/stdin`, `/proc/self/fd/0`) counts too.
     watch_stdin: bool,
+    /// The preload shim's ring ([`crate::Tracer::fast_path`]).
+    fast: Option<Arc<Fast>>,
 }
 
 /// A rename of a directory on overlayfs, checked once its caller's call completed: if the
@@ -154,6 +157,21 @@ impl Supervisor {
             dir_renames: Vec::new(),
             failed_renames: Vec::new(),
             watch_stdin: false,
+            fast: None,
+        }
+    }
+
+    /// Drains the fast path's ring before every trapped call, and tells it when paths change.
+    pub(crate) fn with_fast(mut self, fast: Option<Arc<Fast>>) -> Supervisor {
+        self.fast = fast;
+        self
+    }
+
+    /// The caches were invalidated, or a namespace change started or settled: the shim's and
+    /// the drainer's caches follow.
+    fn caches_changed(&self) {
+        if let Some(f) = &self.fast {
+            f.caches_changed(!self.unsettled.is_empty());
         }
     }
 
@@ -296,6 +314,9 @@ impl Supervisor {
     }
 
     fn finish_run(&mut self) {
+        if let Some(f) = &self.fast {
+            f.drain(&self.trace);
+        }
         self.flag_refused_renames();
         let mut t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
         t.stats.notifications += self.handled;
@@ -372,12 +393,18 @@ impl Supervisor {
         self.handled += 1;
         debug_assert_eq!(n.arch, crate::filter::ARCH, "the filter kills other ABIs");
         self.pending.clear();
+        if let Some(f) = &self.fast {
+            // Lookups the shim recorded before this call: resolve them before it can change
+            // their answer.
+            f.drain(&self.trace);
+        }
         self.procs.seen(n.pid);
         self.check_dir_renames(Some(n.pid));
         if self.unsettled.settle(n.pid) {
             // A namespace change has completed: drop what was learnt meanwhile.
             self.resolver.invalidate();
             self.procs.invalidate_dirs();
+            self.caches_changed();
         }
         let flag = self.decode(n);
         let mutating = self
@@ -417,6 +444,9 @@ impl Supervisor {
             t.flag(flag, || note);
         }
         for (path, kinds) in records {
+            if self.fast.as_ref().is_some_and(|f| f.is_shim(&path)) {
+                continue; // the loader opening the preload shim
+            }
             if kinds.intersects(Kinds::WRITE | Kinds::WRITE_TRUNC)
                 && is_device(&path)
                 && (path != b"/dev/tty" || has_controlling_tty(n.pid))
@@ -460,6 +490,7 @@ impl Supervisor {
                     self.resolver.results.clear();
                 }
                 self.unsettled.add(pid);
+                self.caches_changed();
             }
             self.resolver.caching = self.unsettled.is_empty();
             self.procs.dir_caching = self.unsettled.is_empty();

@@ -496,3 +496,136 @@ pub(crate) fn become_grandchild() -> io::Result<()> {
     // SAFETY: _exit never returns.
     unsafe { libc::_exit(libc::WEXITSTATUS(status)) }
 }
+
+/// A shared, read-write mapping of a whole memfd (the fast path's ring, see `fast.rs`).
+pub(crate) struct SharedMap {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory; every access that can race with another process
+// goes through the atomics handed out below, and byte reads copy out (see `bytes`).
+unsafe impl Send for SharedMap {}
+// SAFETY: as above.
+unsafe impl Sync for SharedMap {}
+
+impl SharedMap {
+    /// A new memfd of `len` bytes (close-on-exec), mapped shared.
+    pub(crate) fn memfd(name: &std::ffi::CStr, len: usize) -> io::Result<(OwnedFd, SharedMap)> {
+        // SAFETY: `name` is a valid C string; a non-negative result is a new fd we own.
+        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: just returned by the kernel, owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: integer arguments on an fd we own.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh shared mapping of the whole file; nothing else refers to that range.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(ptr.cast()).ok_or_else(io::Error::last_os_error)?;
+        Ok((fd, SharedMap { ptr, len }))
+    }
+
+    /// The 4-byte atomic at byte offset `off` (4-aligned).
+    pub(crate) fn u32_at(&self, off: usize) -> &std::sync::atomic::AtomicU32 {
+        assert!(off.is_multiple_of(4) && off + 4 <= self.len, "u32 at {off}");
+        // SAFETY: in bounds and aligned (the mapping is page-aligned); shared memory is only
+        // ever accessed atomically at this offset, here and in the shim.
+        unsafe {
+            &*self
+                .ptr
+                .as_ptr()
+                .add(off)
+                .cast::<std::sync::atomic::AtomicU32>()
+        }
+    }
+
+    /// The 8-byte atomic at byte offset `off` (8-aligned).
+    pub(crate) fn u64_at(&self, off: usize) -> &std::sync::atomic::AtomicU64 {
+        assert!(off.is_multiple_of(8) && off + 8 <= self.len, "u64 at {off}");
+        // SAFETY: as for `u32_at`.
+        unsafe {
+            &*self
+                .ptr
+                .as_ptr()
+                .add(off)
+                .cast::<std::sync::atomic::AtomicU64>()
+        }
+    }
+
+    /// Copies `out.len()` bytes at `off` (a region no writer touches while it is read: a
+    /// committed slot, or the header before the ring is shared).
+    pub(crate) fn read(&self, off: usize, out: &mut [u8]) {
+        assert!(off + out.len() <= self.len, "read at {off}");
+        // SAFETY: in bounds; volatile-free copy of plain bytes, see above.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(off), out.as_mut_ptr(), out.len())
+        }
+    }
+
+    /// Writes `bytes` at `off` (the header, before the ring is shared).
+    pub(crate) fn write(&self, off: usize, bytes: &[u8]) {
+        assert!(off + bytes.len() <= self.len, "write at {off}");
+        // SAFETY: in bounds, and nobody else maps the file yet.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.as_ptr().add(off), bytes.len())
+        }
+    }
+
+    /// `FUTEX_WAIT` (shared) on the u32 at `off` while it equals `val`, for at most `timeout`.
+    pub(crate) fn wait(&self, off: usize, val: u32, timeout: std::time::Duration) {
+        let word = self.u32_at(off);
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: `word` is a live u32 in the mapping; `ts` outlives the call.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT,
+                val,
+                &ts as *const libc::timespec,
+            )
+        };
+    }
+
+    /// `FUTEX_WAKE` (shared) of every waiter on the u32 at `off`.
+    pub(crate) fn wake(&self, off: usize) {
+        let word = self.u32_at(off);
+        // SAFETY: `word` is a live u32 in the mapping.
+        unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX) };
+    }
+}
+
+impl Drop for SharedMap {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, unmapped once.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Clears close-on-exec on `fd` (in a `pre_exec` child: async-signal-safe).
+pub(crate) fn inherit_fd(fd: RawFd) -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

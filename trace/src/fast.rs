@@ -1,0 +1,361 @@
+//! The LD_PRELOAD fast path (see README.md, "Fast path"): a preloaded shim (`shim/hs_fast.c`)
+//! records pure lookups made through libc in a ring shared with us and makes them from a
+//! trampoline page the filter lets through; here the ring is created, handed to the command,
+//! and drained into the trace with the same resolution as a trapped lookup.
+//!
+//! Ring layout (a memfd; must match the shim):
+//! - header, 4096 bytes: `magic, version, nslots, slot_size: u32`, then `next` (slot
+//!   allocation), `count` (records started), `gen` (bumped whenever paths may have changed):
+//!   u64, then `inflight` (creates/deletes/renames let go, not known complete), `sleeping`,
+//!   `wake` (futex word), padding: u32, then `drained` (records taken out): u64;
+//! - `nslots` u32 slot states (free, writing, committed), padded to a page;
+//! - `nslots` slots of `slot_size` bytes: `kind: u16, follow: u8, _: u8, len: u32`, path.
+//!
+//! A writer claims a free slot, fills it, increments `count` and marks it committed before it
+//! makes the call; it wakes the reader only when a backlog of an eighth of the ring built up
+//! (the reader drains every millisecond or so while records come in). Records are lookups only, so their order
+//! among themselves does not matter; the supervisor drains the ring before it handles any
+//! trapped call, which orders them before every later create, delete or rename.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::model::{Kinds, Trace};
+use crate::supervisor::{Resolver, normalize};
+use crate::sys::SharedMap;
+use crate::view::View;
+
+/// The shim, built from shim/hs_fast.c by build.rs.
+static SHIM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hs_fast.so"));
+
+/// Where the shim maps its trampoline, and the address right after its `syscall` instruction
+/// (what the filter compares `instruction_pointer` with).
+pub(crate) const TRAMPOLINE_IP: u64 = 0x4853_0000_0000 + 25;
+
+const MAGIC: u32 = 0x4853_4652;
+const VERSION: u32 = 1;
+const HDR: usize = 4096;
+const SLOT: usize = 512;
+const SLOT_HEAD: usize = 8;
+const NSLOTS: usize = 4096;
+const OFF_NEXT: usize = 16;
+const OFF_COUNT: usize = 24;
+const OFF_GEN: usize = 32;
+const OFF_INFLIGHT: usize = 40;
+const OFF_SLEEPING: usize = 44;
+const OFF_WAKE: usize = 48;
+const OFF_DRAINED: usize = 56;
+const FREE: u32 = 0;
+const WRITING: u32 = 1;
+const COMMITTED: u32 = 2;
+
+/// The shared ring, its reader state, and the shim's file.
+pub(crate) struct Fast {
+    map: SharedMap,
+    fd: std::os::fd::OwnedFd,
+    dev: u64,
+    ino: u64,
+    shim: PathBuf,
+    /// The shim's path and its canonical path: the loader's opens of it are not the command's.
+    shim_paths: [Vec<u8>; 2],
+    /// Records taken out of the ring so far.
+    processed: AtomicU64,
+    /// Set once the tracee's view is known (see [`Fast::set_view`]).
+    drainer: Mutex<Option<Drainer>>,
+    /// Stops the reader thread.
+    stop: AtomicBool,
+}
+
+impl std::fmt::Debug for Fast {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fast").field("shim", &self.shim).finish()
+    }
+}
+
+struct Drainer {
+    resolver: Resolver,
+    generation: u64,
+    /// Where the next scan starts (a value of `next`): writers claim slots in `next` order,
+    /// so new records are found between here and `next` (with a whole-ring scan when some
+    /// counted record was not).
+    scan_from: u64,
+}
+
+/// What the shim's `kind` field means (the class a trapped call of the same kind gets).
+fn kinds_of(kind: u16) -> Option<Kinds> {
+    match kind {
+        1 => Some(Kinds::STAT),
+        2 => Some(Kinds::READ),
+        3 => Some(Kinds::EXISTS),
+        _ => None,
+    }
+}
+
+impl Fast {
+    /// A new ring and the shim's file, or why not.
+    pub(crate) fn new() -> std::io::Result<Fast> {
+        let shim = shim_file()?;
+        let states = (NSLOTS * 4).div_ceil(4096) * 4096;
+        let (fd, map) = SharedMap::memfd(c"hs-fast-ring", HDR + states + NSLOTS * SLOT)?;
+        let mut head = Vec::with_capacity(16);
+        for v in [MAGIC, VERSION, NSLOTS as u32, SLOT as u32] {
+            head.extend_from_slice(&v.to_ne_bytes());
+        }
+        map.write(0, &head);
+        let st = nix::sys::stat::fstat(&fd)?;
+        let raw = shim.as_os_str().as_encoded_bytes().to_vec();
+        let canon = std::fs::canonicalize(&shim)
+            .map(|p| p.into_os_string().into_encoded_bytes())
+            .unwrap_or_else(|_| raw.clone());
+        Ok(Fast {
+            map,
+            fd,
+            dev: st.st_dev,
+            ino: st.st_ino,
+            shim,
+            shim_paths: [raw, canon],
+            processed: AtomicU64::new(0),
+            drainer: Mutex::new(None),
+            stop: AtomicBool::new(false),
+        })
+    }
+
+    /// The ring's fd, to be inherited by the command (see [`Fast::env`]).
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.fd.as_raw_fd()
+    }
+
+    /// The variables that load the shim into a command whose environment has `user_preload`
+    /// as `LD_PRELOAD`, with the ring at fd [`Fast::raw_fd`].
+    pub(crate) fn env(
+        &self,
+        user_preload: Option<&std::ffi::OsStr>,
+    ) -> Vec<(String, std::ffi::OsString)> {
+        let shim = self.shim.as_os_str();
+        let mut preload = shim.to_os_string();
+        let mut orig = std::ffi::OsString::from(if user_preload.is_some() { "1" } else { "0" });
+        if let Some(u) = user_preload {
+            preload.push(" ");
+            preload.push(u);
+            orig.push(u);
+        }
+        let mut fast =
+            std::ffi::OsString::from(format!("{}:{}:{}:", self.raw_fd(), self.dev, self.ino));
+        fast.push(shim);
+        vec![
+            ("LD_PRELOAD".into(), preload),
+            ("__HS_FAST".into(), fast),
+            ("__HS_FAST_LD".into(), orig),
+        ]
+    }
+
+    /// Whether `path` is the shim's own file (opened by the loader, not by the command).
+    pub(crate) fn is_shim(&self, path: &[u8]) -> bool {
+        self.shim_paths.iter().any(|p| p == path)
+    }
+
+    /// Starts draining: records are resolved in `view`, the tracee's.
+    pub(crate) fn set_view(&self, view: View) {
+        let mut d = self.drainer.lock().unwrap_or_else(|e| e.into_inner());
+        *d = Some(Drainer {
+            resolver: Resolver::new(view),
+            generation: u64::MAX,
+            scan_from: 0,
+        });
+    }
+
+    /// The supervisor's caches changed (a create, delete or rename was let go or completed):
+    /// cached directory paths in the shim and answers in the drainer are stale; `unsettled`
+    /// says whether such a call may still be in flight (nothing is cached meanwhile).
+    pub(crate) fn caches_changed(&self, unsettled: bool) {
+        self.map
+            .u32_at(OFF_INFLIGHT)
+            .store(unsettled as u32, Ordering::SeqCst);
+        self.map.u64_at(OFF_GEN).fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn pending(&self) -> bool {
+        self.map.u64_at(OFF_COUNT).load(Ordering::SeqCst) != self.processed.load(Ordering::SeqCst)
+    }
+
+    /// Moves every committed record into `trace`; returns how many there were.
+    pub(crate) fn drain(&self, trace: &Mutex<Trace>) -> usize {
+        if !self.pending() {
+            return 0;
+        }
+        let mut guard = self.drainer.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(d) = guard.as_mut() else {
+            return 0;
+        };
+        let counted = self.map.u64_at(OFF_COUNT).load(Ordering::SeqCst);
+        let next = self.map.u64_at(OFF_NEXT).load(Ordering::SeqCst);
+        let mut taken = Vec::new();
+        let from = d.scan_from.min(next);
+        if next - from < NSLOTS as u64 {
+            d.scan_from = next;
+            for abs in from..next {
+                let i = (abs % NSLOTS as u64) as usize;
+                if !self.take_slot(i, &mut taken)
+                    && self.state(i).load(Ordering::SeqCst) == WRITING
+                    && abs < d.scan_from
+                {
+                    d.scan_from = abs; // not committed yet: look again next time
+                }
+            }
+        }
+        let done = self.processed.load(Ordering::SeqCst);
+        if done + (taken.len() as u64) < counted {
+            for i in 0..NSLOTS {
+                self.take_slot(i, &mut taken);
+            }
+            d.scan_from = next;
+        }
+        if taken.is_empty() {
+            return 0;
+        }
+        let done = self
+            .processed
+            .fetch_add(taken.len() as u64, Ordering::SeqCst);
+        self.map
+            .u64_at(OFF_DRAINED)
+            .store(done + taken.len() as u64, Ordering::SeqCst);
+        let now = self.map.u64_at(OFF_GEN).load(Ordering::SeqCst);
+        if now != d.generation {
+            d.resolver.invalidate();
+            d.generation = now;
+        }
+        let mut records = Vec::with_capacity(taken.len());
+        for (kind, follow, path) in &taken {
+            let Some(if_exists) = kinds_of(*kind) else {
+                continue;
+            };
+            d.resolver.caching = self.map.u32_at(OFF_INFLIGHT).load(Ordering::SeqCst) == 0
+                && self.map.u64_at(OFF_GEN).load(Ordering::SeqCst) == d.generation;
+            let (canon, exists) = d.resolver.resolve(path, *follow);
+            let lexical = normalize(path);
+            if lexical != canon {
+                records.push((
+                    lexical,
+                    if exists {
+                        Kinds::EXISTS
+                    } else {
+                        Kinds::MISSING
+                    },
+                ));
+            }
+            records.push((canon, if exists { if_exists } else { Kinds::MISSING }));
+        }
+        drop(guard);
+        let mut t = trace.lock().unwrap_or_else(|e| e.into_inner());
+        t.stats.fast += taken.len() as u64;
+        for (path, kinds) in records {
+            if !self.is_shim(&path) {
+                t.record(&path, kinds);
+            }
+        }
+        taken.len()
+    }
+
+    fn state(&self, i: usize) -> &std::sync::atomic::AtomicU32 {
+        self.map.u32_at(HDR + 4 * i)
+    }
+
+    /// Takes slot `i` if it holds a committed record; returns whether it did.
+    fn take_slot(&self, i: usize, taken: &mut Vec<(u16, bool, Vec<u8>)>) -> bool {
+        let state = self.state(i);
+        if state.load(Ordering::Acquire) != COMMITTED {
+            return false;
+        }
+        let at = HDR + (NSLOTS * 4).div_ceil(4096) * 4096 + i * SLOT;
+        let mut head = [0u8; SLOT_HEAD];
+        self.map.read(at, &mut head);
+        let kind = u16::from_ne_bytes([head[0], head[1]]);
+        let follow = head[2] != 0;
+        let len = (u32::from_ne_bytes(head[4..8].try_into().expect("4 bytes")) as usize)
+            .min(SLOT - SLOT_HEAD);
+        let mut path = vec![0u8; len];
+        self.map.read(at + SLOT_HEAD, &mut path);
+        state.store(FREE, Ordering::Release);
+        taken.push((kind, follow, path));
+        true
+    }
+
+    /// The reader thread's loop until [`Fast::stop`]: drain, then sleep 1 ms while records
+    /// come in, up to 64 ms when none do, or until a writer wakes us (a backlog).
+    pub(crate) fn read_until_stopped(&self, trace: &Mutex<Trace>) {
+        let sleeping = self.map.u32_at(OFF_SLEEPING);
+        let wake = self.map.u32_at(OFF_WAKE);
+        let mut nap = Duration::from_millis(1);
+        while !self.stop.load(Ordering::SeqCst) {
+            let w0 = wake.load(Ordering::SeqCst);
+            nap = if self.drain(trace) > 0 {
+                Duration::from_millis(1)
+            } else {
+                (nap * 2).min(Duration::from_millis(64))
+            };
+            sleeping.store(1, Ordering::SeqCst);
+            if !self.stop.load(Ordering::SeqCst) {
+                self.map.wait(OFF_WAKE, w0, nap);
+            }
+            sleeping.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// Ends [`Fast::read_until_stopped`].
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.map.u32_at(OFF_WAKE).fetch_add(1, Ordering::SeqCst);
+        self.map.wake(OFF_WAKE);
+    }
+}
+
+/// Writes the shim to `$TMPDIR/hs-fast-UID/HASH.so` (once per content; the directory is the
+/// caller's own, mode 0700) and returns its path. The loader needs a path that stays valid
+/// whatever the command does with its fds; `LD_PRELOAD` splits on spaces and colons, so the
+/// path must have neither.
+fn shim_file() -> std::io::Result<PathBuf> {
+    static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    PATH.get_or_init(|| write_shim(&std::env::temp_dir()).map_err(|e| e.to_string()))
+        .clone()
+        .map_err(std::io::Error::other)
+}
+
+fn write_shim(tmp: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let uid = nix::unistd::geteuid().as_raw();
+    let dir = tmp.join(format!("hs-fast-{uid}"));
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(&dir)?;
+    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
+        return Err(std::io::Error::other(format!(
+            "{} is not a private directory of uid {uid}",
+            dir.display()
+        )));
+    }
+    // FNV-1a of the content names the file: a changed shim never replaces one in use.
+    let hash = SHIM.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    let path = dir.join(format!("{hash:016x}.so"));
+    let bytes = path.as_os_str().as_encoded_bytes();
+    if bytes.iter().any(|&b| b == b' ' || b == b':') || bytes.len() >= 255 {
+        return Err(std::io::Error::other(format!(
+            "{} cannot be named in LD_PRELOAD",
+            path.display()
+        )));
+    }
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() == SHIM.len() as u64) {
+        return Ok(path);
+    }
+    let tmp = dir.join(format!(".{hash:016x}.{}", std::process::id()));
+    std::fs::write(&tmp, SHIM)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
