@@ -216,12 +216,6 @@ impl Fast {
         if taken.is_empty() {
             return 0;
         }
-        let done = self
-            .processed
-            .fetch_add(taken.len() as u64, Ordering::SeqCst);
-        self.map
-            .u64_at(OFF_DRAINED)
-            .store(done + taken.len() as u64, Ordering::SeqCst);
         let now = self.map.u64_at(OFF_GEN).load(Ordering::SeqCst);
         if now != d.generation {
             d.resolver.invalidate();
@@ -248,7 +242,6 @@ impl Fast {
             }
             records.push((canon, if exists { if_exists } else { Kinds::MISSING }));
         }
-        drop(guard);
         let mut t = trace.lock().unwrap_or_else(|e| e.into_inner());
         t.stats.fast += taken.len() as u64;
         for (path, kinds) in records {
@@ -256,6 +249,16 @@ impl Fast {
                 t.record(&path, kinds);
             }
         }
+        drop(t);
+        // Counted as processed only once in the trace, with the drainer still locked: a
+        // concurrent `drain` (Session::take, finish) must wait for this one, not return early.
+        let done = self
+            .processed
+            .fetch_add(taken.len() as u64, Ordering::SeqCst);
+        self.map
+            .u64_at(OFF_DRAINED)
+            .store(done + taken.len() as u64, Ordering::SeqCst);
+        drop(guard);
         taken.len()
     }
 

@@ -384,3 +384,30 @@ fn take_includes_what_the_shim_recorded() {
     assert!(rest.get(dir.join("first").as_os_str().as_bytes()).is_none());
     assert!(first.stats.fast + rest.stats.fast > 0);
 }
+
+/// A lookup the shim recorded is resolved before a later trapped call can change its answer:
+/// `link/f` is looked up while `link` points to `d$i`, then `link` is moved on.
+#[test]
+fn lookups_resolve_before_later_changes() {
+    let dir = tmpdir("fast-order");
+    for i in 0..20 {
+        std::fs::create_dir(dir.join(format!("d{i}"))).unwrap();
+        std::fs::write(dir.join(format!("d{i}/f")), "").unwrap();
+    }
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg("for i in $(seq 0 19); do ln -sfn d$i link; test -e link/f; done")
+        .current_dir(&dir);
+    let (_, t) = traced(cmd, true);
+    for i in 0..20 {
+        let p = dir.join(format!("d{i}/f"));
+        let k = t.get(p.as_os_str().as_bytes()).unwrap_or_default();
+        assert!(
+            k.contains(Kinds::STAT),
+            "{}: {k} ({:?})",
+            p.display(),
+            t.stats
+        );
+    }
+    assert!(t.stats.fast >= 20, "{:?}", t.stats);
+}

@@ -196,3 +196,22 @@ fn notify_if_flag_stops_only_calls_with_a_flag_set() {
     assert_eq!(open(libc::O_RDWR), NOTIFY);
     assert_eq!(open(libc::O_WRONLY | libc::O_APPEND), NOTIFY);
 }
+
+/// Calls made from the fast path's trampoline (right after its `syscall` instruction at
+/// 0x4853_0000_0000 + 23) pass; the same call from anywhere else traps, and other ABIs are
+/// still killed.
+#[test]
+fn trampoline_calls_pass_and_others_trap() {
+    let f = Filter::tracing();
+    let prog = f.program();
+    let ip = 0x4853_0000_0000u64 + 25;
+    let args = [libc::AT_FDCWD as u64, 0x1000, 0, 0, 0, 0];
+    let at = |ip: u64| trace::simulate_at(prog, trace::ARCH, ip, libc::SYS_newfstatat, args);
+    assert_eq!(at(ip), ALLOW);
+    assert_eq!(at(0x7f00_0000_1234), NOTIFY);
+    assert_eq!(at(ip + 1), NOTIFY);
+    assert_eq!(at(ip | 1 << 40), NOTIFY);
+    assert_eq!(at((ip & 0xffff_ffff) | 0x7fff_0000_0000), NOTIFY);
+    let i386 = trace::simulate_at(prog, 0x4000_0003, ip, 5, [0; 6]);
+    assert_eq!(i386, libc::SECCOMP_RET_KILL_PROCESS);
+}
