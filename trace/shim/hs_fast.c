@@ -828,24 +828,32 @@ __attribute__((constructor)) static void hs_fast_init(void) {
     struct stat st;
     if (fd < 0 || syscall(SYS_fstat, fd, &st) != 0 || st.st_dev != dev || st.st_ino != ino)
         return; /* closed or replaced on the way: no fast path, and not ours to close */
-    struct hdr *h = mmap(NULL, HDR_SIZE, PROT_READ, MAP_SHARED, fd, 0);
-    if (h == MAP_FAILED)
-        goto close_fd;
-    uint32_t nslots = h->nslots;
-    int ok = h->magic == FAST_MAGIC && h->version == FAST_VERSION && h->slot_size == SLOT_SIZE &&
-             nslots > 0 && nslots <= (1u << 20);
-    munmap(h, HDR_SIZE);
-    if (!ok)
-        goto close_fd;
-    size_t states_size = ((size_t)nslots * 4 + 4095) & ~(size_t)4095;
-    size_t total = HDR_SIZE + states_size + (size_t)nslots * SLOT_SIZE;
-    if ((size_t)st.st_size < total)
+    /* One mapping of the whole file (its size is the ring's), checked once mapped. */
+    size_t total = (size_t)st.st_size;
+    if (total < HDR_SIZE)
         goto close_fd;
     void *m = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (m == MAP_FAILED)
         goto close_fd;
-    void *t = mmap((void *)TRAMP_ADDR, 4096, PROT_READ | PROT_WRITE,
+    struct hdr *h = m;
+    uint32_t nslots = h->nslots;
+    size_t states_size = ((size_t)nslots * 4 + 4095) & ~(size_t)4095;
+    if (h->magic != FAST_MAGIC || h->version != FAST_VERSION || h->slot_size != SLOT_SIZE ||
+        nslots == 0 || nslots > (1u << 20) ||
+        total < HDR_SIZE + states_size + (size_t)nslots * SLOT_SIZE) {
+        munmap(m, total);
+        goto close_fd;
+    }
+    /* The trampoline: written in place where the kernel allows a writable and executable
+     * page, else made executable afterwards. */
+    int prot = PROT_READ | PROT_WRITE | PROT_EXEC;
+    void *t = mmap((void *)TRAMP_ADDR, 4096, prot,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (t == MAP_FAILED) {
+        prot = PROT_READ | PROT_WRITE;
+        t = mmap((void *)TRAMP_ADDR, 4096, prot,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    }
     if (t != (void *)TRAMP_ADDR) {
         if (t != MAP_FAILED)
             munmap(t, 4096);
@@ -853,13 +861,13 @@ __attribute__((constructor)) static void hs_fast_init(void) {
         goto close_fd;
     }
     memcpy(t, tramp_code, sizeof tramp_code);
-    if (mprotect(t, 4096, PROT_READ | PROT_EXEC) != 0) {
+    if (!(prot & PROT_EXEC) && mprotect(t, 4096, PROT_READ | PROT_EXEC) != 0) {
         munmap(t, 4096);
         munmap(m, total);
         goto close_fd;
     }
     /* Out of the program's way: a high descriptor, closed on exec. */
-    int high = fcntl(fd, F_DUPFD_CLOEXEC, 900);
+    int high = fd >= 900 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 900);
     if (high >= 0) {
         close(fd);
         fd = high;

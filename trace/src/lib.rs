@@ -58,7 +58,10 @@
 //! - **Ptrace fallback** where user notification is unavailable (or `HS_TRACE_FORCE_PTRACE=1`,
 //!   [`Tracer::ptrace`]): the same table compiled with `SECCOMP_RET_TRACE`, the supervisor
 //!   thread seizes the command and serves seccomp stops with the same decoding. See README.md.
-//! - Not done: the LD_PRELOAD fast path of DESIGN §7.
+//! - **LD_PRELOAD fast path** ([`Tracer::fast_path`], off by default): a preloaded shim records
+//!   the lookups dynamic programs make through libc in a ring shared with the supervisor and
+//!   makes them from a trampoline page the filter lets through; anything else still traps, and
+//!   the ring is drained before every trapped call, so the trace is the same (README.md).
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
