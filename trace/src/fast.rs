@@ -7,7 +7,8 @@
 //! - header, 4096 bytes: `magic, version, nslots, slot_size: u32`, then `next` (slot
 //!   allocation), `count` (records started), `gen` (bumped whenever paths may have changed):
 //!   u64, then `inflight` (creates/deletes/renames let go, not known complete), `sleeping`,
-//!   `wake` (futex word), padding: u32, then `drained` (records taken out): u64;
+//!   `wake` (futex word), padding: u32, then `drained` (records taken out), `created` (bumped
+//!   when a new entry may make cached missing paths stale): u64;
 //! - `nslots` u32 slot states (free, writing, committed), padded to a page;
 //! - `nslots` slots of `slot_size` bytes: `kind: u16, follow: u8, _: u8, len: u32`, path.
 //!
@@ -47,6 +48,7 @@ const OFF_INFLIGHT: usize = 40;
 const OFF_SLEEPING: usize = 44;
 const OFF_WAKE: usize = 48;
 const OFF_DRAINED: usize = 56;
+const OFF_CREATED: usize = 64;
 const FREE: u32 = 0;
 const WRITING: u32 = 1;
 const COMMITTED: u32 = 2;
@@ -77,6 +79,8 @@ impl std::fmt::Debug for Fast {
 struct Drainer {
     resolver: Resolver,
     generation: u64,
+    /// The ring's `created` counter when the resolver's answers were last cleared.
+    created: u64,
     /// Where the next scan starts (a value of `next`): writers claim slots in `next` order,
     /// so new records are found between here and `next` (with a whole-ring scan when some
     /// counted record was not).
@@ -163,18 +167,21 @@ impl Fast {
         *d = Some(Drainer {
             resolver: Resolver::new(view),
             generation: u64::MAX,
+            created: u64::MAX,
             scan_from: 0,
         });
     }
 
-    /// The supervisor's caches changed (a create, delete or rename was let go or completed):
-    /// cached directory paths in the shim and answers in the drainer are stale; `unsettled`
-    /// says whether such a call may still be in flight (nothing is cached meanwhile).
-    pub(crate) fn caches_changed(&self, unsettled: bool) {
+    /// The supervisor's caches changed: a delete or rename (`all`) makes cached directory
+    /// paths (the shim's and the drainer's) stale, a create only the drainer's answers;
+    /// `unsettled` says whether such a call may still be in flight (nothing is cached
+    /// meanwhile).
+    pub(crate) fn caches_changed(&self, all: bool, unsettled: bool) {
         self.map
             .u32_at(OFF_INFLIGHT)
             .store(unsettled as u32, Ordering::SeqCst);
-        self.map.u64_at(OFF_GEN).fetch_add(1, Ordering::SeqCst);
+        let which = if all { OFF_GEN } else { OFF_CREATED };
+        self.map.u64_at(which).fetch_add(1, Ordering::SeqCst);
     }
 
     fn pending(&self) -> bool {
@@ -217,9 +224,14 @@ impl Fast {
             return 0;
         }
         let now = self.map.u64_at(OFF_GEN).load(Ordering::SeqCst);
+        let created = self.map.u64_at(OFF_CREATED).load(Ordering::SeqCst);
         if now != d.generation {
             d.resolver.invalidate();
             d.generation = now;
+            d.created = created;
+        } else if created != d.created {
+            d.resolver.forget_answers();
+            d.created = created;
         }
         let mut records = Vec::with_capacity(taken.len());
         for (kind, follow, path) in &taken {
@@ -227,7 +239,8 @@ impl Fast {
                 continue;
             };
             d.resolver.caching = self.map.u32_at(OFF_INFLIGHT).load(Ordering::SeqCst) == 0
-                && self.map.u64_at(OFF_GEN).load(Ordering::SeqCst) == d.generation;
+                && self.map.u64_at(OFF_GEN).load(Ordering::SeqCst) == d.generation
+                && self.map.u64_at(OFF_CREATED).load(Ordering::SeqCst) == d.created;
             let (canon, exists) = d.resolver.resolve(path, *follow);
             let lexical = normalize(path);
             if lexical != canon {

@@ -167,11 +167,11 @@ impl Supervisor {
         self
     }
 
-    /// The caches were invalidated, or a namespace change started or settled: the shim's and
-    /// the drainer's caches follow.
-    fn caches_changed(&self) {
+    /// The caches were invalidated (`all`: directory paths too), or a namespace change started
+    /// or settled: the shim's and the drainer's caches follow.
+    fn caches_changed(&self, all: bool) {
         if let Some(f) = &self.fast {
-            f.caches_changed(!self.unsettled.is_empty());
+            f.caches_changed(all, !self.unsettled.is_empty());
         }
     }
 
@@ -393,18 +393,13 @@ impl Supervisor {
         self.handled += 1;
         debug_assert_eq!(n.arch, crate::filter::ARCH, "the filter kills other ABIs");
         self.pending.clear();
-        if let Some(f) = &self.fast {
-            // Lookups the shim recorded before this call: resolve them before it can change
-            // their answer.
-            f.drain(&self.trace);
-        }
         self.procs.seen(n.pid);
         self.check_dir_renames(Some(n.pid));
         if self.unsettled.settle(n.pid) {
             // A namespace change has completed: drop what was learnt meanwhile.
             self.resolver.invalidate();
             self.procs.invalidate_dirs();
-            self.caches_changed();
+            self.caches_changed(true);
         }
         let flag = self.decode(n);
         let mutating = self
@@ -412,6 +407,11 @@ impl Supervisor {
             .iter()
             .any(|p| p.early || kinds_of(p.class).intersects(Kinds::NAMESPACE));
         let records = if mutating {
+            if let Some(f) = &self.fast {
+                // Lookups the shim recorded before this call: resolve them before it can
+                // change their answer (other calls leave them to the reader thread).
+                f.drain(&self.trace);
+            }
             // Classify before the call changes the answer; record only if the reply proves the
             // notification was still valid.
             let records = self.resolve_all(n.pid);
@@ -482,7 +482,8 @@ impl Supervisor {
                 // A new entry invalidates cached missing directories; a deleted or renamed one
                 // may change what a cached directory path means. Forget, and learn nothing new
                 // until the caller is seen again (its call completed).
-                if kinds.intersects(Kinds::DELETE | Kinds::RENAME_FROM | Kinds::RENAME_TO) {
+                let all = kinds.intersects(Kinds::DELETE | Kinds::RENAME_FROM | Kinds::RENAME_TO);
+                if all {
                     self.resolver.invalidate();
                     self.procs.invalidate_dirs();
                 } else {
@@ -490,7 +491,7 @@ impl Supervisor {
                     self.resolver.results.clear();
                 }
                 self.unsettled.add(pid);
-                self.caches_changed();
+                self.caches_changed(all);
             }
             self.resolver.caching = self.unsettled.is_empty();
             self.procs.dir_caching = self.unsettled.is_empty();
@@ -1214,6 +1215,13 @@ impl Resolver {
         self.dirs.clear();
         self.missing.clear();
         self.interps.clear();
+    }
+
+    /// Forgets answers and missing directories, keeping directory paths (a new entry cannot
+    /// change what an existing directory path means).
+    pub(crate) fn forget_answers(&mut self) {
+        self.results.clear();
+        self.missing.clear();
     }
 
     /// Resolves `abs` (see [`resolve_slow`]) with one `lstat` when the parent is cached.
