@@ -5,9 +5,10 @@
  * the supervisor and then issued from a trampoline page at a fixed address, which the seccomp
  * filter lets through without a notification. Everything else traps as before: calls this
  * file does not wrap, calls libc makes internally, static programs, calls made before the
- * constructor ran, a full ring. A record is committed before its syscall is made, so the
- * supervisor can never miss a lookup that happened; it drains the ring before it handles any
- * trapped call, so a lookup is resolved before any later create, delete or rename.
+ * constructor ran, a full ring. A record is committed, with the call's outcome, before the
+ * wrapper returns, so the supervisor never misses a lookup a program could have acted on; it
+ * drains the ring before it lets any create, delete or rename go, so a lookup is resolved
+ * before any later change to its path.
  *
  * The shim passes itself on through the exec family and posix_spawn (LD_PRELOAD plus
  * $__HS_FAST, removed again by the constructor, so programs see the environment they were
@@ -48,6 +49,11 @@
 #define K_STAT 1
 #define K_READ 2
 #define K_EXISTS 3
+#define F_FOLLOW 1 /* the last component is followed */
+#define F_SIMPLE 2 /* a canonical directory and one plain name: no resolution needed */
+#define R_UNKNOWN 0
+#define R_EXISTS 1
+#define R_MISSING 2
 
 struct hdr {
     uint32_t magic, version, nslots, slot_size;
@@ -63,8 +69,8 @@ struct hdr {
 
 struct slot {
     uint16_t kind;
-    uint8_t follow;
-    uint8_t pad;
+    uint8_t flags;  /* F_FOLLOW, F_SIMPLE */
+    uint8_t result; /* R_* */
     uint32_t len;
     char path[SLOT_PATH];
 };
@@ -187,7 +193,8 @@ static int special(const char *p) {
            (strncmp(p, "dev", 3) == 0 && (p[3] == '/' || !p[3]));
 }
 
-static int commit(const char *path, size_t len, int kind, int follow) {
+/* Claims a slot and fills it; its index, or -1 when the ring is full. */
+static long claim(const char *path, size_t len, int kind, int flags) {
     uint32_t n = ring->nslots;
     for (int tries = 0; tries < 8; tries++) {
         uint64_t i = atomic_fetch_add(&ring->next, 1) % n;
@@ -196,62 +203,102 @@ static int commit(const char *path, size_t len, int kind, int follow) {
             continue;
         struct slot *s = &slots[i];
         s->kind = (uint16_t)kind;
-        s->follow = (uint8_t)follow;
+        s->flags = (uint8_t)flags;
+        s->result = R_UNKNOWN;
         s->len = (uint32_t)len;
         memcpy(s->path, path, len);
-        atomic_fetch_add(&ring->count, 1);
-        atomic_store(&states[i], COMMITTED);
-        /* The reader drains on its own every few milliseconds; wake it early only when a
-         * backlog builds up. */
-        if (atomic_load(&ring->sleeping) &&
-            atomic_load(&ring->count) - atomic_load(&ring->drained) >= n / 8) {
-            atomic_fetch_add(&ring->wake, 1);
-            SYS(SYS_futex, &ring->wake, FUTEX_WAKE, 1, 0, 0, 0);
-        }
-        return 1;
+        return (long)i;
     }
-    return 0;
+    return -1;
 }
 
-/* Records a lookup of `path` relative to `dirfd`. Returns 1 when the caller may make the call
- * through the trampoline, 0 when it must make it the ordinary way (it then traps). */
-static int note(int dirfd, const char *path, int kind, int follow) {
+/* What a call's raw result `r` says about its path. ENOTDIR is not "missing": with a simple
+ * name under a directory it means the entry is no directory (O_DIRECTORY). */
+static int outcome(int kind, long r) {
+    if (r >= 0 || (r == -EINVAL && kind == K_READ)) /* readlink of a non-link: it exists */
+        return R_EXISTS;
+    return r == -ENOENT ? R_MISSING : R_UNKNOWN;
+}
+
+/* Completes record `i` with the call's result and commits it; returns `r`. Committing after
+ * the call loses nothing: a process that dies in between never acted on the answer, and the
+ * record is in the ring before anything the process does next (a trapped rename, say). */
+static long done(long i, int kind, long r) {
+    uint32_t n = ring->nslots;
+    slots[i].result = (uint8_t)outcome(kind, r);
+    atomic_fetch_add(&ring->count, 1);
+    atomic_store(&states[i], COMMITTED);
+    /* The reader drains on its own every millisecond or so; wake it early only when a
+     * backlog builds up. */
+    if (atomic_load(&ring->sleeping) &&
+        atomic_load(&ring->count) - atomic_load(&ring->drained) >= n / 8) {
+        atomic_fetch_add(&ring->wake, 1);
+        SYS(SYS_futex, &ring->wake, FUTEX_WAKE, 1, 0, 0, 0);
+    }
+    return r;
+}
+
+/* Whether `name` is one plain component: no slash, not "." or "..". */
+static int plain(const char *name) {
+    return name[0] && !strchr(name, '/') && strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
+/* Starts the record of a lookup of `path` relative to `dirfd`: the slot to finish with
+ * `done` once the call was made through the trampoline, or -1 when the caller must make the
+ * call the ordinary way (it then traps). `canon` says the directory part of an absolute path
+ * is canonical (realpath's own lookups). */
+static long begin(int dirfd, const char *path, int kind, int follow, int canon) {
     if (!ring || !path || !path[0])
-        return 0;
+        return -1;
     size_t plen = strnlen(path, SLOT_PATH);
     if (plen >= SLOT_PATH)
-        return 0;
+        return -1;
+    int flags = follow ? F_FOLLOW : 0;
     if (path[0] == '/') {
         if (special(path))
-            return 0;
-        return commit(path, plen, kind, follow);
+            return -1;
+        const char *last = strrchr(path, '/') + 1;
+        if (canon && plain(last))
+            flags |= F_SIMPLE;
+        return claim(path, plen, kind, flags);
     }
     char buf[SLOT_PATH];
     long n;
     if (dirfd == AT_FDCWD) {
         n = SYS(SYS_getcwd, buf, SLOT_PATH, 0, 0, 0, 0) - 1; /* length with its NUL */
         if (n <= 0 || buf[0] != '/')
-            return 0;
+            return -1;
     } else if ((n = fd_dir(dirfd, buf)) < 0) {
-        return 0;
+        return -1;
     }
     if (buf[n - 1] != '/')
         buf[n++] = '/';
     if ((size_t)n + plen >= SLOT_PATH)
-        return 0;
+        return -1;
     memcpy(buf + n, path, plen);
     buf[n + (long)plen] = 0;
     if (special(buf))
-        return 0;
-    return commit(buf, (size_t)n + plen, kind, follow);
+        return -1;
+    /* getcwd and /proc/self/fd give canonical directories. */
+    if (plain(path))
+        flags |= F_SIMPLE;
+    return claim(buf, (size_t)n + plen, kind, flags);
 }
+
+/* The call `call` through the trampoline when `begin(...)` recorded it, as a libc-style
+ * result; otherwise falls through. */
+#define FAST(dirfd, path, kind, follow, call)                                              \
+    do {                                                                                   \
+        long slot_ = begin(dirfd, path, kind, follow, 0);                                  \
+        if (slot_ >= 0)                                                                    \
+            return ret(done(slot_, kind, call));                                           \
+    } while (0)
 
 /* ---- the stat family, access, readlink ---- */
 
 static int fstatat_common(int fd, const char *p, struct stat *b, int fl) {
-    if ((fl & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT)) == 0 &&
-        note(fd, p, K_STAT, !(fl & AT_SYMLINK_NOFOLLOW)))
-        return (int)ret(SYS(SYS_newfstatat, fd, p, b, fl, 0, 0));
+    if ((fl & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT)) == 0)
+        FAST(fd, p, K_STAT, !(fl & AT_SYMLINK_NOFOLLOW), SYS(SYS_newfstatat, fd, p, b, fl, 0, 0));
     REAL(fstatat);
     return real_fstatat(fd, p, b, fl);
 }
@@ -272,37 +319,35 @@ int fstatat64(int fd, const char *p, struct stat64 *b, int fl) {
 }
 
 int statx(int fd, const char *p, int fl, unsigned int mask, struct statx *b) {
-    if ((fl & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE)) == 0 &&
-        note(fd, p, K_STAT, !(fl & AT_SYMLINK_NOFOLLOW)))
-        return (int)ret(SYS(SYS_statx, fd, p, fl, mask, b, 0));
+    if ((fl & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE)) == 0)
+        FAST(fd, p, K_STAT, !(fl & AT_SYMLINK_NOFOLLOW), SYS(SYS_statx, fd, p, fl, mask, b, 0));
     REAL(statx);
     return real_statx(fd, p, fl, mask, b);
 }
 
 int access(const char *p, int mode) {
-    if (note(AT_FDCWD, p, K_STAT, 1))
-        return (int)ret(SYS(SYS_access, p, mode, 0, 0, 0, 0));
+    FAST(AT_FDCWD, p, K_STAT, 1, SYS(SYS_access, p, mode, 0, 0, 0, 0));
     REAL(access);
     return real_access(p, mode);
 }
 
 int faccessat(int fd, const char *p, int mode, int fl) {
-    if (fl == 0 && note(fd, p, K_STAT, 1))
-        return (int)ret(SYS(SYS_faccessat, fd, p, mode, 0, 0, 0));
+    if (fl == 0)
+        FAST(fd, p, K_STAT, 1, SYS(SYS_faccessat, fd, p, mode, 0, 0, 0));
     REAL(faccessat);
     return real_faccessat(fd, p, mode, fl);
 }
 
 ssize_t readlink(const char *p, char *buf, size_t n) {
-    if (note(AT_FDCWD, p, K_READ, 0))
-        return ret(SYS(SYS_readlink, p, buf, n, 0, 0, 0));
+    if (n > 0) /* with no room the kernel fails before looking anything up */
+        FAST(AT_FDCWD, p, K_READ, 0, SYS(SYS_readlink, p, buf, n, 0, 0, 0));
     REAL(readlink);
     return real_readlink(p, buf, n);
 }
 
 ssize_t readlinkat(int fd, const char *p, char *buf, size_t n) {
-    if (note(fd, p, K_READ, 0))
-        return ret(SYS(SYS_readlinkat, fd, p, buf, n, 0, 0));
+    if (n > 0)
+        FAST(fd, p, K_READ, 0, SYS(SYS_readlinkat, fd, p, buf, n, 0, 0));
     REAL(readlinkat);
     return real_readlinkat(fd, p, buf, n);
 }
@@ -319,9 +364,8 @@ static int open_fast(int fd, const char *p, int fl) {
     if (!read_only(fl))
         return -2;
     int kind = (fl & (O_PATH | O_DIRECTORY)) ? K_EXISTS : K_READ;
-    if (!note(fd, p, kind, !(fl & O_NOFOLLOW)))
-        return -2;
-    return (int)ret(SYS(SYS_openat, fd, p, fl, 0, 0, 0));
+    FAST(fd, p, kind, !(fl & O_NOFOLLOW), SYS(SYS_openat, fd, p, fl, 0, 0, 0));
+    return -2;
 }
 
 static mode_t mode_arg(int fl, va_list ap) {
@@ -481,15 +525,17 @@ DIR *opendir(const char *p) {
 
 /* A lookup made on realpath's behalf: through the trampoline when recorded, else trapped. */
 static long rp_readlink(const char *p, char *buf, size_t n) {
-    if (note(AT_FDCWD, p, K_READ, 0))
-        return SYS(SYS_readlink, p, buf, n, 0, 0, 0);
+    long slot = begin(AT_FDCWD, p, K_READ, 0, 1);
+    if (slot >= 0)
+        return done(slot, K_READ, SYS(SYS_readlink, p, buf, n, 0, 0, 0));
     long r = syscall(SYS_readlink, p, buf, n);
     return r < 0 ? -errno : r;
 }
 
 static long rp_dir_check(const char *p) {
-    if (note(AT_FDCWD, p, K_STAT, 1))
-        return SYS(SYS_faccessat2, AT_FDCWD, p, F_OK, AT_EACCESS, 0, 0);
+    long slot = begin(AT_FDCWD, p, K_STAT, 1, 0);
+    if (slot >= 0)
+        return done(slot, K_STAT, SYS(SYS_faccessat2, AT_FDCWD, p, F_OK, AT_EACCESS, 0, 0));
     return syscall(SYS_faccessat2, AT_FDCWD, p, F_OK, AT_EACCESS) < 0 ? -errno : 0;
 }
 

@@ -10,11 +10,15 @@
 //!   `wake` (futex word), padding: u32, then `drained` (records taken out), `created` (bumped
 //!   when a new entry may make cached missing paths stale): u64;
 //! - `nslots` u32 slot states (free, writing, committed), padded to a page;
-//! - `nslots` slots of `slot_size` bytes: `kind: u16, follow: u8, _: u8, len: u32`, path.
+//! - `nslots` slots of `slot_size` bytes: `kind: u16, flags: u8` (follow, simple),
+//!   `result: u8` (unknown, exists, missing), `len: u32`, path.
 //!
-//! A writer claims a free slot, fills it, increments `count` and marks it committed before it
-//! makes the call; it wakes the reader only when a backlog of an eighth of the ring built up
-//! (the reader drains every millisecond or so while records come in). Records are lookups only, so their order
+//! A writer claims a free slot and fills it, makes the call, then stores the call's outcome,
+//! increments `count` and marks the slot committed before the wrapper returns; it wakes the
+//! reader only when a backlog of an eighth of the ring built up (the reader drains every
+//! millisecond or so while records come in). A "simple" record (a canonical directory from
+//! `getcwd`, `/proc/self/fd` or realpath's own walk, and one plain name) that does not follow
+//! its last component and has a known outcome needs no resolution here. Records are lookups only, so their order
 //! among themselves does not matter; the supervisor drains the ring before it handles any
 //! trapped call, which orders them before every later create, delete or rename.
 
@@ -50,6 +54,19 @@ const OFF_WAKE: usize = 48;
 const OFF_DRAINED: usize = 56;
 const OFF_CREATED: usize = 64;
 const FREE: u32 = 0;
+const F_FOLLOW: u8 = 1;
+const F_SIMPLE: u8 = 2;
+const R_UNKNOWN: u8 = 0;
+const R_EXISTS: u8 = 1;
+
+/// One record taken out of the ring.
+struct Taken {
+    kind: u16,
+    follow: bool,
+    simple: bool,
+    result: u8,
+    path: Vec<u8>,
+}
 const WRITING: u32 = 1;
 const COMMITTED: u32 = 2;
 
@@ -201,7 +218,8 @@ impl Fast {
         let next = self.map.u64_at(OFF_NEXT).load(Ordering::SeqCst);
         let mut taken = Vec::new();
         let from = d.scan_from.min(next);
-        if next - from < NSLOTS as u64 {
+        let mut whole = next - from >= NSLOTS as u64;
+        if !whole {
             d.scan_from = next;
             for abs in from..next {
                 let i = (abs % NSLOTS as u64) as usize;
@@ -214,7 +232,8 @@ impl Fast {
             }
         }
         let done = self.processed.load(Ordering::SeqCst);
-        if done + (taken.len() as u64) < counted {
+        whole |= done + (taken.len() as u64) < counted;
+        if whole {
             for i in 0..NSLOTS {
                 self.take_slot(i, &mut taken);
             }
@@ -233,16 +252,34 @@ impl Fast {
             d.resolver.forget_answers();
             d.created = created;
         }
-        let mut records = Vec::with_capacity(taken.len());
-        for (kind, follow, path) in &taken {
-            let Some(if_exists) = kinds_of(*kind) else {
+        let n = taken.len();
+        let mut records = Vec::with_capacity(n);
+        for Taken {
+            kind,
+            follow,
+            simple,
+            result,
+            path,
+        } in taken
+        {
+            let Some(if_exists) = kinds_of(kind) else {
                 continue;
             };
+            if simple && !follow && result != R_UNKNOWN {
+                // What resolution would find: the path itself, as the call saw it.
+                let kinds = if result == R_EXISTS {
+                    if_exists
+                } else {
+                    Kinds::MISSING
+                };
+                records.push((path, kinds));
+                continue;
+            }
             d.resolver.caching = self.map.u32_at(OFF_INFLIGHT).load(Ordering::SeqCst) == 0
                 && self.map.u64_at(OFF_GEN).load(Ordering::SeqCst) == d.generation
                 && self.map.u64_at(OFF_CREATED).load(Ordering::SeqCst) == d.created;
-            let (canon, exists) = d.resolver.resolve(path, *follow);
-            let lexical = normalize(path);
+            let (canon, exists) = d.resolver.resolve(&path, follow);
+            let lexical = normalize(&path);
             if lexical != canon {
                 records.push((
                     lexical,
@@ -256,7 +293,7 @@ impl Fast {
             records.push((canon, if exists { if_exists } else { Kinds::MISSING }));
         }
         let mut t = trace.lock().unwrap_or_else(|e| e.into_inner());
-        t.stats.fast += taken.len() as u64;
+        t.stats.fast += n as u64;
         for (path, kinds) in records {
             if !self.is_shim(&path) {
                 t.record(&path, kinds);
@@ -265,14 +302,12 @@ impl Fast {
         drop(t);
         // Counted as processed only once in the trace, with the drainer still locked: a
         // concurrent `drain` (Session::take, finish) must wait for this one, not return early.
-        let done = self
-            .processed
-            .fetch_add(taken.len() as u64, Ordering::SeqCst);
+        let done = self.processed.fetch_add(n as u64, Ordering::SeqCst);
         self.map
             .u64_at(OFF_DRAINED)
-            .store(done + taken.len() as u64, Ordering::SeqCst);
+            .store(done + n as u64, Ordering::SeqCst);
         drop(guard);
-        taken.len()
+        n
     }
 
     fn state(&self, i: usize) -> &std::sync::atomic::AtomicU32 {
@@ -280,7 +315,7 @@ impl Fast {
     }
 
     /// Takes slot `i` if it holds a committed record; returns whether it did.
-    fn take_slot(&self, i: usize, taken: &mut Vec<(u16, bool, Vec<u8>)>) -> bool {
+    fn take_slot(&self, i: usize, taken: &mut Vec<Taken>) -> bool {
         let state = self.state(i);
         if state.load(Ordering::Acquire) != COMMITTED {
             return false;
@@ -288,14 +323,18 @@ impl Fast {
         let at = HDR + (NSLOTS * 4).div_ceil(4096) * 4096 + i * SLOT;
         let mut head = [0u8; SLOT_HEAD];
         self.map.read(at, &mut head);
-        let kind = u16::from_ne_bytes([head[0], head[1]]);
-        let follow = head[2] != 0;
         let len = (u32::from_ne_bytes(head[4..8].try_into().expect("4 bytes")) as usize)
             .min(SLOT - SLOT_HEAD);
         let mut path = vec![0u8; len];
         self.map.read(at + SLOT_HEAD, &mut path);
         state.store(FREE, Ordering::Release);
-        taken.push((kind, follow, path));
+        taken.push(Taken {
+            kind: u16::from_ne_bytes([head[0], head[1]]),
+            follow: head[2] & F_FOLLOW != 0,
+            simple: head[2] & F_SIMPLE != 0,
+            result: head[3],
+            path,
+        });
         true
     }
 

@@ -411,3 +411,74 @@ fn lookups_resolve_before_later_changes() {
     }
     assert!(t.stats.fast >= 20, "{:?}", t.stats);
 }
+
+const LOOKUPS: &str = r#"
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+int main(void) {
+    struct stat st;
+    struct statx sx;
+    char buf[256];
+    const char *names[] = {"file", "link", "dangling", "missing", "dir", ".", "..", "dir/inner",
+                           "link/x", "file/x", "dirlink", "dirlink/inner", 0};
+    int d = open(".", O_RDONLY | O_DIRECTORY);
+    for (int i = 0; names[i]; i++) {
+        const char *n = names[i];
+        int r1 = fstatat(d, n, &st, AT_SYMLINK_NOFOLLOW);
+        int r2 = fstatat(d, n, &st, 0);
+        int r3 = lstat(n, &st);
+        int r4 = stat(n, &st);
+        int r5 = statx(d, n, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &sx);
+        long r6 = readlinkat(d, n, buf, sizeof buf);
+        long r7 = readlink(n, buf, sizeof buf);
+        int fd = openat(d, n, O_RDONLY | O_DIRECTORY);
+        if (fd >= 0) close(fd);
+        fd = openat(d, n, O_PATH | O_NOFOLLOW);
+        if (fd >= 0) close(fd);
+        fd = openat(d, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+        if (fd >= 0) close(fd);
+        fd = open(n, O_RDONLY);
+        if (fd >= 0) close(fd);
+        int r8 = access(n, F_OK);
+        int r9 = faccessat(d, n, R_OK, 0);
+        printf("%s %d %d %d %d %d %ld %ld %d %d\n", n, r1, r2, r3, r4, r5, r6, r7, r8, r9);
+    }
+    if (chdir("dir") != 0) return 1;
+    printf("%d %d\n", stat("inner", &st), lstat("../link", &st));
+    DIR *dd = opendir("..");
+    if (dd) closedir(dd);
+    FILE *f = fopen("../file", "re");
+    if (f) fclose(f);
+    return 0;
+}
+"#;
+
+#[test]
+fn lookups_of_every_kind_trace_the_same() {
+    let dir = tmpdir("fast-lookups");
+    let bin = cc(&dir, "lookups", LOOKUPS, &[]);
+    let work = dir.join("work");
+    std::fs::create_dir_all(work.join("dir")).unwrap();
+    std::fs::write(work.join("file"), "f").unwrap();
+    std::fs::write(work.join("dir/inner"), "i").unwrap();
+    std::os::unix::fs::symlink("file", work.join("link")).unwrap();
+    std::os::unix::fs::symlink("nowhere", work.join("dangling")).unwrap();
+    std::os::unix::fs::symlink("dir", work.join("dirlink")).unwrap();
+    let make = || {
+        let mut cmd = Command::new(&bin);
+        cmd.current_dir(&work);
+        cmd
+    };
+    let plain = untraced(make());
+    let (slow_out, slow) = traced(make(), false);
+    let (fast_out, fast) = traced(make(), true);
+    assert_eq!(plain, slow_out);
+    assert_eq!(plain, fast_out);
+    assert_same(&slow, &fast);
+    assert!(fast.stats.fast > 100, "{:?}", fast.stats);
+}
