@@ -228,7 +228,7 @@ static long done(long i, int kind, long r) {
     slots[i].result = (uint8_t)outcome(kind, r);
     atomic_fetch_add(&ring->count, 1);
     atomic_store(&states[i], COMMITTED);
-    /* The reader drains on its own every millisecond or so; wake it early only when a
+    /* The reader drains on its own every few milliseconds; wake it early only when a
      * backlog builds up. */
     if (atomic_load(&ring->sleeping) &&
         atomic_load(&ring->count) - atomic_load(&ring->drained) >= n / 8) {
