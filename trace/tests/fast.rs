@@ -27,9 +27,13 @@ fn comparable(t: &Trace) -> BTreeMap<String, String> {
 }
 
 /// Runs `cmd` traced with the fast path on or off; its stdout and trace.
-fn traced(mut cmd: Command, fast: bool) -> (String, Trace) {
+fn traced(cmd: Command, fast: bool) -> (String, Trace) {
+    traced_by(Tracer::new(), cmd, fast)
+}
+
+fn traced_by(tracer: Tracer, mut cmd: Command, fast: bool) -> (String, Trace) {
     cmd.stdout(Stdio::piped());
-    let mut child = Tracer::new().fast_path(fast).spawn(&mut cmd).unwrap();
+    let mut child = tracer.fast_path(fast).spawn(&mut cmd).unwrap();
     let mut out = String::new();
     child
         .child_mut()
@@ -481,4 +485,9 @@ fn lookups_of_every_kind_trace_the_same() {
     assert_eq!(plain, fast_out);
     assert_same(&slow, &fast);
     assert!(fast.stats.fast > 100, "{:?}", fast.stats);
+    // The ptrace fallback lets the trampoline's calls through the same way.
+    let (ptrace_out, ptrace) = traced_by(Tracer::new().ptrace(true), make(), true);
+    assert_eq!(plain, ptrace_out);
+    assert_same(&slow, &ptrace);
+    assert!(ptrace.stats.fast > 100, "{:?}", ptrace.stats);
 }
