@@ -12,9 +12,9 @@
  *
  * The shim passes itself on through the exec family and posix_spawn (LD_PRELOAD plus
  * $__HS_FAST, removed again by the constructor, so programs see the environment they were
- * given). The ring is one memfd, kept open close-on-exec at a high descriptor and made
- * inheritable only across those calls; a child that finds it closed or replaced runs without
- * the fast path.
+ * given). The ring is a file in the tracer's private directory, named in $__HS_FAST with its
+ * device and inode; each process maps it and closes it, so programs see exactly their own
+ * descriptors, and a child that finds it gone or replaced runs without the fast path.
  *
  * The ring layout below must match trace/src/fast.rs. */
 #define _GNU_SOURCE
@@ -88,9 +88,9 @@ static struct hdr *ring;
 static _Atomic uint32_t *states;
 static struct slot *slots;
 static tramp_fn tramp;
-static int ring_fd = -1;
 static dev_t ring_dev;
 static ino_t ring_ino;
+static char ring_path[256];
 static char so_path[256];
 
 extern char **environ;
@@ -687,15 +687,11 @@ char *canonicalize_file_name(const char *name) { return realpath(name, NULL); }
 
 /* ---- passing the shim on ---- */
 
-/* Whether our ring descriptor is still ours and the shim file still there. */
+/* Whether the ring's and the shim's files are still there for a child (a child whose
+ * ring file was replaced notices by device and inode). */
 static int can_pass(void) {
-    if (!ring || ring_fd < 0)
-        return 0;
-    struct stat st;
-    if (SYS(SYS_fstat, ring_fd, &st, 0, 0, 0, 0) != 0 || st.st_dev != ring_dev ||
-        st.st_ino != ring_ino)
-        return 0;
-    return SYS(SYS_access, so_path, R_OK, 0, 0, 0, 0) == 0;
+    return ring && SYS(SYS_access, ring_path, R_OK | W_OK, 0, 0, 0, 0) == 0 &&
+           SYS(SYS_access, so_path, R_OK, 0, 0, 0, 0) == 0;
 }
 
 #define MAX_ENV 65536
@@ -720,8 +716,8 @@ static int child_env(char *const *env, char **out, char *ld, size_t ldcap, char 
     if (user && strlen(user) + 16 > origcap)
         return 0;
     snprintf(ld, ldcap, "LD_PRELOAD=%s%s%s", so_path, user ? " " : "", user ? user : "");
-    snprintf(fast, fastcap, "__HS_FAST=%d:%lu:%lu:%s", ring_fd, (unsigned long)ring_dev,
-             (unsigned long)ring_ino, so_path);
+    snprintf(fast, fastcap, "__HS_FAST=%lu:%lu:%s:%s", (unsigned long)ring_dev,
+             (unsigned long)ring_ino, ring_path, so_path);
     snprintf(orig, origcap, "__HS_FAST_LD=%s%s", user ? "1" : "0", user ? user : "");
     out[n++] = ld;
     out[n++] = fast;
@@ -744,8 +740,6 @@ static size_t user_ld_len(char *const *env) {
     return 0;
 }
 
-static void inheritable(int on) { fcntl(ring_fd, F_SETFD, on ? 0 : FD_CLOEXEC); }
-
 /* Runs `call` with the child environment in `cenv` (the program's own `env` when the shim
  * cannot be passed on). */
 #define WITH_CHILD_ENV(env, call)                                                          \
@@ -756,16 +750,12 @@ static void inheritable(int on) { fcntl(ring_fd, F_SETFD, on ? 0 : FD_CLOEXEC); 
         }                                                                                  \
         size_t ulen = user_ld_len(env);                                                    \
         char *cenv_buf[env_len(env) + 4];                                                  \
-        char ld[sizeof so_path + ulen + 16], fast[sizeof so_path + 96], orig[ulen + 32];   \
+        char ld[sizeof so_path + ulen + 16], orig[ulen + 32];                              \
+        char fast[sizeof ring_path + sizeof so_path + 64];                                 \
         char *const *cenv = (env);                                                         \
         if (child_env(env, cenv_buf, ld, sizeof ld, fast, sizeof fast, orig, sizeof orig)) \
             cenv = cenv_buf;                                                               \
-        inheritable(cenv != (env));                                                        \
-        __typeof__(call) r_ = call;                                                        \
-        int err_ = errno;                                                                  \
-        inheritable(0);                                                                    \
-        errno = err_;                                                                      \
-        return r_;                                                                         \
+        return call;                                                                       \
     } while (0)
 
 int execve(const char *path, char *const argv[], char *const envp[]) {
@@ -857,41 +847,26 @@ static void restore_env(void) {
 
 __attribute__((constructor)) static void hs_fast_init(void) {
     char **entry = find_entry("__HS_FAST");
-    char spec[sizeof so_path + 96];
+    char spec[sizeof ring_path + sizeof so_path + 64];
     spec[0] = 0;
     if (entry)
         snprintf(spec, sizeof spec, "%s", *entry + 10);
     drop("__HS_FAST");
     restore_env();
-    int fd;
+    /* DEV:INO:RING:SO, the paths free of ':' */
     unsigned long dev, ino;
     int off = 0;
-    if (sscanf(spec, "%d:%lu:%lu:%n", &fd, &dev, &ino, &off) != 3 || off <= 0)
+    if (sscanf(spec, "%lu:%lu:%n", &dev, &ino, &off) != 2 || off <= 0)
         return;
-    const char *so = spec + off;
-    if (strlen(so) >= sizeof so_path || so[0] != '/')
+    char *rp = spec + off, *sep = strchr(rp, ':');
+    if (!sep)
         return;
-    struct stat st;
-    if (fd < 0 || syscall(SYS_fstat, fd, &st) != 0 || st.st_dev != dev || st.st_ino != ino)
-        return; /* closed or replaced on the way: no fast path, and not ours to close */
-    /* One mapping of the whole file (its size is the ring's), checked once mapped. */
-    size_t total = (size_t)st.st_size;
-    if (total < HDR_SIZE)
-        goto close_fd;
-    void *m = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (m == MAP_FAILED)
-        goto close_fd;
-    struct hdr *h = m;
-    uint32_t nslots = h->nslots;
-    size_t states_size = ((size_t)nslots * 4 + 4095) & ~(size_t)4095;
-    if (h->magic != FAST_MAGIC || h->version != FAST_VERSION || h->slot_size != SLOT_SIZE ||
-        nslots == 0 || nslots > (1u << 20) ||
-        total < HDR_SIZE + states_size + (size_t)nslots * SLOT_SIZE) {
-        munmap(m, total);
-        goto close_fd;
-    }
-    /* The trampoline: written in place where the kernel allows a writable and executable
-     * page, else made executable afterwards. */
+    *sep = 0;
+    const char *so = sep + 1;
+    if (rp[0] != '/' || so[0] != '/' || strlen(rp) >= sizeof ring_path ||
+        strlen(so) >= sizeof so_path)
+        return;
+    /* The trampoline first: the ring is opened through it, so that the open is not traced. */
     int prot = PROT_READ | PROT_WRITE | PROT_EXEC;
     void *t = mmap((void *)TRAMP_ADDR, 4096, prot,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
@@ -903,32 +878,45 @@ __attribute__((constructor)) static void hs_fast_init(void) {
     if (t != (void *)TRAMP_ADDR) {
         if (t != MAP_FAILED)
             munmap(t, 4096);
-        munmap(m, total);
-        goto close_fd;
+        return;
     }
     memcpy(t, tramp_code, sizeof tramp_code);
-    if (!(prot & PROT_EXEC) && mprotect(t, 4096, PROT_READ | PROT_EXEC) != 0) {
-        munmap(t, 4096);
+    if (!(prot & PROT_EXEC) && mprotect(t, 4096, PROT_READ | PROT_EXEC) != 0)
+        goto unmap_tramp;
+    tramp = (tramp_fn)t;
+    long fd = SYS(SYS_openat, AT_FDCWD, rp, O_RDWR | O_CLOEXEC, 0, 0, 0);
+    if (fd < 0)
+        goto unmap_tramp;
+    struct stat st;
+    void *m = MAP_FAILED;
+    size_t total = 0;
+    /* Its device and inode: a ring file replaced on the way is not ours. */
+    if (SYS(SYS_fstat, fd, &st, 0, 0, 0, 0) == 0 && st.st_dev == dev && st.st_ino == ino &&
+        st.st_size >= HDR_SIZE) {
+        total = (size_t)st.st_size;
+        m = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, 0);
+    }
+    SYS(SYS_close, fd, 0, 0, 0, 0, 0);
+    if (m == MAP_FAILED)
+        goto unmap_tramp;
+    struct hdr *h = m;
+    uint32_t nslots = h->nslots;
+    size_t states_size = ((size_t)nslots * 4 + 4095) & ~(size_t)4095;
+    if (h->magic != FAST_MAGIC || h->version != FAST_VERSION || h->slot_size != SLOT_SIZE ||
+        nslots == 0 || nslots > (1u << 20) ||
+        total < HDR_SIZE + states_size + (size_t)nslots * SLOT_SIZE) {
         munmap(m, total);
-        goto close_fd;
+        goto unmap_tramp;
     }
-    /* Out of the program's way: a high descriptor, closed on exec. */
-    int high = fd >= 900 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 900);
-    if (high >= 0) {
-        close(fd);
-        fd = high;
-    } else {
-        fcntl(fd, F_SETFD, FD_CLOEXEC);
-    }
-    ring_fd = fd;
     ring_dev = (dev_t)dev;
     ring_ino = (ino_t)ino;
+    snprintf(ring_path, sizeof ring_path, "%s", rp);
     snprintf(so_path, sizeof so_path, "%s", so);
-    tramp = (tramp_fn)t;
     states = (_Atomic uint32_t *)((char *)m + HDR_SIZE);
     slots = (struct slot *)((char *)m + HDR_SIZE + states_size);
-    ring = (struct hdr *)m;
+    ring = h;
     return;
-close_fd:
-    close(fd);
+unmap_tramp:
+    tramp = NULL;
+    munmap(t, 4096);
 }

@@ -3,7 +3,11 @@
 //! trampoline page the filter lets through; here the ring is created, handed to the command,
 //! and drained into the trace with the same resolution as a trapped lookup.
 //!
-//! Ring layout (a memfd; must match the shim):
+//! The ring is a file `ring-PID-N` in the tracer's private directory (with the shim; see
+//! [`fast_dir`]), removed when the session ends; every traced process maps it by path and
+//! closes it again, so programs see exactly their own fds.
+//!
+//! Ring layout (must match the shim):
 //! - header, 4096 bytes: `magic, version, nslots, slot_size: u32`, then `next` (slot
 //!   allocation), `count` (records started), `gen` (bumped whenever paths may have changed):
 //!   u64, then `inflight` (creates/deletes/renames let go, not known complete), `sleeping`,
@@ -73,7 +77,7 @@ const COMMITTED: u32 = 2;
 /// The shared ring, its reader state, and the shim's file.
 pub(crate) struct Fast {
     map: SharedMap,
-    fd: std::os::fd::OwnedFd,
+    ring: PathBuf,
     dev: u64,
     ino: u64,
     shim: PathBuf,
@@ -117,22 +121,31 @@ fn kinds_of(kind: u16) -> Option<Kinds> {
 impl Fast {
     /// A new ring and the shim's file, or why not.
     pub(crate) fn new() -> std::io::Result<Fast> {
-        let shim = shim_file()?;
+        static RINGS: AtomicU64 = AtomicU64::new(0);
+        let dir = fast_dir()?;
+        let shim = shim_file(&dir)?;
         let states = (NSLOTS * 4).div_ceil(4096) * 4096;
-        let (fd, map) = SharedMap::memfd(c"hs-fast-ring", HDR + states + NSLOTS * SLOT)?;
+        let ring = dir.join(format!(
+            "ring-{}-{}",
+            std::process::id(),
+            RINGS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&ring); // left by a process that had our pid
+        let (fd, map) = SharedMap::create(&ring, HDR + states + NSLOTS * SLOT)?;
         let mut head = Vec::with_capacity(16);
         for v in [MAGIC, VERSION, NSLOTS as u32, SLOT as u32] {
             head.extend_from_slice(&v.to_ne_bytes());
         }
         map.write(0, &head);
         let st = nix::sys::stat::fstat(&fd)?;
+        drop(fd);
         let raw = shim.as_os_str().as_encoded_bytes().to_vec();
         let canon = std::fs::canonicalize(&shim)
             .map(|p| p.into_os_string().into_encoded_bytes())
             .unwrap_or_else(|_| raw.clone());
         Ok(Fast {
             map,
-            fd,
+            ring,
             dev: st.st_dev,
             ino: st.st_ino,
             shim,
@@ -143,14 +156,8 @@ impl Fast {
         })
     }
 
-    /// The ring's fd, to be inherited by the command (see [`Fast::env`]).
-    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsRawFd;
-        self.fd.as_raw_fd()
-    }
-
     /// The variables that load the shim into a command whose environment has `user_preload`
-    /// as `LD_PRELOAD`, with the ring at fd [`Fast::raw_fd`].
+    /// as `LD_PRELOAD`.
     pub(crate) fn env(
         &self,
         user_preload: Option<&std::ffi::OsStr>,
@@ -163,8 +170,9 @@ impl Fast {
             preload.push(u);
             orig.push(u);
         }
-        let mut fast =
-            std::ffi::OsString::from(format!("{}:{}:{}:", self.raw_fd(), self.dev, self.ino));
+        let mut fast = std::ffi::OsString::from(format!("{}:{}:", self.dev, self.ino));
+        fast.push(&self.ring);
+        fast.push(":");
         fast.push(shim);
         vec![
             ("LD_PRELOAD".into(), preload),
@@ -369,21 +377,47 @@ impl Fast {
     }
 }
 
-/// Writes the shim to `$TMPDIR/hs-fast-UID/HASH.so` (once per content; the directory is the
-/// caller's own, mode 0700) and returns its path. The loader needs a path that stays valid
-/// whatever the command does with its fds; `LD_PRELOAD` splits on spaces and colons, so the
-/// path must have neither.
-fn shim_file() -> std::io::Result<PathBuf> {
-    static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    PATH.get_or_init(|| write_shim(&std::env::temp_dir()).map_err(|e| e.to_string()))
-        .clone()
-        .map_err(std::io::Error::other)
+impl Drop for Fast {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.ring);
+    }
 }
 
-fn write_shim(tmp: &Path) -> std::io::Result<PathBuf> {
+/// The private directory of the shim and the rings: `hs-fast-UID` (mode 0700, ours) in
+/// `/dev/shm` when it is a tmpfs (rings in memory), else in `$TMPDIR`; never on a filesystem
+/// mounted `noexec`, from which the loader could not map the shim. Rings left by processes
+/// that no longer exist are removed the first time.
+fn fast_dir() -> std::io::Result<PathBuf> {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let mut why = Vec::new();
+        let shm = Path::new("/dev/shm");
+        let tmpfs = nix::sys::statfs::statfs(shm)
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+        let bases = if tmpfs {
+            vec![shm.to_path_buf(), std::env::temp_dir()]
+        } else {
+            vec![std::env::temp_dir()]
+        };
+        for base in bases {
+            match private_dir(&base) {
+                Ok(d) => {
+                    remove_stale_rings(&d);
+                    return Ok(d);
+                }
+                Err(e) => why.push(format!("{}: {e}", base.display())),
+            }
+        }
+        Err(why.join("; "))
+    })
+    .clone()
+    .map_err(std::io::Error::other)
+}
+
+fn private_dir(base: &Path) -> std::io::Result<PathBuf> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let uid = nix::unistd::geteuid().as_raw();
-    let dir = tmp.join(format!("hs-fast-{uid}"));
+    let dir = base.join(format!("hs-fast-{uid}"));
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -396,18 +430,48 @@ fn write_shim(tmp: &Path) -> std::io::Result<PathBuf> {
             dir.display()
         )));
     }
+    if crate::sys::mounted_noexec(&dir)? {
+        return Err(std::io::Error::other("mounted noexec"));
+    }
+    // LD_PRELOAD splits on spaces and colons, $__HS_FAST on colons.
+    let bytes = dir.as_os_str().as_encoded_bytes();
+    if bytes.iter().any(|&b| b == b' ' || b == b':') || bytes.len() > 180 {
+        return Err(std::io::Error::other("cannot be named in LD_PRELOAD"));
+    }
+    Ok(dir)
+}
+
+/// Removes `ring-PID-N` files of processes that no longer exist (a tracer that was killed).
+fn remove_stale_rings(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("ring-"))
+            .and_then(|n| n.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH)
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Writes the shim to `DIR/HASH.so` (once per content) and returns its path. The loader needs
+/// a path that stays valid whatever the command does with its fds.
+fn shim_file(dir: &Path) -> std::io::Result<PathBuf> {
     // FNV-1a of the content names the file: a changed shim never replaces one in use.
     let hash = SHIM.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     });
     let path = dir.join(format!("{hash:016x}.so"));
-    let bytes = path.as_os_str().as_encoded_bytes();
-    if bytes.iter().any(|&b| b == b' ' || b == b':') || bytes.len() >= 255 {
-        return Err(std::io::Error::other(format!(
-            "{} cannot be named in LD_PRELOAD",
-            path.display()
-        )));
-    }
     if std::fs::metadata(&path).is_ok_and(|m| m.len() == SHIM.len() as u64) {
         return Ok(path);
     }

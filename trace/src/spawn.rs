@@ -116,9 +116,10 @@ impl Tracer {
     /// linked programs then record the lookups they make through libc (the stat family,
     /// `access`, `readlink`, opens for reading, `fopen` for reading, `opendir`, `realpath`) in
     /// shared memory and make them without a notification; everything else traps as before, so
-    /// the trace is the same (see README.md, "Fast path"). Traced programs see one more open
-    /// fd (close-on-exec, at 900 or above). `HS_TRACE_NO_FAST=1` turns it off. Without a usable
-    /// shim file (a private directory in `$TMPDIR`), tracing goes on without it.
+    /// the trace is the same (see README.md, "Fast path"). Traced programs see the shim in
+    /// their memory maps, nothing else. `HS_TRACE_NO_FAST=1` turns it off. Without a usable
+    /// private directory for the shim and its ring (in `/dev/shm` or `$TMPDIR`, not mounted
+    /// `noexec`), tracing goes on without it.
     pub fn fast_path(mut self, on: bool) -> Tracer {
         self.fast = on && std::env::var_os("HS_TRACE_NO_FAST").is_none_or(|v| v != "1");
         self
@@ -207,7 +208,7 @@ impl Tracer {
         // Ptrace fallback: the command runs as a grandchild behind a middle process (see
         // `sys::become_grandchild`), so that no thread of ours ever waits for a tracee.
         let ptrace = self.ptrace;
-        let ring = session.fast.as_ref().map(|f| {
+        if let Some(f) = &session.fast {
             let explicit = cmd
                 .get_envs()
                 .find(|(k, _)| *k == "LD_PRELOAD")
@@ -216,12 +217,8 @@ impl Tracer {
             for (k, v) in f.env(user.as_deref()) {
                 cmd.env(k, v);
             }
-            f.raw_fd()
-        });
+        }
         sys::set_pre_exec(cmd, move || {
-            if let Some(fd) = ring {
-                sys::inherit_fd(fd)?;
-            }
             if ptrace {
                 sys::become_grandchild()?;
             }

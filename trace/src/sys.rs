@@ -510,19 +510,18 @@ unsafe impl Send for SharedMap {}
 unsafe impl Sync for SharedMap {}
 
 impl SharedMap {
-    /// A new memfd of `len` bytes (close-on-exec), mapped shared.
-    pub(crate) fn memfd(name: &std::ffi::CStr, len: usize) -> io::Result<(OwnedFd, SharedMap)> {
-        // SAFETY: `name` is a valid C string; a non-negative result is a new fd we own.
-        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: just returned by the kernel, owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: integer arguments on an fd we own.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+    /// A new file at `path` (mode 0600, which must not exist) of `len` bytes, mapped shared;
+    /// the open file too (close-on-exec).
+    pub(crate) fn create(path: &std::path::Path, len: usize) -> io::Result<(OwnedFd, SharedMap)> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        file.set_len(len as u64)?;
+        let fd = OwnedFd::from(file);
         // SAFETY: a fresh shared mapping of the whole file; nothing else refers to that range.
         let ptr = unsafe {
             libc::mmap(
@@ -569,7 +568,7 @@ impl SharedMap {
     }
 
     /// Copies `out.len()` bytes at `off` (a region no writer touches while it is read: a
-    /// committed slot, or the header before the ring is shared).
+    /// committed slot).
     pub(crate) fn read(&self, off: usize, out: &mut [u8]) {
         assert!(off + out.len() <= self.len, "read at {off}");
         // SAFETY: in bounds; volatile-free copy of plain bytes, see above.
@@ -621,11 +620,9 @@ impl Drop for SharedMap {
     }
 }
 
-/// Clears close-on-exec on `fd` (in a `pre_exec` child: async-signal-safe).
-pub(crate) fn inherit_fd(fd: RawFd) -> io::Result<()> {
-    // SAFETY: integer arguments only.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+/// Whether the filesystem holding `path` is mounted `noexec` (the loader could not map a
+/// shared object from it).
+pub(crate) fn mounted_noexec(path: &std::path::Path) -> io::Result<bool> {
+    let st = nix::sys::statvfs::statvfs(path)?;
+    Ok(st.flags().contains(nix::sys::statvfs::FsFlags::ST_NOEXEC))
 }
