@@ -715,7 +715,8 @@ static int child_env(char *const *env, char **out, char *ld, size_t ldcap, char 
     }
     if (user && strlen(user) + 16 > origcap)
         return 0;
-    snprintf(ld, ldcap, "LD_PRELOAD=%s%s%s", so_path, user ? " " : "", user ? user : "");
+    /* After the user's own preloads (a sanitizer's runtime must come first). */
+    snprintf(ld, ldcap, "LD_PRELOAD=%s%s%s", user ? user : "", user ? " " : "", so_path);
     snprintf(fast, fastcap, "__HS_FAST=%lu:%lu:%s:%s", (unsigned long)ring_dev,
              (unsigned long)ring_ino, ring_path, so_path);
     snprintf(orig, origcap, "__HS_FAST_LD=%s%s", user ? "1" : "0", user ? user : "");

@@ -163,13 +163,16 @@ impl Fast {
         user_preload: Option<&std::ffi::OsStr>,
     ) -> Vec<(String, std::ffi::OsString)> {
         let shim = self.shim.as_os_str();
-        let mut preload = shim.to_os_string();
+        // After the user's own preloads, which keep their place (a sanitizer's runtime must
+        // come first).
+        let mut preload = std::ffi::OsString::new();
         let mut orig = std::ffi::OsString::from(if user_preload.is_some() { "1" } else { "0" });
         if let Some(u) = user_preload {
-            preload.push(" ");
             preload.push(u);
+            preload.push(" ");
             orig.push(u);
         }
+        preload.push(shim);
         let mut fast = std::ffi::OsString::from(format!("{}:{}:", self.dev, self.ino));
         fast.push(&self.ring);
         fast.push(":");
