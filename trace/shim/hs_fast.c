@@ -372,87 +372,41 @@ static mode_t mode_arg(int fl, va_list ap) {
     return (fl & O_CREAT) || (fl & O_TMPFILE) == O_TMPFILE ? va_arg(ap, mode_t) : 0;
 }
 
-int open(const char *p, int fl, ...) {
-    int r = open_fast(AT_FDCWD, p, fl);
-    if (r != -2)
-        return r;
-    va_list ap;
-    va_start(ap, fl);
-    mode_t m = mode_arg(fl, ap);
-    va_end(ap);
-    REAL(open);
-    return real_open(p, fl, m);
-}
-
-int open64(const char *p, int fl, ...) {
-    int r = open_fast(AT_FDCWD, p, fl);
-    if (r != -2)
-        return r;
-    va_list ap;
-    va_start(ap, fl);
-    mode_t m = mode_arg(fl, ap);
-    va_end(ap);
-    REAL(open64);
-    return real_open64(p, fl, m);
-}
-
-int openat(int fd, const char *p, int fl, ...) {
-    int r = open_fast(fd, p, fl);
-    if (r != -2)
-        return r;
-    va_list ap;
-    va_start(ap, fl);
-    mode_t m = mode_arg(fl, ap);
-    va_end(ap);
-    REAL(openat);
-    return real_openat(fd, p, fl, m);
-}
-
-int openat64(int fd, const char *p, int fl, ...) {
-    int r = open_fast(fd, p, fl);
-    if (r != -2)
-        return r;
-    va_list ap;
-    va_start(ap, fl);
-    mode_t m = mode_arg(fl, ap);
-    va_end(ap);
-    REAL(openat64);
-    return real_openat64(fd, p, fl, m);
-}
+/* open, open64, openat, openat64: the read-only ones through the trampoline. */
+#define OPEN_AT(name, params, dirfd, args)                                                 \
+    int name params {                                                                      \
+        int r = open_fast(dirfd, p, fl);                                                   \
+        if (r != -2)                                                                       \
+            return r;                                                                      \
+        va_list ap;                                                                        \
+        va_start(ap, fl);                                                                  \
+        mode_t m = mode_arg(fl, ap);                                                       \
+        va_end(ap);                                                                        \
+        REAL(name);                                                                        \
+        return real_##name args;                                                           \
+    }
+OPEN_AT(open, (const char *p, int fl, ...), AT_FDCWD, (p, fl, m))
+OPEN_AT(open64, (const char *p, int fl, ...), AT_FDCWD, (p, fl, m))
+OPEN_AT(openat, (int fd, const char *p, int fl, ...), fd, (fd, p, fl, m))
+OPEN_AT(openat64, (int fd, const char *p, int fl, ...), fd, (fd, p, fl, m))
 
 /* The _FORTIFY_SOURCE entry points (their checks concern O_CREAT without a mode). */
 int __open_2(const char *p, int fl);
 int __open64_2(const char *p, int fl);
 int __openat_2(int fd, const char *p, int fl);
 int __openat64_2(int fd, const char *p, int fl);
-int __open_2(const char *p, int fl) {
-    int r = open_fast(AT_FDCWD, p, fl);
-    if (r != -2)
-        return r;
-    REAL(__open_2);
-    return real___open_2(p, fl);
-}
-int __open64_2(const char *p, int fl) {
-    int r = open_fast(AT_FDCWD, p, fl);
-    if (r != -2)
-        return r;
-    REAL(__open64_2);
-    return real___open64_2(p, fl);
-}
-int __openat_2(int fd, const char *p, int fl) {
-    int r = open_fast(fd, p, fl);
-    if (r != -2)
-        return r;
-    REAL(__openat_2);
-    return real___openat_2(fd, p, fl);
-}
-int __openat64_2(int fd, const char *p, int fl) {
-    int r = open_fast(fd, p, fl);
-    if (r != -2)
-        return r;
-    REAL(__openat64_2);
-    return real___openat64_2(fd, p, fl);
-}
+#define OPEN_2(name, params, dirfd, args)                                                  \
+    int name params {                                                                      \
+        int r = open_fast(dirfd, p, fl);                                                   \
+        if (r != -2)                                                                       \
+            return r;                                                                      \
+        REAL(name);                                                                        \
+        return real_##name args;                                                           \
+    }
+OPEN_2(__open_2, (const char *p, int fl), AT_FDCWD, (p, fl))
+OPEN_2(__open64_2, (const char *p, int fl), AT_FDCWD, (p, fl))
+OPEN_2(__openat_2, (int fd, const char *p, int fl), fd, (fd, p, fl))
+OPEN_2(__openat64_2, (int fd, const char *p, int fl), fd, (fd, p, fl))
 
 /* fopen for reading: "r", "rb", "re", "rbe", "reb" (what glibc turns into O_RDONLY, plus
  * O_CLOEXEC for 'e'); any other mode goes to libc. */

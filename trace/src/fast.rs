@@ -32,7 +32,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::model::{Kinds, Trace};
-use crate::supervisor::{Resolver, normalize};
+use crate::supervisor::{Resolver, symlink_lookup};
 use crate::sys::SharedMap;
 use crate::view::View;
 
@@ -290,17 +290,7 @@ impl Fast {
                 && self.map.u64_at(OFF_GEN).load(Ordering::SeqCst) == d.generation
                 && self.map.u64_at(OFF_CREATED).load(Ordering::SeqCst) == d.created;
             let (canon, exists) = d.resolver.resolve(&path, follow);
-            let lexical = normalize(&path);
-            if lexical != canon {
-                records.push((
-                    lexical,
-                    if exists {
-                        Kinds::EXISTS
-                    } else {
-                        Kinds::MISSING
-                    },
-                ));
-            }
+            records.extend(symlink_lookup(&path, &canon, exists));
             records.push((canon, if exists { if_exists } else { Kinds::MISSING }));
         }
         let mut t = trace.lock().unwrap_or_else(|e| e.into_inner());

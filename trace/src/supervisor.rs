@@ -495,18 +495,7 @@ impl Supervisor {
             }
             self.resolver.caching = self.unsettled.is_empty();
             self.procs.dir_caching = self.unsettled.is_empty();
-            let lexical = normalize(&p.abs);
-            if lexical != canon {
-                // A symlink on the way (or `..` through one): its lookup is an observation.
-                records.push((
-                    lexical,
-                    if exists {
-                        Kinds::EXISTS
-                    } else {
-                        Kinds::MISSING
-                    },
-                ));
-            }
+            records.extend(symlink_lookup(&p.abs, &canon, exists));
             if exists && p.exec {
                 // Interpreters of an unchanged file (same inode and ctime) are the same.
                 let key = self
@@ -1085,6 +1074,18 @@ impl Default for PathFlags {
             exec: false,
         }
     }
+}
+
+/// The lookup of `abs` as written when it differs from its canonical path `canon` (a symlink
+/// on the way, or `..` through one): an observation of its own, `exists` or `missing`.
+pub(crate) fn symlink_lookup(abs: &[u8], canon: &[u8], exists: bool) -> Option<(Vec<u8>, Kinds)> {
+    let lexical = normalize(abs);
+    let kinds = if exists {
+        Kinds::EXISTS
+    } else {
+        Kinds::MISSING
+    };
+    (lexical != canon).then_some((lexical, kinds))
 }
 
 /// Whether [`rewrite_self`] would change `path`.
