@@ -106,6 +106,27 @@ fn replace_row(file: &Path, entry: &str, row: &str) {
 
 #[test]
 fn corpus_matches_bash() {
+    let extra = std::env::var_os("HS_CORPUS_ARGS")
+        .map(|a| {
+            a.to_string_lossy()
+                .split_whitespace()
+                .map(OsString::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    check_corpus("hs", extra);
+}
+
+/// The tracer's LD_PRELOAD fast path changes nothing a script can see: every corpus script
+/// run as `hs trace --fast -o /dev/null -- bash SCRIPT` matches bash.
+#[test]
+fn corpus_matches_bash_under_the_fast_tracer() {
+    let args = ["trace", "--fast", "-o", "/dev/null", "--", "bash"];
+    check_corpus("trace", args.iter().map(OsString::from).collect());
+}
+
+/// Runs the corpus under bash and under `hs EXTRA… SCRIPT`; panics with the differences.
+fn check_corpus(tag: &str, extra: Vec<OsString>) {
     let Some(corpus) = corpus_dir() else {
         eprintln!(
             "note: corpus test skipped: no run_corpus.sh in $HS_CORPUS or ../shared/corpus \
@@ -127,7 +148,7 @@ fn corpus_matches_bash() {
         "expected at least {min} corpus entries, found {entries}:\n{list}"
     );
 
-    let root = std::env::temp_dir().join(format!("hs-corpus-{}", std::process::id()));
+    let root = std::env::temp_dir().join(format!("hs-corpus-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
     let p = |name: &str| OsString::from(root.join(name));
@@ -149,14 +170,7 @@ fn corpus_matches_bash() {
         }
         if side == "hs" {
             v.push(hs_bin());
-            if let Some(extra) = std::env::var_os("HS_CORPUS_ARGS") {
-                v.extend(
-                    extra
-                        .to_string_lossy()
-                        .split_whitespace()
-                        .map(OsString::from),
-                );
-            }
+            v.extend(extra.iter().cloned());
         }
         v
     };

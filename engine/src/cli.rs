@@ -216,6 +216,9 @@ pub struct TraceArgs {
     /// instead of trapping each one (same trace, much cheaper; not with --sandbox)
     #[arg(long, conflicts_with = "sandbox")]
     pub fast: bool,
+    /// Write the report to FILE instead of stderr
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
     /// The command and its arguments
     #[arg(
         trailing_var_arg = true,

@@ -1,8 +1,8 @@
 //! `hs trace`: run a command under the tracer and report what it read and wrote.
 //!
-//! The command keeps its stdin, stdout and stderr; the report goes to stderr after it exits
-//! (like strace), as a summary with directories collapsed, or as the full trace in JSON with
-//! `--json`. The exit status is the command's (128 + N when killed by signal N).
+//! The command keeps its stdin, stdout and stderr; the report goes to stderr (or `-o FILE`)
+//! after it exits (like strace), as a summary with directories collapsed, or as the full trace
+//! in JSON with `--json`. The exit status is the command's (128 + N when killed by signal N).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -28,17 +28,24 @@ pub fn trace_main(args: TraceArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("failed to start {:?} under the tracer", program))?;
         child.wait().context("failed to trace the command")?
     };
-    let mut err = std::io::stderr().lock();
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write the report to {}", path.display()))?,
+        )),
+        None => Box::new(std::io::stderr().lock()),
+    };
     if args.json {
         let report = serde_json::json!({
             "status": status_code(status),
             "trace": trace,
         });
-        serde_json::to_writer_pretty(&mut err, &report)?;
-        writeln!(err)?;
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
     } else {
-        write_summary(&mut err, &trace, status)?;
+        write_summary(&mut out, &trace, status)?;
     }
+    out.flush()?;
     Ok(ExitCode::from(status_code(status) as u8))
 }
 
