@@ -1,6 +1,6 @@
 //! The LD_PRELOAD fast path (see README.md, "Fast path"): a preloaded shim (`shim/hs_fast.c`)
 //! records pure lookups made through libc in a ring shared with us and makes them from a
-//! trampoline page the filter lets through; here the ring is created, handed to the command,
+//! trampoline page the filter lets through; here the ring is created, named to the command,
 //! and drained into the trace with the same resolution as a trapped lookup.
 //!
 //! The ring is a file `ring-PID-N` in the tracer's private directory (with the shim; see
@@ -20,11 +20,11 @@
 //! A writer claims a free slot and fills it, makes the call, then stores the call's outcome,
 //! increments `count` and marks the slot committed before the wrapper returns; it wakes the
 //! reader only when a backlog of an eighth of the ring built up (the reader drains every 8 ms
-//! while records come in). A "simple" record (a canonical directory from
-//! `getcwd`, `/proc/self/fd` or realpath's own walk, and one plain name) that does not follow
-//! its last component and has a known outcome needs no resolution here. Records are lookups only, so their order
-//! among themselves does not matter; the supervisor drains the ring before it handles any
-//! trapped call, which orders them before every later create, delete or rename.
+//! while records come in). A "simple" record (a canonical directory from `getcwd`,
+//! `/proc/self/fd` or realpath's own walk, and one plain name) that does not follow its last
+//! component and has a known outcome needs no resolution here. Records are lookups only, so
+//! their order among themselves does not matter; the supervisor drains the ring before it lets
+//! any create, delete or rename go, which orders them before every later change of a path.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -57,7 +57,11 @@ const OFF_SLEEPING: usize = 44;
 const OFF_WAKE: usize = 48;
 const OFF_DRAINED: usize = 56;
 const OFF_CREATED: usize = 64;
+/// The slot states, padded to a page.
+const STATES: usize = (NSLOTS * 4).div_ceil(4096) * 4096;
 const FREE: u32 = 0;
+const WRITING: u32 = 1;
+const COMMITTED: u32 = 2;
 const F_FOLLOW: u8 = 1;
 const F_SIMPLE: u8 = 2;
 const R_UNKNOWN: u8 = 0;
@@ -71,8 +75,6 @@ struct Taken {
     result: u8,
     path: Vec<u8>,
 }
-const WRITING: u32 = 1;
-const COMMITTED: u32 = 2;
 
 /// The shared ring, its reader state, and the shim's file.
 pub(crate) struct Fast {
@@ -124,14 +126,13 @@ impl Fast {
         static RINGS: AtomicU64 = AtomicU64::new(0);
         let dir = fast_dir()?;
         let shim = shim_file(&dir)?;
-        let states = (NSLOTS * 4).div_ceil(4096) * 4096;
         let ring = dir.join(format!(
             "ring-{}-{}",
             std::process::id(),
             RINGS.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_file(&ring); // left by a process that had our pid
-        let (fd, map) = SharedMap::create(&ring, HDR + states + NSLOTS * SLOT)?;
+        let (fd, map) = SharedMap::create(&ring, HDR + STATES + NSLOTS * SLOT)?;
         let mut head = Vec::with_capacity(16);
         for v in [MAGIC, VERSION, NSLOTS as u32, SLOT as u32] {
             head.extend_from_slice(&v.to_ne_bytes());
@@ -321,7 +322,7 @@ impl Fast {
         if state.load(Ordering::Acquire) != COMMITTED {
             return false;
         }
-        let at = HDR + (NSLOTS * 4).div_ceil(4096) * 4096 + i * SLOT;
+        let at = HDR + STATES + i * SLOT;
         let mut head = [0u8; SLOT_HEAD];
         self.map.read(at, &mut head);
         let len = (u32::from_ne_bytes(head[4..8].try_into().expect("4 bytes")) as usize)
