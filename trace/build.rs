@@ -19,6 +19,8 @@ fn main() {
             "-Werror",
             "-Wno-nonnull-compare",
             "-fno-delete-null-pointer-checks",
+            // Two loadable segments instead of four: two mmaps less in every traced exec.
+            "-Wl,-z,noseparate-code",
             "-o",
         ])
         .arg(&so)
