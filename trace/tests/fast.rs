@@ -66,6 +66,21 @@ fn assert_same(slow: &Trace, fast: &Trace) {
     assert!(diff.is_empty(), "traces differ (slow vs fast):\n{diff}");
 }
 
+/// Runs the command `make` builds untraced, traced, and traced with the fast path: the same
+/// stdout each time, the same trace in both modes, and more than `min_fast` lookups recorded
+/// by the shim. Returns the untraced stdout and the plain trace.
+#[track_caller]
+fn same_in_both_modes(make: impl Fn() -> Command, min_fast: u64) -> (String, Trace) {
+    let plain = untraced(make());
+    let (slow_out, slow) = traced(make(), false);
+    let (fast_out, fast) = traced(make(), true);
+    assert_eq!(plain, slow_out);
+    assert_eq!(plain, fast_out);
+    assert_same(&slow, &fast);
+    assert!(fast.stats.fast > min_fast, "{:?}", fast.stats);
+    (plain, slow)
+}
+
 /// Compiles `src` with gcc (dynamic) into `dir/name`.
 fn cc(dir: &Path, name: &str, src: &str, extra: &[&str]) -> PathBuf {
     let c = dir.join(format!("{name}.c"));
@@ -283,13 +298,7 @@ fn realpath_answers_as_libc_does() {
         cmd.args(args).current_dir(&dir);
         cmd
     };
-    let plain = untraced(make());
-    let (slow_out, slow) = traced(make(), false);
-    let (fast_out, fast) = traced(make(), true);
-    assert_eq!(plain, slow_out);
-    assert_eq!(plain, fast_out);
-    assert_same(&slow, &fast);
-    assert!(fast.stats.fast > 40, "{:?}", fast.stats);
+    same_in_both_modes(make, 40);
 }
 
 const THREADS: &str = r#"
@@ -480,13 +489,7 @@ fn lookups_of_every_kind_trace_the_same() {
         cmd.current_dir(&work);
         cmd
     };
-    let plain = untraced(make());
-    let (slow_out, slow) = traced(make(), false);
-    let (fast_out, fast) = traced(make(), true);
-    assert_eq!(plain, slow_out);
-    assert_eq!(plain, fast_out);
-    assert_same(&slow, &fast);
-    assert!(fast.stats.fast > 100, "{:?}", fast.stats);
+    let (plain, slow) = same_in_both_modes(make, 100);
     // The ptrace fallback lets the trampoline's calls through the same way.
     let (ptrace_out, ptrace) = traced_by(Tracer::new().ptrace(true), make(), true);
     assert_eq!(plain, ptrace_out);
