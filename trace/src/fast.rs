@@ -85,8 +85,6 @@ pub(crate) struct Fast {
     shim: PathBuf,
     /// The shim's path and its canonical path: the loader's opens of it are not the command's.
     shim_paths: [Vec<u8>; 2],
-    /// Records taken out of the ring so far.
-    processed: AtomicU64,
     /// Set once the tracee's view is known (see [`Fast::set_view`]).
     drainer: Mutex<Option<Drainer>>,
     /// Stops the reader thread.
@@ -151,7 +149,6 @@ impl Fast {
             ino: st.st_ino,
             shim,
             shim_paths: [raw, canon],
-            processed: AtomicU64::new(0),
             drainer: Mutex::new(None),
             stop: AtomicBool::new(false),
         })
@@ -214,7 +211,8 @@ impl Fast {
     }
 
     fn pending(&self) -> bool {
-        self.map.u64_at(OFF_COUNT).load(Ordering::SeqCst) != self.processed.load(Ordering::SeqCst)
+        self.map.u64_at(OFF_COUNT).load(Ordering::SeqCst)
+            != self.map.u64_at(OFF_DRAINED).load(Ordering::SeqCst)
     }
 
     /// Moves every committed record into `trace`; returns how many there were.
@@ -243,7 +241,7 @@ impl Fast {
                 }
             }
         }
-        let done = self.processed.load(Ordering::SeqCst);
+        let done = self.map.u64_at(OFF_DRAINED).load(Ordering::SeqCst);
         whole |= done + (taken.len() as u64) < counted;
         if whole {
             for i in 0..NSLOTS {
@@ -304,10 +302,9 @@ impl Fast {
         drop(t);
         // Counted as processed only once in the trace, with the drainer still locked: a
         // concurrent `drain` (Session::take, finish) must wait for this one, not return early.
-        let done = self.processed.fetch_add(n as u64, Ordering::SeqCst);
         self.map
             .u64_at(OFF_DRAINED)
-            .store(done + n as u64, Ordering::SeqCst);
+            .fetch_add(n as u64, Ordering::SeqCst);
         drop(guard);
         n
     }

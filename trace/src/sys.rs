@@ -497,14 +497,14 @@ pub(crate) fn become_grandchild() -> io::Result<()> {
     unsafe { libc::_exit(libc::WEXITSTATUS(status)) }
 }
 
-/// A shared, read-write mapping of a whole memfd (the fast path's ring, see `fast.rs`).
+/// A shared, read-write mapping of a whole file (the fast path's ring, see `fast.rs`).
 pub(crate) struct SharedMap {
     ptr: std::ptr::NonNull<u8>,
     len: usize,
 }
 
 // SAFETY: the mapping is plain shared memory; every access that can race with another process
-// goes through the atomics handed out below, and byte reads copy out (see `bytes`).
+// goes through the atomics handed out below, and byte reads copy out (see `read`).
 unsafe impl Send for SharedMap {}
 // SAFETY: as above.
 unsafe impl Sync for SharedMap {}
