@@ -3,7 +3,7 @@
 //! their own).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -33,17 +33,7 @@ fn traced(cmd: Command, fast: bool) -> (String, Trace) {
 }
 
 fn traced_by(tracer: Tracer, mut cmd: Command, fast: bool) -> (String, Trace) {
-    cmd.stdout(Stdio::piped());
-    let mut child = tracer.fast_path(fast).spawn(&mut cmd).unwrap();
-    let mut out = String::new();
-    child
-        .child_mut()
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let (status, t) = child.wait().unwrap();
+    let (status, out, t) = common::run_capturing(&tracer.fast_path(fast), &mut cmd);
     assert!(status.success(), "fast={fast}: {status}\n{out}");
     (out, t)
 }

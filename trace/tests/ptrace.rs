@@ -39,20 +39,9 @@ fn ptrace_fallback_gives_the_same_trace() {
         let _ = std::fs::remove_dir_all(dir.join("new"));
         let mut cmd = Command::new("bash");
         cmd.arg("-c").arg(script).current_dir(&dir);
-        cmd.stdout(std::process::Stdio::piped());
         let tracer = Tracer::new().ptrace(ptrace);
         assert_eq!(tracer.uses_ptrace(), ptrace);
-        let mut child = tracer.spawn(&mut cmd).unwrap();
-        let mut out = String::new();
-        use std::io::Read;
-        child
-            .child_mut()
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        let (status, t) = child.wait().unwrap();
+        let (status, out, t) = common::run_capturing(&tracer, &mut cmd);
         assert!(status.success(), "ptrace={ptrace}: {status}");
         // Really traced by ptrace, or really not.
         let tracer_pid: i32 = out

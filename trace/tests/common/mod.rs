@@ -39,3 +39,25 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Spawns `cmd` under `tracer` with its stdout piped; waits; returns the exit status, the
+/// stdout and the trace.
+#[allow(dead_code)] // not every test binary uses it
+pub fn run_capturing(
+    tracer: &trace::Tracer,
+    cmd: &mut std::process::Command,
+) -> (std::process::ExitStatus, String, trace::Trace) {
+    use std::io::Read;
+    cmd.stdout(std::process::Stdio::piped());
+    let mut child = tracer.spawn(cmd).unwrap();
+    let mut out = String::new();
+    child
+        .child_mut()
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let (status, t) = child.wait().unwrap();
+    (status, out, t)
+}
