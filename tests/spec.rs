@@ -338,3 +338,46 @@ fn loop_iterations_after_computed_assignments_are_speculated() {
         r["stats"]
     );
 }
+
+/// A job of the shell writes `f` through the fd it was started with (no path syscall) while
+/// a later reader of `f` is speculated; the job has exited by the reader's gate. The server
+/// skips its scan of open fds at gates while no run is alive, so the scan when the first run
+/// starts must find `f`: the reader is redone after the write, as bash would print it. Both
+/// with speculation starting paused (the default) and from the start.
+#[test]
+fn a_write_through_a_jobs_fd_during_a_run_discards_its_readers() {
+    let dir = tmpdir("job-fd");
+    let script = dir.join("s.sh");
+    std::fs::write(
+        &script,
+        "(/bin/sleep 0.6; echo new) > f &\n/bin/sleep 1.2\ncat f\nwc -c f\n",
+    )
+    .unwrap();
+    let bash = run_in("bash", &[], &script, &dir.join("bash"));
+    assert_eq!(String::from_utf8_lossy(&bash.stdout), "new\n4 f\n");
+    for min_unit in ["30", "0"] {
+        let work = dir.join(format!("hs-{min_unit}"));
+        std::fs::create_dir_all(&work).unwrap();
+        let out = Command::new(hs())
+            .arg("--stats")
+            .arg(&script)
+            .current_dir(&work)
+            .env("HS_MIN_UNIT_MS", min_unit)
+            .output()
+            .unwrap();
+        let stats = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "new\n4 f\n",
+            "HS_MIN_UNIT_MS={min_unit}: {stats}"
+        );
+        // The readers were speculated and thrown away (not merely run by the shell).
+        let discarded: u32 = stats
+            .split(", ")
+            .find_map(|f| f.strip_suffix(" discarded"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no stats line: {stats}"));
+        assert!(discarded >= 1, "HS_MIN_UNIT_MS={min_unit}: {stats}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

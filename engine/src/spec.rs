@@ -644,6 +644,11 @@ pub(crate) fn serve(args: &ServeArgs, pipes: Pipes, start: Start<'_>) -> anyhow:
         window,
         asked_window: window,
         open_writes: Vec::new(),
+        open_writes_known: false,
+        started_in_segment: false,
+        reported: args.run.report.is_some()
+            || args.run.dag.is_some()
+            || args.run.timeline.is_some(),
         last_took: HashMap::new(),
         direct_took: HashMap::new(),
         spec_took: HashMap::new(),
@@ -1251,8 +1256,16 @@ struct Driver<'a> {
     window: usize,
     /// The speculation width asked for.
     asked_window: usize,
-    /// Regular files the shell and its jobs had open for writing at the last gate.
+    /// Regular files the shell and its jobs had open for writing at the last gate (or when
+    /// the first run since then started).
     open_writes: Vec<Vec<u8>>,
+    /// Whether `open_writes` was read at the last gate or since; while no run is alive the
+    /// scan waits until one starts (see `segment`).
+    open_writes_known: bool,
+    /// Whether a run started since the last gate.
+    started_in_segment: bool,
+    /// Whether a report, DAG or timeline is written (they show every segment's writes).
+    reported: bool,
     /// Whether the current gate has been answered.
     answered: bool,
     /// When the shell reached the current gate.
@@ -1503,8 +1516,18 @@ impl Driver<'_> {
             t.flags = Flags::UNTRACED;
         }
         // Writes through fds the shell (or a job of it) holds open are no path syscalls:
-        // files open for writing at the last gate or now may have changed in between.
-        let open = open_for_writing(self.main_pid, &tmp);
+        // files open for writing at the last gate or now may have changed in between. They
+        // matter only to runs that overlap the segment: with none alive and none started
+        // since the last gate, the /proc scan (most of a short gate's cost in the server)
+        // waits until a run starts (`note_open_writes`), unless a report shows every segment.
+        let quiet = self.runs.is_empty() && !self.started_in_segment && !self.reported;
+        self.started_in_segment = false;
+        let open = if quiet {
+            Vec::new()
+        } else {
+            open_for_writing(self.main_pid, &tmp)
+        };
+        self.open_writes_known = !quiet;
         // As plain writes: the shell's own validity is never in question, and an append
         // (which observes) would chain every segment to the one before in the DAG.
         for p in self.open_writes.iter().chain(&open) {
@@ -1796,7 +1819,20 @@ impl Driver<'_> {
         }
     }
 
+    /// Before the first run since the last gate starts: the files the shell holds open for
+    /// writing now, if the last gate skipped its scan (they count as written in the segment
+    /// the run overlaps, as if that gate had found them).
+    fn note_open_writes(&mut self) {
+        self.started_in_segment = true;
+        if !self.open_writes_known {
+            let tmp = self.tmp.as_os_str().as_bytes().to_vec();
+            self.open_writes = open_for_writing(self.main_pid, &tmp);
+            self.open_writes_known = true;
+        }
+    }
+
     fn start(&mut self, run: RunId, x: Instance, st: &State) -> anyhow::Result<()> {
+        self.note_open_writes();
         let unit = x.unit.0 as usize;
         let refuse = |d: &mut Self| {
             let _ = d.tx.send(Msg::Refused(run));
