@@ -381,3 +381,33 @@ fn a_write_through_a_jobs_fd_during_a_run_discards_its_readers() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With speculation paused (units shorter than `HS_MIN_UNIT_MS`), gates do not wait: each
+/// tells the server which unit the shell runs (`a`, written to a copy of the server's pipe
+/// end that the shim takes with `pidfd_getfd` when bash opens the pipe by path). Every gate
+/// must arrive: the server counts them.
+#[test]
+fn every_gate_that_does_not_wait_reaches_the_server() {
+    let dir = tmpdir("a-gates");
+    let script = dir.join("s.sh");
+    std::fs::write(
+        &script,
+        "for i in 1 2 3; do /bin/echo $i; done\n/bin/true\ncat /dev/null\nx=$(/bin/echo sub)\n/bin/echo $x\n",
+    )
+    .unwrap();
+    let bash = run_in("bash", &[], &script, &dir.join("bash"));
+    let out = Command::new(hs())
+        .arg("--stats")
+        .arg(&script)
+        .current_dir(&dir)
+        .env("HS_MIN_UNIT_MS", "1000000")
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, bash.stdout);
+    let stats = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stats.starts_with("hs: 6 gates, 0 speculated") && stats.contains("6 run directly"),
+        "{stats}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,6 +1,7 @@
 /* hs_shim: preloaded into the real bash by `hs`, and only into it.
  *
- * 0. Opening "/dev/null/hs-replay:OUT:ERR" replays a committed unit's output (see hs_replay).
+ * 0. Opening "/dev/null/hs-replay:OUT:ERR" replays a committed unit's output (see hs_replay);
+ *    opening one of the server's pipes for writing takes a copy of its fd (hs_server_pipe).
  *
  * 1. The first open() of the script path ($__HS_SCRIPT) opens the instrumented copy
  *    ($__HS_SOURCE, a memfd of the hs server seen through /proc) instead, so bash keeps the
@@ -34,6 +35,7 @@ static char *hs_script, *hs_request, *hs_reply;
 static int hs_source_fd = -1;
 static char hs_source[32];
 static pid_t hs_main;
+static int hs_server_pid; /* from $__HS_REQUEST, /proc/SERVER/fd/N */
 
 extern char **environ;
 
@@ -156,6 +158,8 @@ __attribute__((constructor)) static void hs_init(void) {
         hs_script = NULL;
     }
     hs_request = take("__HS_REQUEST");
+    if (hs_request && sscanf(hs_request, "/proc/%d/", &hs_server_pid) != 1)
+        hs_server_pid = 0;
     hs_reply = take("__HS_REPLY");
     hs_main = getpid();
     char *trace = take("__HS_TRACE");
@@ -242,6 +246,33 @@ static int hs_replay(open_fn real, const char *spec) {
     return real("/dev/null", O_RDONLY | O_CLOEXEC, 0);
 }
 
+/* Gates write to the server's pipes by path, /proc/SERVER/fd/N (so that no fd of hs's stays
+ * open in the shell). Opening such a path for writing is a call the shell's tracer stops: a
+ * round trip to the server at every gate. A copy of the server's fd from pidfd_getfd is the
+ * same pipe without that call. Returns -1 to let the real open() handle `path`. */
+static int hs_server_pipe(const char *path, int flags) {
+    int spid, fd;
+    char extra;
+    if (hs_server_pid <= 0 || (flags & O_ACCMODE) == O_RDONLY || !path ||
+        strncmp(path, "/proc/", 6) != 0 ||
+        sscanf(path, "/proc/%d/fd/%d%c", &spid, &fd, &extra) != 2 || spid != hs_server_pid)
+        return -1;
+    int pidfd = (int)syscall(SYS_pidfd_open, spid, 0);
+    if (pidfd < 0)
+        return -1;
+    int copy = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+    close(pidfd);
+    struct stat st;
+    if (copy >= 0 && (fstat(copy, &st) != 0 || !S_ISFIFO(st.st_mode))) {
+        close(copy);
+        return -1;
+    }
+    /* pidfd_getfd sets close-on-exec; an open() without O_CLOEXEC does not. */
+    if (copy >= 0 && !(flags & O_CLOEXEC))
+        fcntl(copy, F_SETFD, 0);
+    return copy;
+}
+
 static int hs_open(const char *sym, const char *path, int flags, va_list ap) {
     mode_t mode = 0;
     if (flags & (O_CREAT | O_TMPFILE))
@@ -253,6 +284,9 @@ static int hs_open(const char *sym, const char *path, int flags, va_list ap) {
     open_fn real = *slot;
     if (path && strncmp(path, HS_REPLAY, sizeof HS_REPLAY - 1) == 0)
         return hs_replay(real, path + sizeof HS_REPLAY - 1);
+    int pipe_fd = hs_server_pipe(path, flags);
+    if (pipe_fd >= 0)
+        return pipe_fd;
     if (hs_is_script(path)) {
         int fd = real(hs_source, flags, mode);
         close(hs_source_fd);
