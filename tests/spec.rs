@@ -411,3 +411,36 @@ fn every_gate_that_does_not_wait_reaches_the_server() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A state report larger than a pipe holds (120 KB of exported variables) goes to the server
+/// through the shim's buffer in several writes; the server reads it whole, so the loop's units
+/// are committed (a truncated report would match no state and commit nothing).
+#[test]
+fn a_state_report_larger_than_a_pipe_arrives_whole() {
+    let dir = tmpdir("big-report");
+    let script = dir.join("s.sh");
+    std::fs::write(
+        &script,
+        "x=$(head -c 30000 /dev/zero | tr '\\0' x)\nexport BIG1=$x BIG2=$x BIG3=$x BIG4=$x\n\
+         for i in 1 2 3 4 5 6; do /bin/echo \"$i ${#BIG1}\"; /bin/sleep 0.05; done\n",
+    )
+    .unwrap();
+    let bash = run_in("bash", &[], &script, &dir.join("bash"));
+    assert!(bash.status.success());
+    let out = Command::new(hs())
+        .arg("--stats")
+        .arg(&script)
+        .current_dir(&dir)
+        .env("HS_MIN_UNIT_MS", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, bash.stdout);
+    let stats = String::from_utf8_lossy(&out.stderr);
+    let committed: u32 = stats
+        .split(", ")
+        .find_map(|f| f.strip_suffix(" committed"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no stats line: {stats}"));
+    assert!(committed >= 3, "{stats}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

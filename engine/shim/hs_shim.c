@@ -1,7 +1,9 @@
 /* hs_shim: preloaded into the real bash by `hs`, and only into it.
  *
  * 0. Opening "/dev/null/hs-replay:OUT:ERR" replays a committed unit's output (see hs_replay);
- *    opening one of the server's pipes for writing takes a copy of its fd (hs_server_pipe).
+ *    opening one of the server's pipes for writing takes a copy of its fd (hs_server_pipe);
+ *    "/dev/null/hs-buffer" and "/dev/null/hs-flush" send a gate's state report in one write
+ *    (hs_buffer, hs_flush); "/dev/null/hs-probe" tells the prelude the shim is there.
  *
  * 1. The first open() of the script path ($__HS_SCRIPT) opens the instrumented copy
  *    ($__HS_SOURCE, a memfd of the hs server seen through /proc) instead, so bash keeps the
@@ -273,6 +275,84 @@ static int hs_server_pipe(const char *path, int flags) {
     return copy;
 }
 
+/* A gate's state report (`declare -px` and more) is many lines, and bash writes each with
+ * its own write(): to the server's pipe, each wakes the server. The gate writes the report to
+ * "/dev/null/hs-buffer" instead, a memfd the shim keeps a copy of (at 600 or above, closed at
+ * the flush), then reads "/dev/null/hs-flush", which sends it to the server in one write. */
+#define HS_BUFFER "/dev/null/hs-buffer"
+#define HS_FLUSH "/dev/null/hs-flush"
+#define HS_PROBE "/dev/null/hs-probe"
+static int hs_buffer_fd = -1;
+
+static int hs_buffer(int flags) {
+    if (hs_buffer_fd >= 0) {
+        close(hs_buffer_fd);
+        hs_buffer_fd = -1;
+    }
+    int m = (int)syscall(SYS_memfd_create, "hs-report", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
+    if (m < 0)
+        return -1;
+    hs_buffer_fd = fcntl(m, F_DUPFD_CLOEXEC, 600);
+    if (hs_buffer_fd < 0)
+        hs_buffer_fd = fcntl(m, F_DUPFD_CLOEXEC, 0);
+    if (hs_buffer_fd < 0) {
+        close(m);
+        return -1;
+    }
+    return m;
+}
+
+static int hs_write_all(int fd, const char *buf, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, buf, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        buf += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int hs_flush(open_fn real) {
+    int b = hs_buffer_fd;
+    hs_buffer_fd = -1;
+    if (b < 0)
+        return real("/dev/null", O_RDONLY | O_CLOEXEC, 0);
+    int rc = -1;
+    sigset_t pipe, old;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    sigprocmask(SIG_BLOCK, &pipe, &old);
+    int out = hs_request ? hs_server_pipe(hs_request, O_WRONLY) : -1;
+    if (out < 0 && hs_request)
+        out = real(hs_request, O_WRONLY | O_CLOEXEC, 0);
+    if (out >= 0) {
+        char buf[65536];
+        off_t at = 0;
+        ssize_t n;
+        rc = 0;
+        while (rc == 0 && (n = pread(b, buf, sizeof buf, at)) > 0) {
+            rc = hs_write_all(out, buf, (size_t)n);
+            at += n;
+        }
+        close(out);
+    }
+    if (rc != 0) {
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe, NULL, &zero) > 0)
+            ;
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    close(b);
+    if (rc != 0) {
+        errno = EPIPE;
+        return -1;
+    }
+    return real("/dev/null", O_RDONLY | O_CLOEXEC, 0);
+}
+
 static int hs_open(const char *sym, const char *path, int flags, va_list ap) {
     mode_t mode = 0;
     if (flags & (O_CREAT | O_TMPFILE))
@@ -284,6 +364,14 @@ static int hs_open(const char *sym, const char *path, int flags, va_list ap) {
     open_fn real = *slot;
     if (path && strncmp(path, HS_REPLAY, sizeof HS_REPLAY - 1) == 0)
         return hs_replay(real, path + sizeof HS_REPLAY - 1);
+    if (path && strncmp(path, "/dev/null/hs-", 13) == 0) {
+        if (strcmp(path, HS_BUFFER) == 0)
+            return hs_buffer(flags);
+        if (strcmp(path, HS_FLUSH) == 0)
+            return hs_flush(real);
+        if (strcmp(path, HS_PROBE) == 0)
+            return real("/dev/null", O_RDONLY | O_CLOEXEC, 0);
+    }
     int pipe_fd = hs_server_pipe(path, flags);
     if (pipe_fd >= 0)
         return pipe_fd;

@@ -473,6 +473,12 @@ fn prelude(server: &Server, script: &parser::Script, source: &[u8], mode: Mode) 
         out.push_str("__hs_it() { return \"$2\"; }; ");
         return out;
     }
+    // State reports go to a buffer of the shim, sent to the server in one write (see the shim);
+    // without the shim (`hs-probe` fails), straight to the pipe, a write per line.
+    out.push_str(
+        "if builtin : 2>&- <\"/dev/null/hs-probe\"; then __hs_b=/dev/null/hs-buffer; \
+         __hs_f=/dev/null/hs-flush; else __hs_b=$__hs_p; __hs_f=/dev/null; fi; ",
+    );
     // A main-shell gate waits for the answer only while the server's sync mark is not empty (it
     // speculates); otherwise it says which unit the shell runs and goes on (`a`).
     out.push_str(&format!(
@@ -485,11 +491,13 @@ fn prelude(server: &Server, script: &parser::Script, source: &[u8], mode: Mode) 
     out.push_str(
         "; return 0; fi; if [[ ! -s $__hs_sync ]]; then \
          if [[ -s $__hs_want ]]; then { builtin printf 'A %s %s %s\\n' \"$1\" \"$$\" \"$__hs_x\"; \
-         \"__hs_s${1%%:*}\" \"$@\"; __hs_ctx; } 2>&- >\"$__hs_p\" || builtin :; else \
+         \"__hs_s${1%%:*}\" \"$@\"; __hs_ctx; } 2>&- >\"$__hs_b\" && builtin : 2>&- <\"$__hs_f\" \
+         || builtin :; else \
          builtin printf 'a %s %s %s\\n' \"$1\" \"$$\" \"$__hs_x\" 2>&- >\"$__hs_p\" \
          || builtin :; fi; return 0; fi; \
          { builtin printf 'g %s %s %s\\n' \"$1\" \"$$\" \"$__hs_x\"; \
-         \"__hs_s${1%%:*}\" \"$@\"; __hs_ctx; } 2>&- >\"$__hs_p\" || return 0; \
+         \"__hs_s${1%%:*}\" \"$@\"; __hs_ctx; } 2>&- >\"$__hs_b\" && builtin : 2>&- <\"$__hs_f\" \
+         || return 0; \
          __hs_r=; [[ -e $__hs_a ]] && IFS=' ' builtin read -r __hs_r __hs_st __hs_o __hs_e <\"$__hs_a\"; \
          [[ $__hs_r != c ]]; }; ",
     );
@@ -505,7 +513,8 @@ fn prelude(server: &Server, script: &parser::Script, source: &[u8], mode: Mode) 
     // it starts paused (see `spec::serve`). Errors go nowhere (`2>&-`, which opens no file).
     if crate::spec::min_unit() <= 0.0 {
         out.push_str(
-            "{ builtin printf 's 0 %s 0\\n' \"$$\"; __hs_ctx; } 2>&- >\"$__hs_p\" || builtin :; ",
+            "{ builtin printf 's 0 %s 0\\n' \"$$\"; __hs_ctx; } 2>&- >\"$__hs_b\" \
+             && builtin : 2>&- <\"$__hs_f\" || builtin :; ",
         );
     }
     let info = crate::spec::ScriptInfo::new(script, source);
