@@ -42,6 +42,15 @@ fn run_as_bash(dir: &Path, text: &str, args: &[&str]) {
     assert_eq!(hs_out.status.code(), bash.status.code());
 }
 
+/// The count before ` WHAT` in hs's `--stats` line (`hs: 3 gates, 1 speculated, …`).
+fn stats_count(stats: &str, what: &str) -> u32 {
+    stats
+        .split(", ")
+        .find_map(|f| f.strip_suffix(&format!(" {what}")))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `{what}` in the stats line: {stats}"))
+}
+
 /// The writer is slow, so the appender and the reader, started with it, run on a stale
 /// `report`: both are found to conflict with the writer's commit and run again. The result is
 /// bash's, and the report shows the second run with why the first was thrown away. (The
@@ -350,7 +359,7 @@ fn a_write_through_a_jobs_fd_during_a_run_discards_its_readers() {
     let script = dir.join("s.sh");
     std::fs::write(
         &script,
-        "(/bin/sleep 0.6; echo new) > f &\n/bin/sleep 1.2\ncat f\nwc -c f\n",
+        "(/bin/sleep 1; echo new) > f &\n/bin/sleep 1.5\ncat f\nwc -c f\n",
     )
     .unwrap();
     let bash = run_in("bash", &[], &script, &dir.join("bash"));
@@ -372,11 +381,7 @@ fn a_write_through_a_jobs_fd_during_a_run_discards_its_readers() {
             "HS_MIN_UNIT_MS={min_unit}: {stats}"
         );
         // The readers were speculated and thrown away (not merely run by the shell).
-        let discarded: u32 = stats
-            .split(", ")
-            .find_map(|f| f.strip_suffix(" discarded"))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no stats line: {stats}"));
+        let discarded = stats_count(&stats, "discarded");
         assert!(discarded >= 1, "HS_MIN_UNIT_MS={min_unit}: {stats}");
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -436,11 +441,7 @@ fn a_state_report_larger_than_a_pipe_arrives_whole() {
         .unwrap();
     assert_eq!(out.stdout, bash.stdout);
     let stats = String::from_utf8_lossy(&out.stderr);
-    let committed: u32 = stats
-        .split(", ")
-        .find_map(|f| f.strip_suffix(" committed"))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no stats line: {stats}"));
+    let committed = stats_count(&stats, "committed");
     assert!(committed >= 3, "{stats}");
     let _ = std::fs::remove_dir_all(&dir);
 }
