@@ -30,11 +30,34 @@ fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
+/// Writes `text` to `DIR/s.sh`, its path.
+fn script_in(dir: &Path, text: &str) -> PathBuf {
+    let script = dir.join("s.sh");
+    std::fs::write(&script, text).unwrap();
+    script
+}
+
+/// `hs --stats SCRIPT` run in `work` (created) with `HS_MIN_UNIT_MS=min_unit`: its stdout, and
+/// its stderr (the stats line).
+fn hs_with_stats(script: &Path, work: &Path, min_unit: &str) -> (Vec<u8>, String) {
+    std::fs::create_dir_all(work).unwrap();
+    let out = Command::new(hs())
+        .arg("--stats")
+        .arg(script)
+        .current_dir(work)
+        .env("HS_MIN_UNIT_MS", min_unit)
+        .output()
+        .unwrap();
+    (
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Runs `text` as `DIR/s.sh` under bash in `DIR/bash` and under `hs ARGS…` in `DIR/hs`, and
 /// checks that hs printed and returned what bash did.
 fn run_as_bash(dir: &Path, text: &str, args: &[&str]) {
-    let script = dir.join("s.sh");
-    std::fs::write(&script, text).unwrap();
+    let script = script_in(dir, text);
     let bash = run_in("bash", &[], &script, &dir.join("bash"));
     let hs_out = run_in(hs(), args, &script, &dir.join("hs"));
     assert_eq!(hs_out.stdout, bash.stdout);
@@ -356,27 +379,16 @@ fn loop_iterations_after_computed_assignments_are_speculated() {
 #[test]
 fn a_write_through_a_jobs_fd_during_a_run_discards_its_readers() {
     let dir = tmpdir("job-fd");
-    let script = dir.join("s.sh");
-    std::fs::write(
-        &script,
+    let script = script_in(
+        &dir,
         "(/bin/sleep 1; echo new) > f &\n/bin/sleep 1.5\ncat f\nwc -c f\n",
-    )
-    .unwrap();
+    );
     let bash = run_in("bash", &[], &script, &dir.join("bash"));
     assert_eq!(String::from_utf8_lossy(&bash.stdout), "new\n4 f\n");
     for min_unit in ["30", "0"] {
-        let work = dir.join(format!("hs-{min_unit}"));
-        std::fs::create_dir_all(&work).unwrap();
-        let out = Command::new(hs())
-            .arg("--stats")
-            .arg(&script)
-            .current_dir(&work)
-            .env("HS_MIN_UNIT_MS", min_unit)
-            .output()
-            .unwrap();
-        let stats = String::from_utf8_lossy(&out.stderr);
+        let (stdout, stats) = hs_with_stats(&script, &dir.join(format!("hs-{min_unit}")), min_unit);
         assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&stdout),
             "new\n4 f\n",
             "HS_MIN_UNIT_MS={min_unit}: {stats}"
         );
@@ -394,22 +406,13 @@ fn a_write_through_a_jobs_fd_during_a_run_discards_its_readers() {
 #[test]
 fn every_gate_that_does_not_wait_reaches_the_server() {
     let dir = tmpdir("a-gates");
-    let script = dir.join("s.sh");
-    std::fs::write(
-        &script,
+    let script = script_in(
+        &dir,
         "for i in 1 2 3; do /bin/echo $i; done\n/bin/true\ncat /dev/null\nx=$(/bin/echo sub)\n/bin/echo $x\n",
-    )
-    .unwrap();
+    );
     let bash = run_in("bash", &[], &script, &dir.join("bash"));
-    let out = Command::new(hs())
-        .arg("--stats")
-        .arg(&script)
-        .current_dir(&dir)
-        .env("HS_MIN_UNIT_MS", "1000000")
-        .output()
-        .unwrap();
-    assert_eq!(out.stdout, bash.stdout);
-    let stats = String::from_utf8_lossy(&out.stderr);
+    let (stdout, stats) = hs_with_stats(&script, &dir.join("hs"), "1000000");
+    assert_eq!(stdout, bash.stdout);
     assert!(
         stats.starts_with("hs: 6 gates, 0 speculated") && stats.contains("6 run directly"),
         "{stats}"
@@ -423,24 +426,15 @@ fn every_gate_that_does_not_wait_reaches_the_server() {
 #[test]
 fn a_state_report_larger_than_a_pipe_arrives_whole() {
     let dir = tmpdir("big-report");
-    let script = dir.join("s.sh");
-    std::fs::write(
-        &script,
+    let script = script_in(
+        &dir,
         "x=$(head -c 30000 /dev/zero | tr '\\0' x)\nexport BIG1=$x BIG2=$x BIG3=$x BIG4=$x\n\
          for i in 1 2 3 4 5 6; do /bin/echo \"$i ${#BIG1}\"; /bin/sleep 0.05; done\n",
-    )
-    .unwrap();
+    );
     let bash = run_in("bash", &[], &script, &dir.join("bash"));
     assert!(bash.status.success());
-    let out = Command::new(hs())
-        .arg("--stats")
-        .arg(&script)
-        .current_dir(&dir)
-        .env("HS_MIN_UNIT_MS", "0")
-        .output()
-        .unwrap();
-    assert_eq!(out.stdout, bash.stdout);
-    let stats = String::from_utf8_lossy(&out.stderr);
+    let (stdout, stats) = hs_with_stats(&script, &dir.join("hs"), "0");
+    assert_eq!(stdout, bash.stdout);
     let committed = stats_count(&stats, "committed");
     assert!(committed >= 3, "{stats}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -183,30 +183,67 @@ static int hs_is_script(const char *path) {
 
 typedef int (*open_fn)(const char *, int, ...);
 
-/* Copies file `path` to `fd`; returns 0, or -1 with EPIPE when the reader is gone. */
+/* Writes all of `buf` to `fd`; returns 0, or -1 when a write fails (the reader is gone). */
+static int hs_write_all(int fd, const char *buf, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, buf, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        buf += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Copies file `in`, from its start whatever its offset, to `out`; returns 0, or -1 when a
+ * write fails. */
+static int hs_copy_fd(int in, int out) {
+    char buf[65536];
+    off_t at = 0;
+    for (;;) {
+        ssize_t n = pread(in, buf, sizeof buf, at);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return 0;
+        if (hs_write_all(out, buf, (size_t)n) != 0)
+            return -1;
+        at += n;
+    }
+}
+
+/* Copies file `path` to `fd`; returns 0, or -1 when the reader is gone. */
 static int hs_copy(open_fn real, const char *path, int fd) {
     if (!*path)
         return 0;
     int in = real(path, O_RDONLY | O_CLOEXEC, 0);
     if (in < 0)
         return 0;
-    char buf[65536];
-    ssize_t n;
-    int rc = 0;
-    while (rc == 0 && ((n = read(in, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))) {
-        for (ssize_t off = 0; n > 0 && off < n;) {
-            ssize_t w = write(fd, buf + off, (size_t)(n - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0) {
-                rc = -1;
-                break;
-            }
-            off += w;
-        }
-    }
+    int rc = hs_copy_fd(in, fd);
     close(in);
     return rc;
+}
+
+/* Blocks SIGPIPE while writing to a pipe whose reader may be gone, so that bash itself never
+ * dies of it; `hs_pipe_unguard` drops a SIGPIPE raised meanwhile (with `drop`) and restores
+ * the mask. */
+static void hs_pipe_guard(sigset_t *old) {
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    sigprocmask(SIG_BLOCK, &pipe, old);
+}
+
+static void hs_pipe_unguard(const sigset_t *old, int drop) {
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    struct timespec zero = {0, 0};
+    while (drop && sigtimedwait(&pipe, NULL, &zero) > 0)
+        ;
+    sigprocmask(SIG_SETMASK, old, NULL);
 }
 
 /* `__hs_replay` reads from "/dev/null/hs-replay:OUT:ERR" (a path that cannot exist): copy a
@@ -225,16 +262,10 @@ static int hs_replay(open_fn real, const char *spec) {
         return -1;
     }
     *err++ = 0;
-    sigset_t pipe, old;
-    sigemptyset(&pipe);
-    sigaddset(&pipe, SIGPIPE);
-    sigprocmask(SIG_BLOCK, &pipe, &old);
+    sigset_t old;
+    hs_pipe_guard(&old);
     int broken = hs_copy(real, out, 1) < 0 || hs_copy(real, err, 2) < 0;
-    /* Drop a SIGPIPE raised meanwhile, then restore the mask. */
-    struct timespec zero = {0, 0};
-    while (sigtimedwait(&pipe, NULL, &zero) > 0)
-        ;
-    sigprocmask(SIG_SETMASK, &old, NULL);
+    hs_pipe_unguard(&old, 1);
     if (broken) {
         /* Reads "p": `__hs_replay` then returns 141, with no message from bash. */
         int fd = (int)syscall(SYS_memfd_create, "hs-replay", MFD_CLOEXEC);
@@ -302,49 +333,22 @@ static int hs_buffer(int flags) {
     return m;
 }
 
-static int hs_write_all(int fd, const char *buf, size_t n) {
-    while (n > 0) {
-        ssize_t w = write(fd, buf, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        buf += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static int hs_flush(open_fn real) {
     int b = hs_buffer_fd;
     hs_buffer_fd = -1;
     if (b < 0)
         return real("/dev/null", O_RDONLY | O_CLOEXEC, 0);
     int rc = -1;
-    sigset_t pipe, old;
-    sigemptyset(&pipe);
-    sigaddset(&pipe, SIGPIPE);
-    sigprocmask(SIG_BLOCK, &pipe, &old);
-    int out = hs_request ? hs_server_pipe(hs_request, O_WRONLY) : -1;
+    sigset_t old;
+    hs_pipe_guard(&old);
+    int out = hs_server_pipe(hs_request, O_WRONLY);
     if (out < 0 && hs_request)
         out = real(hs_request, O_WRONLY | O_CLOEXEC, 0);
     if (out >= 0) {
-        char buf[65536];
-        off_t at = 0;
-        ssize_t n;
-        rc = 0;
-        while (rc == 0 && (n = pread(b, buf, sizeof buf, at)) > 0) {
-            rc = hs_write_all(out, buf, (size_t)n);
-            at += n;
-        }
+        rc = hs_copy_fd(b, out);
         close(out);
     }
-    if (rc != 0) {
-        struct timespec zero = {0, 0};
-        while (sigtimedwait(&pipe, NULL, &zero) > 0)
-            ;
-    }
-    sigprocmask(SIG_SETMASK, &old, NULL);
+    hs_pipe_unguard(&old, rc != 0);
     close(b);
     if (rc != 0) {
         errno = EPIPE;

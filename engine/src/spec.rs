@@ -1825,8 +1825,7 @@ impl Driver<'_> {
     fn note_open_writes(&mut self) {
         self.started_in_segment = true;
         if !self.open_writes_known {
-            let tmp = self.tmp.as_os_str().as_bytes().to_vec();
-            self.open_writes = open_for_writing(self.main_pid, &tmp);
+            self.open_writes = open_for_writing(self.main_pid, self.tmp.as_os_str().as_bytes());
             self.open_writes_known = true;
         }
     }
